@@ -1,0 +1,276 @@
+// Package metrics owns the agent's private Prometheus registry and every metric
+// name, in this one file. Components see it only through the small Observer
+// interfaces they declare.
+package metrics
+
+import (
+	"errors"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Namespace prefixes every metric of the agent.
+const Namespace = "spot_agent"
+
+// Build describes the binary, for spot_agent_build_info.
+type Build struct {
+	Version, Revision string
+}
+
+// Metrics holds the registry and the agent's metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	identity          *prometheus.GaugeVec
+	notices           *prometheus.CounterVec
+	staleNotices      *prometheus.CounterVec
+	deadline          prometheus.Gauge
+	draining          prometheus.Gauge
+	imdsRequests      *prometheus.CounterVec
+	imdsDuration      *prometheus.HistogramVec
+	imdsLastSuccess   prometheus.Gauge
+	apiRequests       *prometheus.CounterVec
+	apiDuration       *prometheus.HistogramVec
+	deregistrations   *prometheus.CounterVec
+	noticeToDereg     prometheus.Histogram
+	registrations     *prometheus.CounterVec
+	targetGroups      prometheus.Gauge
+	resolveErrors     prometheus.Counter
+	lifecycle         *prometheus.CounterVec
+	httpRequests      *prometheus.CounterVec
+	httpInFlight      prometheus.Gauge
+	lastPoll          prometheus.Gauge
+	deadlineUnixMilli atomic.Int64
+}
+
+// New registers every metric on a new private registry.
+func New(b Build) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	f := promauto.With(reg)
+	name := func(sub, n string) string { return prometheus.BuildFQName(Namespace, sub, n) }
+	m := &Metrics{Registry: reg}
+
+	f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "build_info"),
+		Help: "Build information of the running agent; always 1.",
+	}, []string{"version", "revision", "goversion"}).WithLabelValues(b.Version, b.Revision, runtime.Version()).Set(1)
+	m.identity = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "instance_info"),
+		Help: "Identity of this instance from the instance metadata service; always 1 once known.",
+	}, []string{"instance_id", "instance_type", "availability_zone", "region"})
+	m.notices = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "notices_total"),
+		Help: "Notices seen in instance metadata (and stop signals), each counted once, by kind and action.",
+	}, []string{"kind", "action"})
+	m.staleNotices = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "stale_notices_total"),
+		Help: "Notices whose time had already passed when seen, by kind.",
+	}, []string{"kind"})
+	m.deadline = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("", "deadline_timestamp_seconds"),
+		Help: "Unix time at which the instance is expected to go away; 0 when no notice is being handled.",
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: name("", "deadline_remaining_seconds"),
+		Help: "Seconds until the interruption deadline; 0 when no notice is being handled or the deadline has passed.",
+	}, func() float64 {
+		ms := m.deadlineUnixMilli.Load()
+		if ms == 0 {
+			return 0
+		}
+		return max(0, time.Until(time.UnixMilli(ms)).Seconds())
+	})
+	m.draining = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("", "draining"),
+		Help: "1 while the agent is draining (readiness failing, leaving its target groups), else 0.",
+	})
+	m.imdsRequests = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("imds", "requests_total"),
+		Help: "Instance metadata reads, by path and result (ok, not_found, timeout, unauthorized, server_error, error).",
+	}, []string{"path", "result"})
+	m.imdsDuration = f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    name("imds", "request_duration_seconds"),
+		Help:    "Latency of instance metadata reads, token and retries included, by path.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"path"})
+	m.imdsLastSuccess = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("imds", "last_success_timestamp_seconds"),
+		Help: "Unix time of the last instance metadata read that got an answer (a document or a 404).",
+	})
+	m.lastPoll = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("", "last_poll_timestamp_seconds"),
+		Help: "Unix time of the last spot/instance-action poll, whatever its outcome: the poll loop is alive.",
+	})
+	m.apiRequests = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("aws", "requests_total"),
+		Help: "AWS API calls made by the agent, by operation and result (success or the API error code).",
+	}, []string{"operation", "result"})
+	m.apiDuration = f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    name("aws", "request_duration_seconds"),
+		Help:    "Latency of AWS API calls made by the agent, by operation.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"operation"})
+	m.deregistrations = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "deregistrations_total"),
+		Help: "Target group deregistrations of this instance, by result (success, not_registered, error, timeout, dry_run, no_target_groups).",
+	}, []string{"result"})
+	m.noticeToDereg = f.NewHistogram(prometheus.HistogramOpts{
+		Name:    name("", "notice_to_deregistration_seconds"),
+		Help:    "Time from reading a notice to a successful DeregisterTargets, per target group.",
+		Buckets: []float64{.01, .025, .05, .1, .15, .2, .3, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.registrations = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "registrations_total"),
+		Help: "Target group registrations made by --register, by result.",
+	}, []string{"result"})
+	m.targetGroups = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("", "target_groups"),
+		Help: "Target groups this instance belongs to, as last resolved.",
+	})
+	m.resolveErrors = f.NewCounter(prometheus.CounterOpts{
+		Name: name("", "target_group_resolve_errors_total"),
+		Help: "Failed attempts to find this instance's target groups (missing tag, bad value, API errors).",
+	})
+	m.lifecycle = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "lifecycle_actions_total"),
+		Help: "Auto Scaling lifecycle calls, by call (complete, heartbeat) and result.",
+	}, []string{"call", "result"})
+	m.httpRequests = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("http", "requests_total"),
+		Help: "Requests answered on the traffic listener, by status code.",
+	}, []string{"code"})
+	m.httpInFlight = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("http", "requests_in_flight"),
+		Help: "Requests being answered on the traffic listener.",
+	})
+	return m
+}
+
+// SetIdentity publishes this instance's identity.
+func (m *Metrics) SetIdentity(instanceID, instanceType, az, region string) {
+	m.identity.Reset()
+	m.identity.WithLabelValues(instanceID, instanceType, az, region).Set(1)
+}
+
+// ObserveIMDS counts one metadata read.
+func (m *Metrics) ObserveIMDS(path, result string, took time.Duration) {
+	m.imdsRequests.WithLabelValues(path, result).Inc()
+	m.imdsDuration.WithLabelValues(path).Observe(took.Seconds())
+	if result == "ok" || result == "not_found" {
+		m.imdsLastSuccess.SetToCurrentTime()
+	}
+}
+
+// ObservePoll marks the poll loop alive.
+func (m *Metrics) ObservePoll(at time.Time) {
+	m.lastPoll.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// ObserveAPI counts one AWS API call.
+func (m *Metrics) ObserveAPI(operation string, err error, took time.Duration) {
+	m.apiRequests.WithLabelValues(operation, apiResult(err)).Inc()
+	m.apiDuration.WithLabelValues(operation).Observe(took.Seconds())
+}
+
+// ObserveNotice counts a notice once.
+func (m *Metrics) ObserveNotice(kind, action string, stale bool) {
+	m.notices.WithLabelValues(kind, action).Inc()
+	if stale {
+		m.staleNotices.WithLabelValues(kind).Inc()
+	}
+}
+
+// SetDraining publishes the drain state and its deadline (zero for none).
+func (m *Metrics) SetDraining(on bool, deadline time.Time) {
+	if !on {
+		m.draining.Set(0)
+		m.deadline.Set(0)
+		m.deadlineUnixMilli.Store(0)
+		return
+	}
+	m.draining.Set(1)
+	if !deadline.IsZero() {
+		m.deadline.Set(float64(deadline.UnixMilli()) / 1e3)
+		m.deadlineUnixMilli.Store(deadline.UnixMilli())
+	}
+}
+
+// ObserveDeregistration counts one group's deregistration outcome.
+func (m *Metrics) ObserveDeregistration(result string, sinceNotice time.Duration) {
+	m.deregistrations.WithLabelValues(result).Inc()
+	if result == "success" {
+		m.noticeToDereg.Observe(sinceNotice.Seconds())
+	}
+}
+
+// ObserveRegistration counts one registration outcome.
+func (m *Metrics) ObserveRegistration(result string) {
+	m.registrations.WithLabelValues(result).Inc()
+}
+
+// ObserveResolve publishes the outcome of a target group resolution.
+func (m *Metrics) ObserveResolve(groups int, err error) {
+	if err != nil {
+		m.resolveErrors.Inc()
+		return
+	}
+	m.targetGroups.Set(float64(groups))
+}
+
+// ObserveLifecycle counts one lifecycle call outcome.
+func (m *Metrics) ObserveLifecycle(call, result string) {
+	m.lifecycle.WithLabelValues(call, result).Inc()
+}
+
+// HTTP returns the traffic listener's counters, resolved once so that the hot
+// path does no label lookups.
+func (m *Metrics) HTTP() HTTPMetrics {
+	h := HTTPMetrics{InFlight: m.httpInFlight, codes: map[int]prometheus.Counter{}}
+	for _, c := range []int{200, 400, 404, 405, 503} {
+		h.codes[c] = m.httpRequests.WithLabelValues(strconv.Itoa(c))
+	}
+	h.other = m.httpRequests.WithLabelValues("other")
+	return h
+}
+
+// HTTPMetrics counts traffic-listener requests.
+type HTTPMetrics struct {
+	InFlight prometheus.Gauge
+	codes    map[int]prometheus.Counter
+	other    prometheus.Counter
+}
+
+// Count counts one answered request.
+func (h HTTPMetrics) Count(code int) {
+	if c, ok := h.codes[code]; ok {
+		c.Inc()
+		return
+	}
+	h.other.Inc()
+}
+
+func apiResult(err error) string {
+	if err == nil {
+		return "success"
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() != "" {
+		return ae.ErrorCode()
+	}
+	var ce interface{ Timeout() bool }
+	if errors.As(err, &ce) && ce.Timeout() {
+		return "timeout"
+	}
+	return "error"
+}

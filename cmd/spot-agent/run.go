@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/spot-agent/spot-agent/agent/daemon"
+	"github.com/spot-agent/spot-agent/agent/metrics"
+)
+
+// runFlags registers every flag of `spot-agent run` on fs, filling cfg. The
+// returned function copies the list flags into cfg once parsing is done.
+func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()) {
+	def := daemon.DefaultConfig()
+	tgs := &listFlag{}
+	drainOn := &listFlag{}
+	fs.StringVar(&cfg.Listen, "listen", def.Listen, "traffic listener: the hello page on / and readiness on /healthz")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", def.AdminListen, "admin listener: Prometheus metrics on /metrics")
+	fs.StringVar(&cfg.IMDSEndpoint, "imds-endpoint", "", "instance metadata endpoint (default: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254)")
+	fs.BoolVar(&cfg.IMDSAllowV1, "imds-v1-fallback", false, "allow falling back to IMDSv1 when no IMDSv2 token can be had")
+	fs.DurationVar(&cfg.IMDSTimeout, "imds-timeout", def.IMDSTimeout, "bound on one instance metadata read, retries included")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", def.PollInterval, "how often spot/instance-action is read (less up to 10% jitter)")
+	fs.DurationVar(&cfg.SlowPollInterval, "slow-poll-interval", def.SlowPollInterval, "how often the rebalance, ASG lifecycle-state and scheduled-event paths are read")
+	fs.StringVar(&cfg.TagKey, "tag-key", def.TagKey, "instance tag holding this instance's target group ARN(s), comma-separated")
+	fs.Var(tgs, "target-group-arn", "target group ARN (repeatable, or comma-separated); overrides the tag")
+	fs.DurationVar(&cfg.RefreshInterval, "refresh-interval", def.RefreshInterval, "how often target groups, registered ports and deregistration delays are refreshed")
+	fs.Var(drainOn, "drain-on", "also drain on these notices: rebalance, scheduled (comma-separated; spot notices and ASG termination always drain)")
+	fs.BoolVar(&cfg.DrainOnStop, "drain-on-stop", def.DrainOnStop, "drain on SIGTERM (systemctl stop) before exiting; a second signal exits at once")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", def.DrainTimeout, "longest drain without a hard deadline (stop, rebalance, ASG termination); the target groups' deregistration delay if shorter")
+	fs.DurationVar(&cfg.ExitMargin, "exit-margin", def.ExitMargin, "exit this long before a spot notice's time")
+	fs.BoolVar(&cfg.Register, "register", false, "register this instance in its target groups once its page answers (for fleets without load balancer integration)")
+	fs.IntVar(&cfg.RegisterPort, "register-port", 0, "port to register on (default: the --listen port)")
+	fs.StringVar(&cfg.LifecycleHook, "lifecycle-hook", "", "ASG termination lifecycle hook to complete (default: the --lifecycle-hook-tag tag)")
+	fs.StringVar(&cfg.LifecycleHookTag, "lifecycle-hook-tag", def.LifecycleHookTag, "instance tag naming the lifecycle hook when --lifecycle-hook is not given")
+	fs.DurationVar(&cfg.LifecycleHeartbeat, "lifecycle-heartbeat", def.LifecycleHeartbeat, "interval of lifecycle action heartbeats while an ASG termination drains")
+	fs.StringVar(&cfg.Region, "region", "", "AWS region (default: the instance's own region)")
+	fs.BoolVar(&cfg.DryRun, "dry-run", false, "log every AWS call with its parameters instead of making it")
+	lf.register(fs)
+	return func() { cfg.TargetGroupARNs, cfg.DrainOn = tgs.values, drainOn.values }
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg daemon.Config
+	var lf logFlags
+	finish := runFlags(fs, &cfg, &lf)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: spot-agent run [flags]\n\nServe the hello page, watch instance metadata, and leave the load balancer on a notice.\nEvery flag can also be set as SPOT_AGENT_<FLAG>.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	finish()
+	log, err := lf.logger()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	v, c, _ := buildInfo()
+	log.Info("spot-agent", "version", v, "commit", c)
+	d, err := daemon.New(cfg, log, metrics.Build{Version: v, Revision: c})
+	if err != nil {
+		var fe *daemon.FlagError
+		if errors.As(err, &fe) {
+			return &usageError{err}
+		}
+		return err
+	}
+	return d.Run(ctx)
+}
