@@ -103,7 +103,7 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 	defer cancel()
 	start := time.Now()
 	out, err := c.api.GetInstanceIdentityDocument(ctx, &sdkimds.GetInstanceIdentityDocumentInput{})
-	err = classify(err)
+	err = classify(ctx, err)
 	c.observe(PathIdentity, err, start)
 	if err != nil {
 		return Identity{}, fmt.Errorf("read instance identity: %w", err)
@@ -193,7 +193,7 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 		b, err = io.ReadAll(io.LimitReader(out.Content, 1<<20))
 		out.Content.Close()
 	}
-	err = classify(err)
+	err = classify(ctx, err)
 	c.observe(metricPath(path), err, start)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -218,10 +218,15 @@ func (c *Client) observe(path string, err error, start time.Time) {
 	}
 }
 
-// classify turns the SDK's 404 into ErrNotFound, keeping the original for %v.
-func classify(err error) error {
+// classify turns the SDK's 404 into ErrNotFound, and a read cut short by its
+// timeout into context.DeadlineExceeded (the SDK does not always wrap it, e.g.
+// when the token request is the one that timed out), keeping the original for %v.
+func classify(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return fmt.Errorf("%w: %w", ctxErr, err)
 	}
 	var status interface{ HTTPStatusCode() int }
 	if errors.As(err, &status) && status.HTTPStatusCode() == http.StatusNotFound {
