@@ -141,7 +141,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.identify(gctx, identity) })
 	d.notify.Ready()
 	d.notify.Status("starting: reading instance identity")
-	d.log.Info("started", "poll_interval", d.cfg.PollInterval, "slow_poll_interval", d.cfg.SlowPollInterval, "dry_run", d.cfg.DryRun)
+	d.log.Info("started", "poll_interval", d.cfg.PollInterval.String(), "slow_poll_interval", d.cfg.SlowPollInterval.String(), "dry_run", d.cfg.DryRun)
 
 	end, runErr := d.loop(ctx, gctx, g, notices, identity)
 

@@ -75,6 +75,8 @@ func New(o Options) *Client {
 			so.MaxAttempts = 2
 			so.MaxBackoff = 200 * time.Millisecond
 		}),
+		// Keep the 200 ms cap above; the SDK would raise it to 1 s.
+		DisableDefaultMaxBackoff: true,
 	}
 	if o.AllowV1 {
 		opts.EnableFallback = aws.TrueTernary

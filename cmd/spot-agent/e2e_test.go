@@ -1,0 +1,569 @@
+package main_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
+)
+
+// fleet is one instance in moto, tagged with its target groups and registered.
+type fleet struct {
+	moto *testbed.Moto
+	id   string
+	tgs  []string
+}
+
+func newFleet(t *testing.T, name string, groups int, delay time.Duration, extraTags map[string]string) fleet {
+	t.Helper()
+	moto := testbed.SharedMoto(t)
+	f := fleet{moto: moto}
+	for i := 0; i < groups; i++ {
+		f.tgs = append(f.tgs, moto.TargetGroup(t, fmt.Sprintf("%s-%d", name, i), 80, delay))
+	}
+	tags := map[string]string{}
+	if groups > 0 {
+		tags["loadBalancerTargetGroup"] = strings.Join(f.tgs, ",")
+	}
+	for k, v := range extraTags {
+		tags[k] = v
+	}
+	f.id = moto.Instance(t, tags)
+	for _, tg := range f.tgs {
+		moto.Register(t, tg, f.id, 80)
+	}
+	return f
+}
+
+func (f fleet) registered(t *testing.T) bool {
+	for _, tg := range f.tgs {
+		if len(f.moto.Registered(t, tg, f.id)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "terminate", 1, 30*time.Second, nil)
+	noticeAt := time.Now().Add(4 * time.Second)
+	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s")
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	if !f.registered(t) {
+		t.Fatal("not registered before the notice")
+	}
+	l := startLoad(a.traffic, 4)
+
+	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
+	flipped := time.Now()
+	if flipped.Before(noticeAt.Truncate(time.Second)) {
+		t.Fatalf("readiness failed at %s, before the notice appeared at %s", flipped, noticeAt)
+	}
+	raw := rawGet(t, a.traffic, "/")
+	if !strings.HasPrefix(raw, "HTTP/1.1 200 OK\r\n") || !strings.Contains(raw, "\r\nConnection: close\r\n") || !strings.HasSuffix(raw, "hello from "+f.id+"\n") {
+		t.Fatalf("while draining: %q; want the page, with Connection: close", raw)
+	}
+	testbed.Eventually(t, 5*time.Second, "the target to leave the group in moto", func() bool { return !f.registered(t) })
+	if v := a.metric(`spot_agent_notices_total{action="terminate",kind="spot"}`); v != 1 {
+		t.Errorf("notices_total = %v, want 1", v)
+	}
+	if v := a.metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
+		t.Errorf("deregistrations success = %v, want 1", v)
+	}
+	if v := a.metric("spot_agent_draining"); v != 1 {
+		t.Errorf("draining = %v, want 1", v)
+	}
+	if v := a.metric("spot_agent_deadline_timestamp_seconds"); v != float64(deadline.Unix()) {
+		t.Errorf("deadline = %v, want %d", v, deadline.Unix())
+	}
+	if v := a.metric("spot_agent_notice_to_deregistration_seconds_count"); v != 1 {
+		t.Errorf("latency histogram count = %v, want 1", v)
+	}
+
+	// A load balancer stops routing long before the agent exits (deregistration
+	// plus health checks); the agent closes its listener at the exit time, and
+	// connections still in the kernel's accept queue then are reset. So the load
+	// stops half a second before: every request sent until then is answered.
+	exitBy := deadline.Add(-3 * time.Second)
+	time.Sleep(time.Until(exitBy.Add(-500 * time.Millisecond)))
+	ok, draining, _, dropped := l.finish()
+	exit, at := a.wait(20 * time.Second)
+	if exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	if !at.Before(deadline) || at.Before(deadline.Add(-4*time.Second)) {
+		t.Fatalf("exited at %s; want within the 3s exit margin before the deadline %s", at.Format(time.RFC3339Nano), deadline.Format(time.RFC3339))
+	}
+	if len(dropped) > 0 {
+		t.Fatalf("%d requests dropped (of %d answered): %v", len(dropped), ok, dropped[:min(5, len(dropped))])
+	}
+	if draining == 0 {
+		t.Fatalf("no request answered while draining (%d answered in all)", ok)
+	}
+	if strings.Contains(a.logs.String(), "level=ERROR") {
+		t.Fatalf("errors logged:\n%s", a.logs.String())
+	}
+}
+
+func TestSpotStopAndHibernate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		action string
+		// exitWithin bounds the exit, counted from the notice.
+		exitWithin time.Duration
+		exitAfter  time.Duration
+	}{
+		{action: "stop", exitAfter: 4 * time.Second, exitWithin: 9 * time.Second},
+		// Hibernation starts at once: no waiting, only the deregistration.
+		{action: "hibernate", exitAfter: 0, exitWithin: 2 * time.Second},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			t.Parallel()
+			f := newFleet(t, "action-"+tc.action, 1, 30*time.Second, nil)
+			noticeAt := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+			deadline := noticeAt.Add(10 * time.Second)
+			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: tc.action, NoticeAt: noticeAt, NoticeTime: deadline})
+			a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
+			a.waitReady(t, f.id)
+			a.waitResolved(t, 1)
+			exit, at := a.wait(20 * time.Second)
+			if exit != 0 {
+				t.Fatalf("exit code %d", exit)
+			}
+			if f.registered(t) {
+				t.Fatal("still registered after exit")
+			}
+			if d := at.Sub(noticeAt); d < tc.exitAfter || d > tc.exitWithin {
+				t.Fatalf("exited %s after the notice, want %s..%s", d, tc.exitAfter, tc.exitWithin)
+			}
+			if !strings.Contains(a.logs.String(), "notice=spot/"+tc.action) {
+				t.Fatalf("notice not logged")
+			}
+		})
+	}
+}
+
+func TestASGTerminationDrainsForTheDelayThenCompletesTheLifecycleAction(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "asg", 1, 3*time.Second, map[string]string{"aws:autoscaling:groupName": "web-asg", "spot-agent:lifecycle-hook": "drain-hook"})
+	asg := testbed.NewAutoScaling(t)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle", InstanceID: f.id, ASGTerminationDelay: 4 * time.Second})
+	a := startAgent(t, awsEnv(f.moto, "AWS_ENDPOINT_URL_AUTO_SCALING="+asg.URL), "--imds-endpoint", imds.URL,
+		"--lifecycle-heartbeat", "1s", "--slow-poll-interval", "200ms")
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
+	started := time.Now()
+	testbed.Eventually(t, 5*time.Second, "deregistration", func() bool { return !f.registered(t) })
+	exit, at := a.wait(20 * time.Second)
+	if exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	if d := at.Sub(started); d < 2*time.Second || d > 8*time.Second {
+		t.Fatalf("exited %s after the drain began; want about the 3s deregistration delay", d)
+	}
+	var heartbeats int
+	var complete *testbed.Call
+	for len(asg.Calls) > 0 {
+		c := <-asg.Calls
+		switch c.Action {
+		case "RecordLifecycleActionHeartbeat":
+			heartbeats++
+		case "CompleteLifecycleAction":
+			complete = &c
+		}
+	}
+	if heartbeats < 1 {
+		t.Errorf("no heartbeat during the drain")
+	}
+	if complete == nil {
+		t.Fatal("CompleteLifecycleAction never called")
+	}
+	for k, v := range map[string]string{"AutoScalingGroupName": "web-asg", "LifecycleHookName": "drain-hook", "InstanceId": f.id, "LifecycleActionResult": "CONTINUE"} {
+		if got := complete.Params.Get(k); got != v {
+			t.Errorf("CompleteLifecycleAction %s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "two", 2, 30*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(8 * time.Second)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 2)
+	if exit, _ := a.wait(20 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	for _, tg := range f.tgs {
+		if p := f.moto.Registered(t, tg, f.id); len(p) > 0 {
+			t.Errorf("still in %s on %v", tg, p)
+		}
+	}
+	if !strings.Contains(a.logs.String(), "deregistered") {
+		t.Fatal("no deregistration logged")
+	}
+}
+
+func TestAMissingTagIsAClearErrorAndThePageKeepsServing(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "untagged", 0, 0, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
+	a.waitReady(t, f.id)
+	a.waitLog(t, 10*time.Second, `no loadBalancerTargetGroup tag .*tag it with the target group ARN\(s\), comma-separated, or pass --target-group-arn`)
+	testbed.Eventually(t, 5*time.Second, "resolve error metric", func() bool {
+		return a.metric("spot_agent_target_group_resolve_errors_total") >= 1
+	})
+	for i := 0; i < 5; i++ {
+		if code, body, _ := a.get("/"); code != 200 || body != "hello from "+f.id+"\n" {
+			t.Fatalf("page: %d %q", code, body)
+		}
+		if code, _, _ := a.get("/healthz"); code != 200 {
+			t.Fatalf("readiness %d: a missing tag must not take the instance out of service", code)
+		}
+	}
+	a.signal(syscall.SIGTERM)
+	if exit, _ := a.wait(10 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+}
+
+func TestAMissingTagStillDrainsAndSaysWhyNothingWasDeregistered(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "untagged-notice", 0, 0, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
+	a.waitReady(t, f.id)
+	testbed.Eventually(t, 10*time.Second, "no_target_groups", func() bool {
+		return a.metric(`spot_agent_deregistrations_total{result="no_target_groups"}`) == 1
+	})
+	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+}
+
+func TestIMDSUnreachableAtStartThenUp(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "late-imds", 1, 30*time.Second, nil)
+	m := testbed.NewIMDS(t, f.id) // exists, but the agent first gets a dead address
+	deadPort := testbed.Port(t)
+	proxy := &lateProxy{target: strings.TrimPrefix(m.URL, "http://")}
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", fmt.Sprintf("http://127.0.0.1:%d", deadPort), "--drain-on-stop=false")
+	for i := 0; i < 3; i++ {
+		if code, body, _ := a.get("/"); code != 503 || body != "starting\n" {
+			t.Fatalf("before identity: %d %q, want 503 starting", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.waitLog(t, 5*time.Second, "instance identity not available yet")
+	proxy.listen(t, deadPort) // IMDS comes up
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	if v := a.metric(`spot_agent_imds_requests_total{path="dynamic/instance-identity/document",result="ok"}`); v != 1 {
+		t.Errorf("identity ok = %v", v)
+	}
+	a.signal(syscall.SIGTERM)
+	if exit, _ := a.wait(10 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+}
+
+func TestIMDSFaultsMidRunDoNotStopTheAgentAndANoticeStillDrains(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "imds-faults", 1, 30*time.Second, nil)
+	m := testbed.NewIMDS(t, f.id)
+	m.SetTags(map[string]string{"loadBalancerTargetGroup": f.tgs[0]}) // instance tags enabled: no DescribeTags
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", m.URL, "--exit-margin", "1s")
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	if v := a.metric(`spot_agent_aws_requests_total{operation="ec2:DescribeTags",result="success"}`); v != -1 {
+		t.Errorf("DescribeTags called %v times although IMDS has the tag", v)
+	}
+	m.Fail(15, http.StatusInternalServerError)
+	testbed.Eventually(t, 5*time.Second, "500s counted", func() bool {
+		return a.metric(`spot_agent_imds_requests_total{path="spot/instance-action",result="server_error"}`) >= 3
+	})
+	a.waitLog(t, 5*time.Second, `imds poll failed`)
+	m.RevokeTokens()
+	time.Sleep(500 * time.Millisecond)
+	if code, _, _ := a.get("/healthz"); code != 200 {
+		t.Fatalf("readiness %d after IMDS faults", code)
+	}
+	a.waitLog(t, 5*time.Second, `imds recovered`)
+	deadline := time.Now().Add(5 * time.Second).UTC().Truncate(time.Second)
+	m.Set("meta-data/spot/instance-action", fmt.Sprintf(`{"action":"terminate","time":"%s"}`, deadline.Format(time.RFC3339)))
+	exit, at := a.wait(10 * time.Second)
+	if exit != 0 || !at.Before(deadline) {
+		t.Fatalf("exit %d at %s, deadline %s", exit, at, deadline)
+	}
+	if f.registered(t) {
+		t.Fatal("still registered")
+	}
+}
+
+func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "throttled", 1, 30*time.Second, nil)
+	proxy := testbed.NewProxy(t, f.moto.URL)
+	left := make(chan struct{}, 3)
+	for i := 0; i < 3; i++ {
+		left <- struct{}{}
+	}
+	proxy.Inject(func(action string) (int, string, bool) {
+		if action != "DeregisterTargets" {
+			return 0, "", false
+		}
+		select {
+		case <-left:
+			return http.StatusBadRequest, "Throttling", true
+		default:
+			return 0, "", false
+		}
+	})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
+	env := append(f.moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL) // later entries win
+	a := startAgent(t, env, "--imds-endpoint", imds.URL, "--exit-margin", "2s")
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	testbed.Eventually(t, 10*time.Second, "deregistration through throttling", func() bool { return !f.registered(t) })
+	if v := a.metric(`spot_agent_aws_requests_total{operation="elasticloadbalancing:DeregisterTargets",result="Throttling"}`); v != 3 {
+		t.Errorf("throttled calls counted = %v, want 3", v)
+	}
+	if v := a.metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
+		t.Errorf("deregistrations = %v, want 1", v)
+	}
+	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+}
+
+func TestSIGTERMDrainsLikeANotice(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sigterm", 1, 2*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
+	a.waitReady(t, f.id)
+	a.waitResolved(t, 1)
+	a.signal(syscall.SIGTERM)
+	sent := time.Now()
+	testbed.Eventually(t, 3*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
+	exit, at := a.wait(10 * time.Second)
+	if exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	if d := at.Sub(sent); d < 1500*time.Millisecond || d > 6*time.Second {
+		t.Fatalf("exited %s after SIGTERM; want about the 2s deregistration delay", d)
+	}
+	if f.registered(t) {
+		t.Fatal("still registered after a SIGTERM drain")
+	}
+}
+
+func TestASecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "second-signal", 1, 60*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
+	a.waitReady(t, f.id)
+	a.signal(syscall.SIGTERM)
+	a.waitLog(t, 5*time.Second, "msg=draining")
+	a.signal(syscall.SIGINT)
+	exit, _ := a.wait(3 * time.Second)
+	if exit != 130 {
+		t.Fatalf("exit code %d, want 130", exit)
+	}
+}
+
+func TestDryRunLogsTheCallsAndMakesNone(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "dry", 1, 30*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--dry-run", "--target-group-arn", f.tgs[0], "--exit-margin", "2s")
+	a.waitReady(t, f.id)
+	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	if !f.registered(t) {
+		t.Fatal("a dry run deregistered the instance")
+	}
+	logs := a.logs.String()
+	for _, want := range []string{"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DeregisterTargets"} {
+		if !strings.Contains(logs, `msg="dry run: would call" component=dry-run operation=`+want) {
+			t.Errorf("no dry-run line for %s", want)
+		}
+	}
+	if !strings.Contains(logs, f.tgs[0]) || !strings.Contains(logs, f.id) {
+		t.Errorf("the logged parameters do not name the group and the instance")
+	}
+	if strings.Contains(f.moto.Log(), "DeregisterTargets") {
+		t.Errorf("moto received DeregisterTargets")
+	}
+}
+
+func TestRegisterPutsTheInstanceInItsGroupsOnceThePageAnswers(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	tg := moto.TargetGroup(t, "self-register", 80, 30*time.Second)
+	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
+	a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--register", "--drain-on-stop=false")
+	a.waitReady(t, id)
+	_, port, _ := net.SplitHostPort(a.traffic)
+	testbed.Eventually(t, 10*time.Second, "self-registration", func() bool {
+		p := moto.Registered(t, tg, id)
+		return len(p) == 1 && fmt.Sprint(p[0]) == port
+	})
+	if v := a.metric(`spot_agent_registrations_total{result="success"}`); v != 1 {
+		t.Errorf("registrations = %v", v)
+	}
+	a.signal(syscall.SIGTERM)
+	a.wait(10 * time.Second)
+}
+
+func TestStaleNotices(t *testing.T) {
+	t.Parallel()
+	t.Run("from before this boot is ignored", func(t *testing.T) {
+		t.Parallel()
+		f := newFleet(t, "stale-boot", 1, 30*time.Second, nil)
+		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeTime: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
+		a.waitReady(t, f.id)
+		a.waitLog(t, 5*time.Second, "stale notice ignored")
+		if v := a.metric(`spot_agent_stale_notices_total{kind="spot"}`); v != 1 {
+			t.Errorf("stale = %v", v)
+		}
+		time.Sleep(time.Second)
+		if code, _, _ := a.get("/healthz"); code != 200 || !f.registered(t) {
+			t.Fatalf("readiness %d, registered %v: a leftover notice took the instance out", code, f.registered(t))
+		}
+		a.signal(syscall.SIGTERM)
+		a.wait(10 * time.Second)
+	})
+	t.Run("already past is handled at once", func(t *testing.T) {
+		t.Parallel()
+		f := newFleet(t, "stale-past", 1, 30*time.Second, nil)
+		past := time.Now().Add(-time.Second)
+		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: past})
+		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
+		a.waitReady(t, f.id)
+		a.waitResolved(t, 1)
+		exit, _ := a.wait(15 * time.Second)
+		if exit != 0 || f.registered(t) {
+			t.Fatalf("exit %d, registered %v", exit, f.registered(t))
+		}
+		if !strings.Contains(a.logs.String(), "already passed") {
+			t.Fatal("stale time not logged")
+		}
+	})
+}
+
+func TestSystemdNotifications(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sdnotify", 1, 30*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	a := startAgent(t, awsEnv(f.moto, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=1000000"), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
+	var got []string
+	collect := func(until string, timeout time.Duration) {
+		t.Helper()
+		deadline := time.After(timeout)
+		for {
+			select {
+			case m := <-msgs:
+				got = append(got, m)
+				if m == until {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q within %s; got %q", until, timeout, got)
+			}
+		}
+	}
+	collect("READY=1", 5*time.Second)
+	collect("WATCHDOG=1", 3*time.Second)
+	collect("WATCHDOG=1", 3*time.Second)
+	a.waitReady(t, f.id)
+	a.signal(syscall.SIGTERM)
+	collect("STOPPING=1", 5*time.Second)
+	a.wait(10 * time.Second)
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "STATUS=") }) {
+		t.Errorf("no STATUS= line in %q", got)
+	}
+}
+
+func TestTheEnvironmentConfiguresEveryFlag(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "envcfg", 1, 30*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	a := startAgent(t, awsEnv(f.moto, "SPOT_AGENT_IMDS_ENDPOINT="+imds.URL, "SPOT_AGENT_POLL_INTERVAL=150ms", "SPOT_AGENT_DRAIN_ON_STOP=false", "SPOT_AGENT_LOG_FORMAT=json"))
+	a.waitReady(t, f.id)
+	if !strings.Contains(a.logs.String(), `"poll_interval":"150ms"`) {
+		t.Fatalf("environment not applied:\n%s", a.logs.String())
+	}
+	a.signal(syscall.SIGTERM)
+	start := time.Now()
+	if exit, _ := a.wait(10 * time.Second); exit != 0 || time.Since(start) > 3*time.Second {
+		t.Fatalf("exit %d after %s (drain on stop should be off)", exit, time.Since(start))
+	}
+	_ = os.Getenv
+}
+
+// lateProxy forwards a port to the fake IMDS once listen is called.
+type lateProxy struct{ target string }
+
+func (p *lateProxy) listen(t *testing.T, port int) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", p.target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { _, _ = copyConn(u, c) }()
+				_, _ = copyConn(c, u)
+			}()
+		}
+	}()
+}
