@@ -57,7 +57,7 @@ type Daemon struct {
 	notify   *sdnotify.Notifier
 	hello    *web.Hello
 	imds     *imds.Client
-	traffic  *web.Server
+	traffic  *web.Traffic
 	admin    *web.Server
 	bootTime time.Time
 	drainOn  map[notice.Kind]bool
@@ -91,7 +91,7 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	hm := m.HTTP()
 	d.hello = web.NewHello(hm, hm.InFlight)
 	var err error
-	if d.traffic, err = web.Listen("traffic", cfg.Listen, d.hello, log); err != nil {
+	if d.traffic, err = web.ListenTraffic(cfg.Listen, d.hello, web.DefaultLimits(), log); err != nil {
 		return nil, err
 	}
 	if d.admin, err = web.Listen("admin", cfg.AdminListen, web.Admin(m.Registry), log); err != nil {

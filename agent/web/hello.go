@@ -20,14 +20,15 @@ type Gauge interface {
 	Dec()
 }
 
-// page is what the traffic listener answers, prepared once per state change so
-// the hot path only writes bytes.
+// page is what the traffic listener answers, prepared once per instance id so
+// the hot path only copies bytes.
 type page struct {
 	hello    []byte
 	helloLen string
+	head     []byte // status line and fixed headers of the 200 hello answer
 }
 
-// Hello is the traffic handler: "hello from <instance-id>" on /, readiness on
+// Hello is the traffic listener's behaviour: "hello from <instance-id>" on /, readiness on
 // /healthz. Until the instance id is known both answer 503 "starting"; once a
 // drain starts /healthz answers 503 "draining" and every response carries
 // Connection: close so keep-alive clients move to other targets.
@@ -54,7 +55,9 @@ func NewHello(count Counter, inFlight Gauge) *Hello {
 // SetInstanceID makes the page answer and readiness pass (unless draining).
 func (h *Hello) SetInstanceID(id string) {
 	body := []byte("hello from " + id + "\n")
-	h.page.Store(&page{hello: body, helloLen: strconv.Itoa(len(body))})
+	n := strconv.Itoa(len(body))
+	head := "HTTP/1.1 200 OK\r\nContent-Length: " + n + "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
+	h.page.Store(&page{hello: body, helloLen: n, head: []byte(head)})
 }
 
 // SetDraining fails readiness from now on and closes connections after each response.
@@ -77,7 +80,14 @@ func (h *Hello) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if draining {
 		hdr["Connection"] = connClose
 	}
-	code, body := h.answer(r, draining)
+	route := routeNotFound
+	switch r.URL.Path {
+	case "/":
+		route = routeHello
+	case "/healthz":
+		route = routeHealth
+	}
+	code, body := h.route(route, r.Method == http.MethodGet || r.Method == http.MethodHead, draining)
 	if code == http.StatusMethodNotAllowed {
 		hdr["Allow"] = allowGetHead
 	}
@@ -94,18 +104,26 @@ func (h *Hello) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.count.Count(code)
 }
 
-func (h *Hello) answer(r *http.Request, draining bool) (int, []byte) {
-	if r.URL.Path != "/" && r.URL.Path != "/healthz" {
+// Routes of the traffic listener.
+const (
+	routeNotFound = iota
+	routeHello
+	routeHealth
+)
+
+// route decides the status and body of a request; both servers use it.
+func (h *Hello) route(route int, methodOK, draining bool) (int, []byte) {
+	if route == routeNotFound {
 		return http.StatusNotFound, bodyNotFound
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if !methodOK {
 		return http.StatusMethodNotAllowed, bodyMethod
 	}
 	p := h.page.Load()
 	switch {
 	case p == nil:
 		return http.StatusServiceUnavailable, bodyStarting
-	case r.URL.Path == "/":
+	case route == routeHello:
 		return http.StatusOK, p.hello
 	case draining:
 		return http.StatusServiceUnavailable, bodyDraining

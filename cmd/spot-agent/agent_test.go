@@ -283,3 +283,26 @@ func rawGet(t *testing.T, addr, path string) string {
 	b, _ := io.ReadAll(c) // the server closes after the response when draining
 	return string(b)
 }
+
+// slowGet sends a request's first line at once and the rest after pause: the
+// request is in flight while the agent begins its shutdown.
+func slowGet(addr string, pause time.Duration) string {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(pause + 5*time.Second))
+	if _, err := fmt.Fprint(c, "GET / HTTP/1.1\r\n"); err != nil {
+		return err.Error()
+	}
+	time.Sleep(pause)
+	if _, err := fmt.Fprint(c, "Host: test\r\n\r\n"); err != nil {
+		return err.Error()
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return string(b) + " / " + err.Error()
+	}
+	return string(b)
+}

@@ -96,9 +96,13 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	// plus health checks); the agent closes its listener at the exit time, and
 	// connections still in the kernel's accept queue then are reset. So the load
 	// stops half a second before: every request sent until then is answered.
+	// One more request, begun before the exit and finished after the shutdown
+	// began, must still be answered in full.
 	exitBy := deadline.Add(-3 * time.Second)
 	time.Sleep(time.Until(exitBy.Add(-500 * time.Millisecond)))
 	ok, draining, _, dropped := l.finish()
+	slow := make(chan string, 1)
+	go func() { slow <- slowGet(a.traffic, time.Second) }()
 	exit, at := a.wait(20 * time.Second)
 	if exit != 0 {
 		t.Fatalf("exit code %d", exit)
@@ -108,6 +112,9 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	}
 	if len(dropped) > 0 {
 		t.Fatalf("%d requests dropped (of %d answered): %v", len(dropped), ok, dropped[:min(5, len(dropped))])
+	}
+	if got := <-slow; !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "hello from "+f.id+"\n") {
+		t.Fatalf("the request in flight across the shutdown got %q", got)
 	}
 	if draining == 0 {
 		t.Fatalf("no request answered while draining (%d answered in all)", ok)
