@@ -130,10 +130,10 @@ func TestTrafficAnswersLikeTheNetHTTPHandler(t *testing.T) {
 		"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET http://example.com/healthz HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"GET / HTTP/1.0\r\n\r\n",
-		"GET / HTTP/1.1\r\n\r\n",                                  // no Host: 400
-		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",            // two Hosts: 400
-		"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",            // obs-fold: 400
-		"GET / HTTP/9.9\r\nHost: x\r\n\r\n",                       // version: 400 (net/http says 505)
+		"GET / HTTP/1.1\r\n\r\n",                       // no Host: 400
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", // two Hosts: 400
+		"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", // obs-fold: 400
+		"GET / HTTP/9.9\r\nHost: x\r\n\r\n",            // version: 400 (net/http says 505)
 		"G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
 	}
 	for _, draining := range []bool{false, true} {
