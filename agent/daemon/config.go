@@ -94,7 +94,7 @@ func (c *Config) Validate() error {
 	}
 	if err := validAddr(c.AdminListen); err != nil {
 		bad("admin-listen", "%v", err)
-	} else if c.Listen == c.AdminListen {
+	} else if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		bad("admin-listen", "must differ from --listen (%s): metrics stay off the traffic port", c.Listen)
 	}
 	if c.IMDSEndpoint != "" {

@@ -132,12 +132,11 @@ func decideScheduled(n Notice, p Policy, now time.Time) Decision {
 	if !n.Time.After(now) {
 		return immediate(now, true, reason+" already due")
 	}
-	start := n.Time.Add(-p.ExitMargin - p.DrainFor)
+	// Start so that the drain ends ExitMargin before NotBefore; if that moment
+	// has passed, start now (the drain is then shorter than DrainFor).
 	d := Decision{Verdict: Drain, Deadline: n.Time, ExitBy: n.Time.Add(-p.ExitMargin), Reason: reason}
-	if start.After(now) {
+	if start := n.Time.Add(-p.ExitMargin - p.DrainFor); start.After(now) {
 		d.StartAt = start
-	} else if by := now.Add(p.DrainFor); by.Before(d.ExitBy) {
-		d.ExitBy = by
 	}
 	return d
 }

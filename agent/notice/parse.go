@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -130,7 +131,7 @@ func ParseScheduledEvents(b []byte) ([]ScheduledEvent, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, malformed(doc, "%v", err)
 	}
-	if dec.More() {
+	if !atEOF(dec) {
 		return nil, malformed(doc, "trailing data after the array")
 	}
 	out := make([]ScheduledEvent, 0, len(raw))
@@ -184,10 +185,17 @@ func decodeObject(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if !atEOF(dec) {
 		return errors.New("trailing data after the object")
 	}
 	return nil
+}
+
+// atEOF reports whether nothing but white space follows the decoded value.
+// (dec.More is false before a stray ']' or '}', so it cannot tell.)
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // token checks a short identifier-like value (an action, a code, an id) so that

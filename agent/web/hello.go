@@ -23,9 +23,8 @@ type Gauge interface {
 // page is what the traffic listener answers, prepared once per instance id so
 // the hot path only copies bytes.
 type page struct {
-	hello    []byte
-	helloLen string
-	head     []byte // status line and fixed headers of the 200 hello answer
+	hello []byte
+	head  []byte // status line and fixed headers of the 200 hello answer
 }
 
 // Hello is the traffic listener's behaviour: "hello from <instance-id>" on /, readiness on
@@ -57,7 +56,7 @@ func (h *Hello) SetInstanceID(id string) {
 	body := []byte("hello from " + id + "\n")
 	n := strconv.Itoa(len(body))
 	head := "HTTP/1.1 200 OK\r\nContent-Length: " + n + "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
-	h.page.Store(&page{hello: body, helloLen: n, head: []byte(head)})
+	h.page.Store(&page{hello: body, head: []byte(head)})
 }
 
 // SetDraining fails readiness from now on and closes connections after each response.
@@ -91,10 +90,8 @@ func (h *Hello) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code == http.StatusMethodNotAllowed {
 		hdr["Allow"] = allowGetHead
 	}
-	if code == http.StatusOK && r.URL.Path == "/" {
-		hdr["Content-Length"] = []string{h.page.Load().helloLen}
-	} else {
-		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if code != http.StatusOK || route != routeHello {
 		hdr["Cache-Control"] = noStore
 	}
 	w.WriteHeader(code)
