@@ -65,6 +65,8 @@ type Daemon struct {
 	// Set by the loop when the identity is known, then awsReady is closed;
 	// the drain goroutine reads them only after awsReady.
 	id        imds.Identity
+	watcher   *watch.Watcher
+	regAsk    chan chan bool // register asks the loop whether it may
 	tags      *tags.Reader
 	resolver  *targets.Resolver
 	completer *lifecycle.Completer
@@ -87,6 +89,7 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 		bootTime: bootTime(),
 		drainOn:  drainOn,
 		awsReady: make(chan struct{}),
+		regAsk:   make(chan chan bool),
 	}
 	hm := m.HTTP()
 	d.hello = web.NewHello(hm, hm.InFlight)
@@ -126,12 +129,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		d.log.Warn("systemd watchdog disabled", "err", err)
 	}
-	notices := make(chan notice.Notice, 16)
+	// Unbuffered: when the watcher has handed a notice over, the loop has it.
+	notices := make(chan notice.Notice)
 	w := watch.New(d.imds, watch.Config{Interval: d.cfg.PollInterval, SlowInterval: d.cfg.SlowPollInterval, Jitter: 0.1},
 		notices, d.log.With("component", "watch"), func(at time.Time) {
 			d.metrics.ObservePoll(at)
 			wd.Beat(at)
 		})
+	d.watcher = w
 	identity := make(chan imds.Identity, 1)
 
 	g.Go(d.traffic.Serve)
@@ -257,6 +262,8 @@ func (d *Daemon) loop(ctx, gctx context.Context, g *errgroup.Group, notices <-ch
 			}
 		case n := <-notices:
 			exit, end = handle(n)
+		case reply := <-d.regAsk:
+			reply <- dr == nil
 		case s := <-starts:
 			delete(pending, s.n.ID)
 			d.log.Warn("scheduled drain starting", "notice", s.n.String())
@@ -415,6 +422,24 @@ func (d *Daemon) register(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+	// Register only once everything IMDS showed at start has been handled: a
+	// restart in the middle of a drain resumes the drain and must not put the
+	// instance back into its groups.
+	select {
+	case <-d.watcher.Primed():
+	case <-ctx.Done():
+		return
+	}
+	reply := make(chan bool)
+	select {
+	case d.regAsk <- reply:
+	case <-ctx.Done():
+		return
+	}
+	if !<-reply {
+		d.log.Info("not registering: a drain is under way")
+		return
 	}
 	if err := d.resolver.Register(ctx, port); err != nil && ctx.Err() == nil {
 		d.log.Error("self-registration failed", "port", port, "err", err)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -48,6 +49,12 @@ type Watcher struct {
 	log   *slog.Logger
 	alive func(time.Time)
 	now   func() time.Time
+
+	// primed is closed once both tiers have polled once and handed over
+	// what they saw.
+	primed                chan struct{}
+	fastPrimed, slowPrime sync.Once
+	pending               sync.WaitGroup
 }
 
 // New makes a Watcher. alive, if not nil, is called after every fast-tier poll,
@@ -56,8 +63,21 @@ func New(src Source, cfg Config, out chan<- notice.Notice, log *slog.Logger, ali
 	if alive == nil {
 		alive = func(time.Time) {}
 	}
-	return &Watcher{src: src, cfg: cfg, out: out, log: log, alive: alive, now: time.Now}
+	w := &Watcher{src: src, cfg: cfg, out: out, log: log, alive: alive, now: time.Now, primed: make(chan struct{})}
+	w.pending.Add(2)
+	go func() {
+		w.pending.Wait()
+		close(w.primed)
+	}()
+	return w
 }
+
+// Primed is closed once every path has been read once and any notice found
+// has been received from the channel. With an unbuffered channel, the reader
+// has then seen everything IMDS showed at start: the daemon waits for it before
+// registering, so that a restart in the middle of a drain does not register
+// the instance again.
+func (w *Watcher) Primed() <-chan struct{} { return w.primed }
 
 // Run polls until ctx is done, then returns nil.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -74,6 +94,7 @@ func (w *Watcher) fast(ctx context.Context) error {
 		ia, err := w.src.InstanceAction(ctx)
 		seenAt := w.now()
 		w.alive(seenAt)
+		defer w.fastPrimed.Do(w.pending.Done)
 		if !health.report(err) {
 			return nil
 		}
@@ -94,6 +115,7 @@ func (w *Watcher) slow(ctx context.Context) error {
 	var lastState string
 	events := map[string]bool{}
 	return w.loop(ctx, w.cfg.SlowInterval, func() error {
+		defer w.slowPrime.Do(w.pending.Done)
 		if !rebalanceSeen {
 			rb, err := w.src.Rebalance(ctx)
 			if rebalance.report(err) {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 // The README's flag and metric tables must list exactly what the binary has.
@@ -19,7 +21,7 @@ func readme(t *testing.T) string {
 }
 
 func TestReadmeListsEveryFlagOfRun(t *testing.T) {
-	out, _ := exec.Command(binary, "run", "-h").CombinedOutput()
+	out, _ := exec.Command(testbed.AgentBinary(t), "run", "-h").CombinedOutput()
 	flags := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1)
 	if len(flags) < 10 {
 		t.Fatalf("could not read the flags from run -h:\n%s", out)

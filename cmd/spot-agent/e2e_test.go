@@ -59,36 +59,36 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s")
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
 	if !f.registered(t) {
 		t.Fatal("not registered before the notice")
 	}
-	l := startLoad(a.traffic, 4)
+	l := startLoad(a.Traffic, 4)
 
-	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
+	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	flipped := time.Now()
 	if flipped.Before(noticeAt.Truncate(time.Second)) {
 		t.Fatalf("readiness failed at %s, before the notice appeared at %s", flipped, noticeAt)
 	}
-	raw := rawGet(t, a.traffic, "/")
+	raw := rawGet(t, a.Traffic, "/")
 	if !strings.HasPrefix(raw, "HTTP/1.1 200 OK\r\n") || !strings.Contains(raw, "\r\nConnection: close\r\n") || !strings.HasSuffix(raw, "hello from "+f.id+"\n") {
 		t.Fatalf("while draining: %q; want the page, with Connection: close", raw)
 	}
 	testbed.Eventually(t, 5*time.Second, "the target to leave the group in moto", func() bool { return !f.registered(t) })
-	if v := a.metric(`spot_agent_notices_total{action="terminate",kind="spot"}`); v != 1 {
+	if v := a.Metric(`spot_agent_notices_total{action="terminate",kind="spot"}`); v != 1 {
 		t.Errorf("notices_total = %v, want 1", v)
 	}
-	if v := a.metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
+	if v := a.Metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
 		t.Errorf("deregistrations success = %v, want 1", v)
 	}
-	if v := a.metric("spot_agent_draining"); v != 1 {
+	if v := a.Metric("spot_agent_draining"); v != 1 {
 		t.Errorf("draining = %v, want 1", v)
 	}
-	if v := a.metric("spot_agent_deadline_timestamp_seconds"); v != float64(deadline.Unix()) {
+	if v := a.Metric("spot_agent_deadline_timestamp_seconds"); v != float64(deadline.Unix()) {
 		t.Errorf("deadline = %v, want %d", v, deadline.Unix())
 	}
-	if v := a.metric("spot_agent_notice_to_deregistration_seconds_count"); v != 1 {
+	if v := a.Metric("spot_agent_notice_to_deregistration_seconds_count"); v != 1 {
 		t.Errorf("latency histogram count = %v, want 1", v)
 	}
 
@@ -102,8 +102,8 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	time.Sleep(time.Until(exitBy.Add(-500 * time.Millisecond)))
 	ok, draining, _, dropped := l.finish()
 	slow := make(chan string, 1)
-	go func() { slow <- slowGet(a.traffic, time.Second) }()
-	exit, at := a.wait(20 * time.Second)
+	go func() { slow <- slowGet(a.Traffic, time.Second) }()
+	exit, at := a.Wait(20 * time.Second)
 	if exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
@@ -119,8 +119,8 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	if draining == 0 {
 		t.Fatalf("no request answered while draining (%d answered in all)", ok)
 	}
-	if strings.Contains(a.logs.String(), "level=ERROR") {
-		t.Fatalf("errors logged:\n%s", a.logs.String())
+	if strings.Contains(a.Logs(), "level=ERROR") {
+		t.Fatalf("errors logged:\n%s", a.Logs())
 	}
 }
 
@@ -143,9 +143,9 @@ func TestSpotStopAndHibernate(t *testing.T) {
 			deadline := noticeAt.Add(10 * time.Second)
 			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: tc.action, NoticeAt: noticeAt, NoticeTime: deadline})
 			a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
-			a.waitReady(t, f.id)
-			a.waitResolved(t, 1)
-			exit, at := a.wait(20 * time.Second)
+			a.WaitReady(t, f.id)
+			a.WaitResolved(t, 1)
+			exit, at := a.Wait(20 * time.Second)
 			if exit != 0 {
 				t.Fatalf("exit code %d", exit)
 			}
@@ -155,7 +155,7 @@ func TestSpotStopAndHibernate(t *testing.T) {
 			if d := at.Sub(noticeAt); d < tc.exitAfter || d > tc.exitWithin {
 				t.Fatalf("exited %s after the notice, want %s..%s", d, tc.exitAfter, tc.exitWithin)
 			}
-			if !strings.Contains(a.logs.String(), "notice=spot/"+tc.action) {
+			if !strings.Contains(a.Logs(), "notice=spot/"+tc.action) {
 				t.Fatalf("notice not logged")
 			}
 		})
@@ -169,12 +169,12 @@ func TestASGTerminationDrainsForTheDelayThenCompletesTheLifecycleAction(t *testi
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle", InstanceID: f.id, ASGTerminationDelay: 4 * time.Second})
 	a := startAgent(t, awsEnv(f.moto, "AWS_ENDPOINT_URL_AUTO_SCALING="+asg.URL), "--imds-endpoint", imds.URL,
 		"--lifecycle-heartbeat", "1s", "--slow-poll-interval", "200ms")
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
-	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	started := time.Now()
 	testbed.Eventually(t, 5*time.Second, "deregistration", func() bool { return !f.registered(t) })
-	exit, at := a.wait(20 * time.Second)
+	exit, at := a.Wait(20 * time.Second)
 	if exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
@@ -210,9 +210,9 @@ func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
 	f := newFleet(t, "two", 2, 30*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(8 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 2)
-	if exit, _ := a.wait(20 * time.Second); exit != 0 {
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 2)
+	if exit, _ := a.Wait(20 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 	for _, tg := range f.tgs {
@@ -220,7 +220,7 @@ func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
 			t.Errorf("still in %s on %v", tg, p)
 		}
 	}
-	if !strings.Contains(a.logs.String(), "deregistered") {
+	if !strings.Contains(a.Logs(), "deregistered") {
 		t.Fatal("no deregistration logged")
 	}
 }
@@ -230,21 +230,21 @@ func TestAMissingTagIsAClearErrorAndThePageKeepsServing(t *testing.T) {
 	f := newFleet(t, "untagged", 0, 0, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
-	a.waitReady(t, f.id)
-	a.waitLog(t, 10*time.Second, `no loadBalancerTargetGroup tag .*tag it with the target group ARN\(s\), comma-separated, or pass --target-group-arn`)
+	a.WaitReady(t, f.id)
+	a.WaitLog(t, 10*time.Second, `no loadBalancerTargetGroup tag .*tag it with the target group ARN\(s\), comma-separated, or pass --target-group-arn`)
 	testbed.Eventually(t, 5*time.Second, "resolve error metric", func() bool {
-		return a.metric("spot_agent_target_group_resolve_errors_total") >= 1
+		return a.Metric("spot_agent_target_group_resolve_errors_total") >= 1
 	})
 	for i := 0; i < 5; i++ {
-		if code, body, _ := a.get("/"); code != 200 || body != "hello from "+f.id+"\n" {
+		if code, body, _ := a.Get("/"); code != 200 || body != "hello from "+f.id+"\n" {
 			t.Fatalf("page: %d %q", code, body)
 		}
-		if code, _, _ := a.get("/healthz"); code != 200 {
+		if code, _, _ := a.Get("/healthz"); code != 200 {
 			t.Fatalf("readiness %d: a missing tag must not take the instance out of service", code)
 		}
 	}
-	a.signal(syscall.SIGTERM)
-	if exit, _ := a.wait(10 * time.Second); exit != 0 {
+	a.Signal(syscall.SIGTERM)
+	if exit, _ := a.Wait(10 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -254,11 +254,11 @@ func TestAMissingTagStillDrainsAndSaysWhyNothingWasDeregistered(t *testing.T) {
 	f := newFleet(t, "untagged-notice", 0, 0, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
-	a.waitReady(t, f.id)
+	a.WaitReady(t, f.id)
 	testbed.Eventually(t, 10*time.Second, "no_target_groups", func() bool {
-		return a.metric(`spot_agent_deregistrations_total{result="no_target_groups"}`) == 1
+		return a.Metric(`spot_agent_deregistrations_total{result="no_target_groups"}`) == 1
 	})
-	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -271,20 +271,20 @@ func TestIMDSUnreachableAtStartThenUp(t *testing.T) {
 	proxy := &lateProxy{target: strings.TrimPrefix(m.URL, "http://")}
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", fmt.Sprintf("http://127.0.0.1:%d", deadPort), "--drain-on-stop=false")
 	for i := 0; i < 3; i++ {
-		if code, body, _ := a.get("/"); code != 503 || body != "starting\n" {
+		if code, body, _ := a.Get("/"); code != 503 || body != "starting\n" {
 			t.Fatalf("before identity: %d %q, want 503 starting", code, body)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	a.waitLog(t, 5*time.Second, "instance identity not available yet")
+	a.WaitLog(t, 5*time.Second, "instance identity not available yet")
 	proxy.listen(t, deadPort) // IMDS comes up
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
-	if v := a.metric(`spot_agent_imds_requests_total{path="dynamic/instance-identity/document",result="ok"}`); v != 1 {
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	if v := a.Metric(`spot_agent_imds_requests_total{path="dynamic/instance-identity/document",result="ok"}`); v != 1 {
 		t.Errorf("identity ok = %v", v)
 	}
-	a.signal(syscall.SIGTERM)
-	if exit, _ := a.wait(10 * time.Second); exit != 0 {
+	a.Signal(syscall.SIGTERM)
+	if exit, _ := a.Wait(10 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -295,25 +295,25 @@ func TestIMDSFaultsMidRunDoNotStopTheAgentAndANoticeStillDrains(t *testing.T) {
 	m := testbed.NewIMDS(t, f.id)
 	m.SetTags(map[string]string{"loadBalancerTargetGroup": f.tgs[0]}) // instance tags enabled: no DescribeTags
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", m.URL, "--exit-margin", "1s")
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
-	if v := a.metric(`spot_agent_aws_requests_total{operation="ec2:DescribeTags",result="success"}`); v != -1 {
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	if v := a.Metric(`spot_agent_aws_requests_total{operation="ec2:DescribeTags",result="success"}`); v != -1 {
 		t.Errorf("DescribeTags called %v times although IMDS has the tag", v)
 	}
 	m.Fail(15, http.StatusInternalServerError)
 	testbed.Eventually(t, 5*time.Second, "500s counted", func() bool {
-		return a.metric(`spot_agent_imds_requests_total{path="spot/instance-action",result="server_error"}`) >= 3
+		return a.Metric(`spot_agent_imds_requests_total{path="spot/instance-action",result="server_error"}`) >= 3
 	})
-	a.waitLog(t, 5*time.Second, `imds poll failed`)
+	a.WaitLog(t, 5*time.Second, `imds poll failed`)
 	m.RevokeTokens()
 	time.Sleep(500 * time.Millisecond)
-	if code, _, _ := a.get("/healthz"); code != 200 {
+	if code, _, _ := a.Get("/healthz"); code != 200 {
 		t.Fatalf("readiness %d after IMDS faults", code)
 	}
-	a.waitLog(t, 5*time.Second, `imds recovered`)
+	a.WaitLog(t, 5*time.Second, `imds recovered`)
 	deadline := time.Now().Add(5 * time.Second).UTC().Truncate(time.Second)
 	m.Set("meta-data/spot/instance-action", fmt.Sprintf(`{"action":"terminate","time":"%s"}`, deadline.Format(time.RFC3339)))
-	exit, at := a.wait(10 * time.Second)
+	exit, at := a.Wait(10 * time.Second)
 	if exit != 0 || !at.Before(deadline) {
 		t.Fatalf("exit %d at %s, deadline %s", exit, at, deadline)
 	}
@@ -344,16 +344,16 @@ func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
 	env := append(f.moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL) // later entries win
 	a := startAgent(t, env, "--imds-endpoint", imds.URL, "--exit-margin", "2s")
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
 	testbed.Eventually(t, 10*time.Second, "deregistration through throttling", func() bool { return !f.registered(t) })
-	if v := a.metric(`spot_agent_aws_requests_total{operation="elasticloadbalancing:DeregisterTargets",result="Throttling"}`); v != 3 {
+	if v := a.Metric(`spot_agent_aws_requests_total{operation="elasticloadbalancing:DeregisterTargets",result="Throttling"}`); v != 3 {
 		t.Errorf("throttled calls counted = %v, want 3", v)
 	}
-	if v := a.metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
+	if v := a.Metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
 		t.Errorf("deregistrations = %v, want 1", v)
 	}
-	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -363,12 +363,12 @@ func TestSIGTERMDrainsLikeANotice(t *testing.T) {
 	f := newFleet(t, "sigterm", 1, 2*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
-	a.waitReady(t, f.id)
-	a.waitResolved(t, 1)
-	a.signal(syscall.SIGTERM)
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	a.Signal(syscall.SIGTERM)
 	sent := time.Now()
-	testbed.Eventually(t, 3*time.Second, "readiness to fail", func() bool { code, _, _ := a.get("/healthz"); return code == 503 })
-	exit, at := a.wait(10 * time.Second)
+	testbed.Eventually(t, 3*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
+	exit, at := a.Wait(10 * time.Second)
 	if exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
@@ -385,11 +385,11 @@ func TestASecondSignalExitsAtOnce(t *testing.T) {
 	f := newFleet(t, "second-signal", 1, 60*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
-	a.waitReady(t, f.id)
-	a.signal(syscall.SIGTERM)
-	a.waitLog(t, 5*time.Second, "msg=draining")
-	a.signal(syscall.SIGINT)
-	exit, _ := a.wait(3 * time.Second)
+	a.WaitReady(t, f.id)
+	a.Signal(syscall.SIGTERM)
+	a.WaitLog(t, 5*time.Second, "msg=draining")
+	a.Signal(syscall.SIGINT)
+	exit, _ := a.Wait(3 * time.Second)
 	if exit != 130 {
 		t.Fatalf("exit code %d, want 130", exit)
 	}
@@ -400,14 +400,14 @@ func TestDryRunLogsTheCallsAndMakesNone(t *testing.T) {
 	f := newFleet(t, "dry", 1, 30*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--dry-run", "--target-group-arn", f.tgs[0], "--exit-margin", "2s")
-	a.waitReady(t, f.id)
-	if exit, _ := a.wait(15 * time.Second); exit != 0 {
+	a.WaitReady(t, f.id)
+	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 	if !f.registered(t) {
 		t.Fatal("a dry run deregistered the instance")
 	}
-	logs := a.logs.String()
+	logs := a.Logs()
 	for _, want := range []string{"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DeregisterTargets"} {
 		if !strings.Contains(logs, `msg="dry run: would call" component=dry-run operation=`+want) {
 			t.Errorf("no dry-run line for %s", want)
@@ -428,17 +428,17 @@ func TestRegisterPutsTheInstanceInItsGroupsOnceThePageAnswers(t *testing.T) {
 	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
 	a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--register", "--drain-on-stop=false")
-	a.waitReady(t, id)
-	_, port, _ := net.SplitHostPort(a.traffic)
+	a.WaitReady(t, id)
+	_, port, _ := net.SplitHostPort(a.Traffic)
 	testbed.Eventually(t, 10*time.Second, "self-registration", func() bool {
 		p := moto.Registered(t, tg, id)
 		return len(p) == 1 && fmt.Sprint(p[0]) == port
 	})
-	if v := a.metric(`spot_agent_registrations_total{result="success"}`); v != 1 {
+	if v := a.Metric(`spot_agent_registrations_total{result="success"}`); v != 1 {
 		t.Errorf("registrations = %v", v)
 	}
-	a.signal(syscall.SIGTERM)
-	a.wait(10 * time.Second)
+	a.Signal(syscall.SIGTERM)
+	a.Wait(10 * time.Second)
 }
 
 func TestStaleNotices(t *testing.T) {
@@ -448,17 +448,17 @@ func TestStaleNotices(t *testing.T) {
 		f := newFleet(t, "stale-boot", 1, 30*time.Second, nil)
 		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeTime: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
 		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
-		a.waitReady(t, f.id)
-		a.waitLog(t, 5*time.Second, "stale notice ignored")
-		if v := a.metric(`spot_agent_stale_notices_total{kind="spot"}`); v != 1 {
+		a.WaitReady(t, f.id)
+		a.WaitLog(t, 5*time.Second, "stale notice ignored")
+		if v := a.Metric(`spot_agent_stale_notices_total{kind="spot"}`); v != 1 {
 			t.Errorf("stale = %v", v)
 		}
 		time.Sleep(time.Second)
-		if code, _, _ := a.get("/healthz"); code != 200 || !f.registered(t) {
+		if code, _, _ := a.Get("/healthz"); code != 200 || !f.registered(t) {
 			t.Fatalf("readiness %d, registered %v: a leftover notice took the instance out", code, f.registered(t))
 		}
-		a.signal(syscall.SIGTERM)
-		a.wait(10 * time.Second)
+		a.Signal(syscall.SIGTERM)
+		a.Wait(10 * time.Second)
 	})
 	t.Run("already past is handled at once", func(t *testing.T) {
 		t.Parallel()
@@ -466,13 +466,13 @@ func TestStaleNotices(t *testing.T) {
 		past := time.Now().Add(-time.Second)
 		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: past})
 		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
-		a.waitReady(t, f.id)
-		a.waitResolved(t, 1)
-		exit, _ := a.wait(15 * time.Second)
+		a.WaitReady(t, f.id)
+		a.WaitResolved(t, 1)
+		exit, _ := a.Wait(15 * time.Second)
 		if exit != 0 || f.registered(t) {
 			t.Fatalf("exit %d, registered %v", exit, f.registered(t))
 		}
-		if !strings.Contains(a.logs.String(), "already passed") {
+		if !strings.Contains(a.Logs(), "already passed") {
 			t.Fatal("stale time not logged")
 		}
 	})
@@ -520,10 +520,10 @@ func TestSystemdNotifications(t *testing.T) {
 	collect("READY=1", 5*time.Second)
 	collect("WATCHDOG=1", 3*time.Second)
 	collect("WATCHDOG=1", 3*time.Second)
-	a.waitReady(t, f.id)
-	a.signal(syscall.SIGTERM)
+	a.WaitReady(t, f.id)
+	a.Signal(syscall.SIGTERM)
 	collect("STOPPING=1", 5*time.Second)
-	a.wait(10 * time.Second)
+	a.Wait(10 * time.Second)
 	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "STATUS=") }) {
 		t.Errorf("no STATUS= line in %q", got)
 	}
@@ -534,13 +534,13 @@ func TestTheEnvironmentConfiguresEveryFlag(t *testing.T) {
 	f := newFleet(t, "envcfg", 1, 30*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
 	a := startAgent(t, awsEnv(f.moto, "SPOT_AGENT_IMDS_ENDPOINT="+imds.URL, "SPOT_AGENT_POLL_INTERVAL=150ms", "SPOT_AGENT_DRAIN_ON_STOP=false", "SPOT_AGENT_LOG_FORMAT=json"))
-	a.waitReady(t, f.id)
-	if !strings.Contains(a.logs.String(), `"poll_interval":"150ms"`) {
-		t.Fatalf("environment not applied:\n%s", a.logs.String())
+	a.WaitReady(t, f.id)
+	if !strings.Contains(a.Logs(), `"poll_interval":"150ms"`) {
+		t.Fatalf("environment not applied:\n%s", a.Logs())
 	}
-	a.signal(syscall.SIGTERM)
+	a.Signal(syscall.SIGTERM)
 	start := time.Now()
-	if exit, _ := a.wait(10 * time.Second); exit != 0 || time.Since(start) > 3*time.Second {
+	if exit, _ := a.Wait(10 * time.Second); exit != 0 || time.Since(start) > 3*time.Second {
 		t.Fatalf("exit %d after %s (drain on stop should be off)", exit, time.Since(start))
 	}
 	_ = os.Getenv
@@ -573,4 +573,62 @@ func (p *lateProxy) listen(t *testing.T, port int) {
 			}()
 		}
 	}()
+}
+
+func TestAKilledAgentRestartedMidDrainResumesTheDrainAndDoesNotRegisterAgain(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	tg := moto.TargetGroup(t, "restart", 80, 30*time.Second)
+	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
+	noticeAt := time.Now().Add(4 * time.Second)
+	deadline := time.Now().Add(20 * time.Second).Truncate(time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: noticeAt, NoticeTime: deadline})
+	args := []string{"--imds-endpoint", imds.URL, "--register", "--exit-margin", "3s"}
+
+	first := startAgent(t, awsEnv(moto), args...)
+	first.WaitReady(t, id)
+	testbed.Eventually(t, 10*time.Second, "self-registration", func() bool { return len(moto.Registered(t, tg, id)) == 1 })
+	testbed.Eventually(t, 10*time.Second, "the drain to begin", func() bool { code, _, _ := first.Get("/healthz"); return code == 503 })
+	testbed.Eventually(t, 5*time.Second, "deregistration", func() bool { return len(moto.Registered(t, tg, id)) == 0 })
+	first.Signal(syscall.SIGKILL)
+	first.Wait(5 * time.Second)
+
+	// systemd restarts it (Restart=on-failure): the notice is still in IMDS.
+	second := startAgent(t, awsEnv(moto), args...)
+	testbed.Eventually(t, 5*time.Second, "the restarted agent to resume the drain", func() bool {
+		code, _, _ := second.Get("/healthz")
+		return code == 503
+	})
+	exit, at := second.Wait(25 * time.Second)
+	if exit != 0 || !at.Before(deadline) {
+		t.Fatalf("restarted agent exited %d at %s; want 0 before %s", exit, at, deadline)
+	}
+	if p := moto.Registered(t, tg, id); len(p) != 0 {
+		t.Fatalf("registered again on %v after the restart", p)
+	}
+	if strings.Contains(second.Logs(), `msg=registered`) {
+		t.Fatal("the restarted agent registered")
+	}
+}
+
+func TestTwoNoticesAtOnceRebalanceThenSpotShortensTheDrain(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "two-notices", 1, 60*time.Second, nil)
+	m := testbed.NewIMDS(t, f.id)
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", m.URL, "--drain-on", "rebalance", "--slow-poll-interval", "200ms", "--exit-margin", "2s")
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	m.Set("meta-data/events/recommendations/rebalance", fmt.Sprintf(`{"noticeTime":"%s"}`, time.Now().UTC().Format(time.RFC3339)))
+	a.WaitLog(t, 5*time.Second, `msg=draining reason="rebalance recommendation"`)
+	// The rebalance drain would last the 60 s deregistration delay; a spot
+	// notice for 6 s from now must bring the exit forward.
+	deadline := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
+	m.Set("meta-data/spot/instance-action", fmt.Sprintf(`{"action":"terminate","time":"%s"}`, deadline.Format(time.RFC3339)))
+	exit, at := a.Wait(15 * time.Second)
+	if exit != 0 || !at.Before(deadline) {
+		t.Fatalf("exit %d at %s; want 0 before the spot deadline %s", exit, at, deadline)
+	}
+	if !strings.Contains(a.Logs(), "drain updated") || strings.Count(a.Logs(), "msg=deregistered") != 1 {
+		t.Fatalf("want one deregistration and a drain update:\n%s", a.Logs())
+	}
 }

@@ -1,0 +1,366 @@
+// Command bench measures spot-agent against the software a user would
+// otherwise run, in one run on one machine, and writes BENCHMARKS.md:
+//
+//   - reaction: from the instant a spot notice becomes visible in IMDS to the
+//     instant DeregisterTargets reaches the ELB endpoint, per poll interval;
+//   - the hello page under wrk, against nginx and Apache httpd serving the same
+//     body as a static file;
+//   - footprint: idle RSS and CPU, RSS under load, binary size.
+//
+// Everything listens on 127.0.0.1; the agent's AWS endpoint is a harness, never AWS.
+// Run it with `make bench`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"github.com/spot-agent/spot-agent/internal/testbed"
+
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	out := flag.String("o", "BENCHMARKS.md", "report to write")
+	quick := flag.Bool("quick", false, "a short run to check the harness (fewer notices, shorter wrk runs); not for the report")
+	only := flag.String("only", "reaction,hello,footprint", "sections to run")
+	prebuilt := flag.String("bin", "", "measure this spot-agent binary instead of building one")
+	flag.Parse()
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+	cfg := benchConfig{notices: 50, parallel: 10, steady: 10 * time.Second, wrkTime: 5 * time.Second, reps: 3, idle: 60 * time.Second}
+	if *quick {
+		cfg = benchConfig{notices: 10, parallel: 10, steady: 3 * time.Second, wrkTime: time.Second, reps: 1, idle: 5 * time.Second}
+	}
+	dir, err := os.MkdirTemp("", "spot-agent-bench")
+	if err != nil {
+		logf("bench: %v", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil { // the web servers' workers read their files from here
+		logf("bench: %v", err)
+		return 1
+	}
+	bin := dir + "/spot-agent"
+	if *prebuilt != "" {
+		b, err := os.ReadFile(*prebuilt)
+		if err == nil {
+			err = os.WriteFile(bin, b, 0o755)
+		}
+		if err != nil {
+			logf("bench: %v", err)
+			return 1
+		}
+	} else {
+		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/spot-agent")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := build.CombinedOutput(); err != nil {
+			logf("bench: build: %v\n%s", err, b)
+			return 1
+		}
+	}
+	started := time.Now()
+	r := &report{started: started, cfg: cfg, quick: *quick}
+	sections := strings.Split(*only, ",")
+	if slices.Contains(sections, "footprint") {
+		if err := r.footprint(bin, dir, logf); err != nil {
+			logf("bench: footprint: %v", err)
+			return 1
+		}
+	}
+	if slices.Contains(sections, "reaction") {
+		for _, iv := range []time.Duration{250 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second} {
+			logf("reaction at --poll-interval %s", iv)
+			res, err := measureReaction(bin, iv, cfg.notices, cfg.parallel, cfg.steady, logf)
+			if err != nil {
+				logf("bench: reaction: %v", err)
+				return 1
+			}
+			r.reaction = append(r.reaction, res)
+		}
+	}
+	if slices.Contains(sections, "hello") {
+		if err := r.hello(bin, dir, logf); err != nil {
+			logf("bench: hello: %v", err)
+			return 1
+		}
+	}
+	r.took = time.Since(started)
+	text := r.markdown()
+	fmt.Print(text)
+	if *quick {
+		logf("quick run: %s not written", *out)
+		return 0
+	}
+	if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+		logf("bench: %v", err)
+		return 1
+	}
+	logf("wrote %s in %s", *out, r.took.Round(time.Second))
+	return 0
+}
+
+type benchConfig struct {
+	notices, parallel, reps int
+	steady, wrkTime, idle   time.Duration
+}
+
+type helloRow struct {
+	peer  string
+	conns int
+	runs  []testbed.WrkResult
+}
+
+type footprintRow struct {
+	peer                 string
+	idleRSS, loadRSS     int64
+	anonRSS              int64   // private anonymous memory: heap, stacks, runtime
+	idleCPU              float64 // share of one core
+	binary               int64
+	measuredCPU, loadRun bool
+}
+
+type report struct {
+	started   time.Time
+	took      time.Duration
+	cfg       benchConfig
+	quick     bool
+	reaction  []reactionResult
+	helloRows []helloRow
+	foot      []footprintRow
+}
+
+// hello runs wrk against the three contenders, alternating their order in
+// each repetition, at 1, 32 and 256 connections.
+func (r *report) hello(bin, dir string, logf func(string, ...any)) error {
+	body := "hello from " + instanceID(900) + "\n"
+	agent, _, _, err := startSpotAgent(bin, 900)
+	if err != nil {
+		return err
+	}
+	defer agent.stop()
+	ngx, err := startNginx(dir, body)
+	if err != nil {
+		return err
+	}
+	defer ngx.stop()
+	httpd, err := startApache(dir, body)
+	if err != nil {
+		return err
+	}
+	defer httpd.stop()
+	peers := []*peer{agent, ngx, httpd}
+	for _, p := range peers { // warm up
+		if _, err := testbed.RunWrk(p.addr, 32, time.Second); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	rows := map[string]*helloRow{}
+	for _, conns := range []int{1, 32, 256} {
+		for rep := 0; rep < r.cfg.reps; rep++ {
+			for i := range peers {
+				p := peers[(i+rep)%len(peers)]
+				res, err := testbed.RunWrk(p.addr, conns, r.cfg.wrkTime)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+				key := fmt.Sprintf("%s/%d", p.name, conns)
+				if rows[key] == nil {
+					rows[key] = &helloRow{peer: p.name, conns: conns}
+					r.helloRows = append(r.helloRows, *rows[key])
+				}
+				rows[key].runs = append(rows[key].runs, res)
+				logf("  %-10s c=%-3d %8.0f req/s p99 %s errors %d", p.name, conns, res.RPS, res.P99, res.Errors())
+			}
+		}
+	}
+	for i := range r.helloRows {
+		r.helloRows[i] = *rows[fmt.Sprintf("%s/%d", r.helloRows[i].peer, r.helloRows[i].conns)]
+	}
+	// RSS right after the heaviest load.
+	for _, p := range peers {
+		for i := range r.foot {
+			if r.foot[i].peer == p.name {
+				r.foot[i].loadRSS = procRSS(p.cmd.Process.Pid)
+				r.foot[i].loadRun = true
+			}
+		}
+	}
+	return nil
+}
+
+// footprint measures idle RSS and CPU of the agent (in service, polling) and
+// the idle RSS of nginx and httpd, each alone on the machine.
+func (r *report) footprint(bin, dir string, logf func(string, ...any)) error {
+	st, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+	agent, _, elb, err := startSpotAgent(bin, 901)
+	if err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if _, ok := elb.resolvedAt(tgARN(901)); ok {
+			break
+		}
+		if i > 200 {
+			agent.stop()
+			return fmt.Errorf("agent did not resolve")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second)
+	pid := agent.cmd.Process.Pid
+	logf("footprint: agent idle for %s", r.cfg.idle)
+	t0, c0 := time.Now(), cpuTicks(pid)
+	time.Sleep(r.cfg.idle)
+	cpu := float64(cpuTicks(pid)-c0) / 100 / time.Since(t0).Seconds()
+	r.foot = append(r.foot, footprintRow{peer: "spot-agent", idleRSS: readRSS(pid), anonRSS: readStatus(pid, "RssAnon"), idleCPU: cpu, binary: st.Size(), measuredCPU: true})
+	agent.stop()
+	body := "hello from " + instanceID(901) + "\n"
+	for _, start := range []func(string, string) (*peer, error){startNginx, startApache} {
+		p, err := start(dir, body)
+		if err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+		r.foot = append(r.foot, footprintRow{peer: p.name, idleRSS: procRSS(p.cmd.Process.Pid), anonRSS: procAnon(p.cmd.Process.Pid)})
+		p.stop()
+	}
+	return nil
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# Benchmarks\n\n")
+	w("Written by `make bench` (`go run ./internal/bench`) on %s, in %s. Every figure below comes from this one run on this one machine; ", r.started.UTC().Format("2006-01-02 15:04 UTC"), r.took.Round(time.Second))
+	w("compare them only with each other. Everything ran on 127.0.0.1; the agent's AWS endpoint was a local harness.\n\n")
+	w("Machine: %s\n\n", machine())
+	if len(r.reaction) > 0 {
+		w("## Reaction: notice visible in IMDS → DeregisterTargets at the ELB endpoint\n\n")
+		w("A harness IMDS flips `spot/instance-action` at a random phase of the poll; a harness ELB endpoint timestamps the DeregisterTargets request. ")
+		w("%d notices per interval, %d agents at a time, each a fresh process that had resolved its target group before the notice. ", r.cfg.notices, r.cfg.parallel)
+		w("IMDS requests per second are per agent, in steady state over %s before any notice (fast tier plus the slow tier at its default 2 s). ", r.cfg.steady)
+		w("\"left of 120 s\" is the share of a two-minute notice that remains for draining at the p99.\n\n")
+		w("| --poll-interval | min | median | p99 | max | missed | IMDS req/s | left of 120 s at p99 |\n|---|---|---|---|---|---|---|---|\n")
+		for _, x := range r.reaction {
+			p99 := quantile(x.latencies, 0.99)
+			w("| %s%s | %s | %s | %s | %s | %d | %.1f | %.2f %% |\n", x.interval, defaultMark(x.interval), ms(quantile(x.latencies, 0)), ms(quantile(x.latencies, 0.5)), ms(p99), ms(quantile(x.latencies, 1)), x.missed, x.imdsRPS, 100*(120-p99.Seconds())/120)
+		}
+		w("\nTarget: p99 ≤ 300 ms at the default settings with ≤ 8 IMDS requests per second.\n\n")
+	}
+	if len(r.helloRows) > 0 {
+		w("## Hello page under wrk\n\n")
+		w("`wrk -t2 -c N -d %s --latency` (`-t1` at 1 connection), %d repetitions per cell, contenders alternated in each repetition. ", r.cfg.wrkTime, r.cfg.reps)
+		w("nginx serves the same body as a static file (one worker per core, no access log, sendfile, open-file cache, long keep-alive); ")
+		w("Apache httpd 2.4 likewise with the event MPM (the workshop's server). Median, with min–max.\n\n")
+		w("| conns | contender | req/s | p50 | p99 | errors |\n|---|---|---|---|---|---|\n")
+		for _, row := range r.helloRows {
+			rps := stats(row.runs, func(x testbed.WrkResult) float64 { return x.RPS })
+			p50 := stats(row.runs, func(x testbed.WrkResult) float64 { return float64(x.P50) })
+			p99 := stats(row.runs, func(x testbed.WrkResult) float64 { return float64(x.P99) })
+			errs := 0
+			for _, x := range row.runs {
+				errs += x.Errors()
+			}
+			w("| %d | %s | %.0f (%.0f–%.0f) | %s | %s (%s–%s) | %d |\n", row.conns, row.peer, rps[1], rps[0], rps[2], ms(time.Duration(p50[1])), ms(time.Duration(p99[1])), ms(time.Duration(p99[0])), ms(time.Duration(p99[2])), errs)
+		}
+		w("\nRatios of medians (spot-agent ÷ contender):\n\n| conns | throughput ÷ nginx | throughput ÷ httpd | p99 ÷ nginx | p99 ÷ httpd |\n|---|---|---|---|---|\n")
+		for _, conns := range []int{1, 32, 256} {
+			get := func(name string) (float64, float64) {
+				for _, row := range r.helloRows {
+					if row.peer == name && row.conns == conns {
+						return stats(row.runs, func(x testbed.WrkResult) float64 { return x.RPS })[1], stats(row.runs, func(x testbed.WrkResult) float64 { return float64(x.P99) })[1]
+					}
+				}
+				return 0, 0
+			}
+			a, ap := get("spot-agent")
+			n, np := get("nginx")
+			h, hp := get("httpd")
+			w("| %d | %.2f | %.2f | %.2f | %.2f |\n", conns, a/n, a/h, ap/np, ap/hp)
+		}
+		w("\nTargets: ≥ 1.0 × nginx and ≥ 2 × httpd in throughput, p99 no worse than nginx.\n\n")
+	}
+	if len(r.foot) > 0 {
+		w("## Footprint\n\n")
+		w("Idle: in service, polling IMDS at the default intervals, no traffic; CPU over %s from /proc/PID/stat. ", r.cfg.idle)
+		w("Under load: resident set right after the 256-connection runs. nginx and httpd: master and workers together.\n\n")
+		w("| contender | idle RSS | of which anonymous | RSS after load | idle CPU (share of a core) | stripped binary |\n|---|---|---|---|---|---|\n")
+		for _, f := range r.foot {
+			cpu, bin, load := "–", "–", "–"
+			if f.measuredCPU {
+				cpu = fmt.Sprintf("%.3f %%", 100*f.idleCPU)
+			}
+			if f.binary > 0 {
+				bin = mib(f.binary)
+			}
+			if f.loadRun {
+				load = mib(f.loadRSS)
+			}
+			w("| %s | %s | %s | %s | %s | %s |\n", f.peer, mib(f.idleRSS), mib(f.anonRSS), load, cpu, bin)
+		}
+		w("\nTargets: idle RSS ≤ 10 MiB, idle CPU ≤ 0.2 %% of a core.\n")
+	}
+	return b.String()
+}
+
+func defaultMark(d time.Duration) string {
+	if d == 200*time.Millisecond {
+		return " (default)"
+	}
+	return ""
+}
+
+// stats returns min, median, max.
+func stats(runs []testbed.WrkResult, f func(testbed.WrkResult) float64) [3]float64 {
+	v := make([]float64, len(runs))
+	for i, x := range runs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return [3]float64{}
+	}
+	return [3]float64{v[0], v[len(v)/2], v[len(v)-1]}
+}
+
+func ms(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	ngx, _ := exec.Command("nginx", "-v").CombinedOutput()
+	ap, _ := exec.Command("/usr/sbin/apache2", "-v").Output()
+	wrk, _ := exec.Command("wrk", "-v").CombinedOutput()
+	first := func(b []byte) string {
+		s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		return s
+	}
+	return fmt.Sprintf("%d cores (%s), Linux %s, %s; %s; %s; %s",
+		runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version(), first(ngx), first(ap), first(wrk))
+}

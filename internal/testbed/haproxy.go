@@ -1,0 +1,154 @@
+package testbed
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// HAProxy is a running HAProxy 2.6 in front of a set of backends, playing the
+// ALB: round robin, active health checks on /healthz every 100 ms (rise 2,
+// fall 2), and a runtime API socket to set servers to drain, as a
+// deregistration does.
+type HAProxy struct {
+	Frontend string // host:port clients connect to
+	socket   string
+	cmd      *exec.Cmd
+}
+
+// StartHAProxy balances over servers (name → host:port).
+func StartHAProxy(t testing.TB, servers map[string]string) *HAProxy {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	Need(t, "haproxy", err)
+	dir := t.TempDir()
+	h := &HAProxy{Frontend: fmt.Sprintf("127.0.0.1:%d", Port(t)), socket: filepath.Join(dir, "admin.sock")}
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+  stats socket %s mode 600 level admin
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+  option http-keep-alive
+frontend web
+  bind %s
+  default_backend agents
+backend agents
+  balance roundrobin
+  option httpchk
+  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+  default-server inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2
+`, h.socket, h.Frontend)
+	names := make([]string, 0, len(servers))
+	for n := range servers {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  server %s %s check\n", n, servers[n])
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	h.cmd = exec.Command(bin, "-db", "-f", cfg)
+	h.cmd.Stdout, h.cmd.Stderr = out, out
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = h.cmd.Process.Kill()
+		_ = h.cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy output:\n%s", tail(out.String(), 4096))
+		}
+	})
+	if err := WaitTCP(h.Frontend, 10*time.Second); err != nil {
+		t.Fatalf("haproxy: %v\n%s", err, out.String())
+	}
+	return h
+}
+
+// Command sends one runtime API command and returns the answer.
+func (h *HAProxy) Command(cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", h.socket, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// SetState sets a server to ready, drain or maint.
+func (h *HAProxy) SetState(server, state string) error {
+	out, err := h.Command("set server agents/" + server + " state " + state)
+	if err == nil && strings.TrimSpace(out) != "" {
+		err = fmt.Errorf("haproxy: %s", strings.TrimSpace(out))
+	}
+	return err
+}
+
+// ServerStat is one server's counters from `show stat`.
+type ServerStat struct {
+	Status       string // UP, DOWN, DRAIN, NOLB, MAINT...
+	Responses2xx int64
+	Responses5xx int64
+	Sessions     int64
+}
+
+// Stats returns the backend's servers' counters.
+func (h *HAProxy) Stats() (map[string]ServerStat, error) {
+	out, err := h.Command("show stat")
+	if err != nil {
+		return nil, err
+	}
+	r := csv.NewReader(bufio.NewReader(bytes.NewReader([]byte(strings.TrimPrefix(out, "# ")))))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil || len(rows) < 2 {
+		return nil, fmt.Errorf("show stat: %v: %q", err, out)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	stats := map[string]ServerStat{}
+	for _, row := range rows[1:] {
+		if len(row) <= col["hrsp_5xx"] || row[col["pxname"]] != "agents" || row[col["svname"]] == "BACKEND" || row[col["svname"]] == "FRONTEND" {
+			continue
+		}
+		n := func(k string) int64 { v, _ := strconv.ParseInt(row[col[k]], 10, 64); return v }
+		stats[row[col["svname"]]] = ServerStat{Status: row[col["status"]], Responses2xx: n("hrsp_2xx"), Responses5xx: n("hrsp_5xx"), Sessions: n("stot")}
+	}
+	return stats, nil
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
