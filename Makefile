@@ -1,33 +1,55 @@
 # spot-agent: the common tasks. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
 GO ?= go
+# Release and test builds use Go 1.26.10: 1.26.8 (the machine's) has ten
+# standard-library vulnerabilities that 1.26.9 and 1.26.10 fix; govulncheck
+# finds none with 1.26.10 (scripts/check-vulns.sh). The module proxy serves it.
+export GOTOOLCHAIN ?= go1.26.10
 BIN := bin/spot-agent
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build test lint unit demo fuzz clean
+.PHONY: build build-instance test lint unit package vulns demo bench drill fuzz clean
 
-build: ## the static binary in bin/
+build: ## the full static binary in bin/ (run, bootstrap, status, teardown, install)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/spot-agent
+
+build-instance: ## the on-instance binary the packages ship (no bootstrap, status, teardown)
+	CGO_ENABLED=0 $(GO) build -tags agentonly -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/spot-agent
 
 lint: ## gofmt, go vet, shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags agentonly ./cmd/spot-agent
 	shellcheck $$(git ls-files '*.sh') .ci/run
 
 unit: ## every Go test, race detector on
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -p 1 -timeout 40m ./...
 
-test: lint unit ## everything CI checks
+package: ## the release built offline (goreleaser snapshot in dist/) and checked: lintian, contents, unit, user-data
+	bash scripts/check-packaging.sh
+
+vulns: ## govulncheck with an offline database built from golang.org/x/vulndb
+	bash scripts/check-vulns.sh
+
+test: lint unit package vulns ## everything CI checks
 
 demo: ## one spot interruption, end to end, on local peers (moto + AEMM)
 	bash scripts/demo.sh
 
+bench: ## benchmarks against nginx and httpd; writes BENCHMARKS.md (about 10 minutes)
+	$(GO) run ./internal/bench -o BENCHMARKS.md
+
+drill: ## the interruption drill ten times, and a fleet of 100 interrupted at once; CSV and plots in docs/drill
+	mkdir -p docs/drill
+	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|drill_test.go'
+
 fuzz: ## each IMDS parser fuzzed for FUZZTIME (default 10m)
 	for f in FuzzParseInstanceAction FuzzParseRebalance FuzzParseLifecycleState FuzzParseScheduledEvents; do \
-		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} || exit 1; \
+		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x || exit 1; \
 	done
+	$(GO) test ./agent/web -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 
 clean:
 	rm -rf bin dist

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/notice"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
@@ -39,6 +40,7 @@ func DefaultConfig() Config {
 		ExitMargin:         10 * time.Second,
 		LifecycleHookTag:   "spot-agent:lifecycle-hook",
 		LifecycleHeartbeat: 30 * time.Second,
+		Notify:             alert.Options{ContentType: alert.DefaultContentType, Timeout: alert.DefaultTimeout},
 	}
 }
 
@@ -73,6 +75,8 @@ type Config struct {
 
 	Region string
 	DryRun bool
+
+	Notify alert.Options // --notify-*: who is told that a notice was seen and how the drain ended
 }
 
 // FlagError is a configuration error that names the flag to fix.
@@ -131,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Region != "" && !validRegion(c.Region) {
 		bad("region", "%q is not a region name like us-east-1", c.Region)
+	}
+	for _, e := range c.Notify.Validate() {
+		bad("notify-"+e.Option, "%s", e.Problem)
 	}
 	return errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/imds"
 	"github.com/spot-agent/spot-agent/agent/lifecycle"
 	"github.com/spot-agent/spot-agent/agent/metrics"
@@ -61,6 +62,7 @@ type Daemon struct {
 	admin    *web.Server
 	bootTime time.Time
 	drainOn  map[notice.Kind]bool
+	alerts   *alert.Fanout // fired from the loop and the drain, waited for only at exit
 
 	// Set by the loop when the identity is known, then awsReady is closed;
 	// the drain goroutine reads them only after awsReady.
@@ -81,6 +83,12 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	}
 	drainOn, _ := cfg.drainOn()
 	m := metrics.New(build)
+	notify := cfg.Notify
+	notify.IMDSEndpoint, notify.DryRun = cfg.IMDSEndpoint, cfg.DryRun
+	alerts, err := alert.New(context.Background(), notify, m, log.With("component", "alert"))
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		cfg:      cfg,
 		log:      log,
@@ -88,12 +96,12 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 		notify:   sdnotify.New(log.With("component", "sdnotify")),
 		bootTime: bootTime(),
 		drainOn:  drainOn,
+		alerts:   alerts,
 		awsReady: make(chan struct{}),
 		regAsk:   make(chan chan bool),
 	}
 	hm := m.HTTP()
 	d.hello = web.NewHello(hm, hm.InFlight)
-	var err error
 	if d.traffic, err = web.ListenTraffic(cfg.Listen, d.hello, web.DefaultLimits(), log); err != nil {
 		return nil, err
 	}
@@ -244,6 +252,7 @@ func (d *Daemon) loop(ctx, gctx context.Context, g *errgroup.Group, notices <-ch
 			})
 		default:
 			d.log.Warn("notice", append(attrs, "deadline", dec.Deadline.Format(time.RFC3339Nano), "exit_by", dec.ExitBy.Format(time.RFC3339Nano))...)
+			d.alerts.Go(alert.Detected(n, dec, d.groupARNs()))
 			return act(n, dec)
 		}
 		return false, time.Time{}
@@ -327,6 +336,7 @@ func (d *Daemon) onIdentity(ctx context.Context, g *errgroup.Group, id imds.Iden
 	d.id = id
 	d.hello.SetInstanceID(id.InstanceID)
 	d.metrics.SetIdentity(id.InstanceID, id.InstanceType, id.AvailabilityZone, id.Region)
+	d.alerts.SetIdentity(id.InstanceID, id.InstanceType, id.AvailabilityZone, id.Region)
 	region := d.cfg.Region
 	if region == "" {
 		region = id.Region
@@ -401,6 +411,20 @@ func (d *Daemon) groups(ctx context.Context) ([]string, string, error) {
 	return arns, string(src), nil
 }
 
+// groupARNs are the target groups as last resolved, for a notification. Only
+// the loop calls it: the loop owns d.resolver.
+func (d *Daemon) groupARNs() []string {
+	if d.resolver == nil {
+		return nil
+	}
+	res, _ := d.resolver.Current()
+	arns := make([]string, 0, len(res.Groups))
+	for _, g := range res.Groups {
+		arns = append(arns, g.ARN)
+	}
+	return arns
+}
+
 // register waits until this instance's own page answers, then registers it in
 // its target groups (for fleets without load balancer integration).
 func (d *Daemon) register(ctx context.Context) {
@@ -471,6 +495,7 @@ func (d *Daemon) shutdown(deadline time.Time) {
 	defer cancel()
 	_ = d.traffic.Shutdown(ctx)
 	_ = d.admin.Shutdown(ctx)
+	_ = d.alerts.Wait(ctx) // the drained notification, sent just before: out before the process ends
 }
 
 func loopback(a net.Addr) string {

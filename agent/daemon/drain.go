@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/targets"
 )
 
 // drain takes the instance out of service and returns, at the decision's
@@ -32,9 +35,10 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 	defer exit.Stop()
 
 	deregistered := make(chan struct{})
+	var outcomes []targets.Outcome // read only once deregistered is closed
 	go func() {
 		defer close(deregistered)
-		d.deregister(awsCtx, seen)
+		outcomes = d.deregister(awsCtx, seen)
 	}()
 	heartbeatCtx, stopHeartbeat := context.WithCancel(awsCtx)
 	defer stopHeartbeat()
@@ -84,6 +88,7 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 		<-deregistered
 	}
 	stopHeartbeat()
+	d.alerts.Go(alert.Drained(dec, outcomes))
 	if dec.CompleteLifecycle {
 		d.completeLifecycle(ctx)
 	}
@@ -91,17 +96,19 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 	return dec.Deadline
 }
 
-func (d *Daemon) deregister(ctx context.Context, seen time.Time) {
+func (d *Daemon) deregister(ctx context.Context, seen time.Time) []targets.Outcome {
 	select {
 	case <-d.awsReady:
 	case <-ctx.Done():
 		d.metrics.ObserveDeregistration("error", 0)
 		d.log.Error("cannot deregister: the instance identity never became known before the deadline")
-		return
+		return []targets.Outcome{{Result: targets.ResultError, Err: errors.New("instance identity never known")}}
 	}
-	if _, err := d.resolver.Deregister(ctx, seen); err != nil {
+	out, err := d.resolver.Deregister(ctx, seen)
+	if err != nil {
 		d.log.Error("deregistration incomplete", "err", err)
 	}
+	return out
 }
 
 func (d *Daemon) heartbeat(ctx context.Context) {

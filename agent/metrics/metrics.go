@@ -46,6 +46,8 @@ type Metrics struct {
 	lifecycle         *prometheus.CounterVec
 	httpRequests      *prometheus.CounterVec
 	httpInFlight      prometheus.Gauge
+	notifications     *prometheus.CounterVec
+	notifyDuration    *prometheus.HistogramVec
 	lastPoll          prometheus.Gauge
 	deadlineUnixMilli atomic.Int64
 }
@@ -154,6 +156,15 @@ func New(b Build) *Metrics {
 		Name: name("http", "requests_in_flight"),
 		Help: "Requests being answered on the traffic listener.",
 	})
+	m.notifications = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "notifications_total"),
+		Help: "Notifications about a notice, by sink (webhook, sns), phase (detected, drained) and result (success, rejected, error, timeout).",
+	}, []string{"sink", "phase", "result"})
+	m.notifyDuration = f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    name("", "notification_duration_seconds"),
+		Help:    "Time to deliver one notification to one sink, retries included, by sink.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"sink"})
 	return m
 }
 
@@ -231,6 +242,12 @@ func (m *Metrics) ObserveResolve(groups int, err error) {
 // ObserveLifecycle counts one lifecycle call outcome.
 func (m *Metrics) ObserveLifecycle(call, result string) {
 	m.lifecycle.WithLabelValues(call, result).Inc()
+}
+
+// ObserveNotification counts one notification's delivery to one sink.
+func (m *Metrics) ObserveNotification(sink, phase, result string, took time.Duration) {
+	m.notifications.WithLabelValues(sink, phase, result).Inc()
+	m.notifyDuration.WithLabelValues(sink).Observe(took.Seconds())
 }
 
 // HTTP returns the traffic listener's counters, resolved once so that the hot

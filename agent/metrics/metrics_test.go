@@ -47,6 +47,7 @@ func driven(t *testing.T) (m *metrics.Metrics, before, after time.Time) {
 	m.ObserveResolve(2, nil)
 	m.ObserveResolve(0, errors.New("no loadBalancerTargetGroup tag"))
 	m.ObserveLifecycle("complete", "success")
+	m.ObserveNotification("webhook", "detected", "success", 30*time.Millisecond)
 	h := m.HTTP()
 	h.Count(200)
 	h.Count(200)

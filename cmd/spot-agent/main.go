@@ -34,7 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs) // ends the goroutine below
+	}()
 	go func() {
 		s, ok := <-sigs
 		if !ok {
@@ -57,6 +60,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		err = versionCommand(args[1:], stdout, stderr)
+	case "bootstrap":
+		err = bootstrapCommand(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = statusCommand(ctx, args[1:], stdout, stderr)
+	case "teardown":
+		err = teardownCommand(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "install":
+		err = installCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
@@ -84,6 +95,10 @@ func usage(w io.Writer) {
 Usage:
   spot-agent run [flags]     serve, watch instance metadata, drain on a notice
   spot-agent version         print the version
+  spot-agent bootstrap       build the workshop's stack (load balancer, fleet, scaling, ...)
+  spot-agent status          show a stack: capacity, instances, target health
+  spot-agent teardown        delete every resource of a stack
+  spot-agent install [flags] install the systemd unit and default settings, then start it
 
 Every flag of 'run' can also be set as SPOT_AGENT_<FLAG> (e.g. SPOT_AGENT_POLL_INTERVAL=200ms).
 Run 'spot-agent <command> -h' for a command's flags.

@@ -38,6 +38,11 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.DurationVar(&cfg.LifecycleHeartbeat, "lifecycle-heartbeat", def.LifecycleHeartbeat, "interval of lifecycle action heartbeats while an ASG termination drains")
 	fs.StringVar(&cfg.Region, "region", "", "AWS region (default: the instance's own region)")
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "log every AWS call with its parameters instead of making it")
+	fs.StringVar(&cfg.Notify.Webhook, "notify-webhook", "", "URL to POST an event to when a notice is acted on and when the drain ends")
+	fs.StringVar(&cfg.Notify.Template, "notify-template", "", "Go text/template for the webhook body, a file or inline (default: the event as JSON)")
+	fs.StringVar(&cfg.Notify.ContentType, "notify-content-type", def.Notify.ContentType, "Content-Type of the webhook body")
+	fs.StringVar(&cfg.Notify.SNSTopicARN, "notify-sns-topic", "", "SNS topic ARN to publish the same events to")
+	fs.DurationVar(&cfg.Notify.Timeout, "notify-timeout", def.Notify.Timeout, "bound on delivering one event to every sink, retries included; notifications never delay the drain")
 	lf.register(fs)
 	return func() { cfg.TargetGroupARNs, cfg.DrainOn = tgs.values, drainOn.values }
 }

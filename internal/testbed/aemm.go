@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -43,7 +42,7 @@ type AEMM struct {
 	URL  string
 	Addr string
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 }
 
 var aemmPath = sync.OnceValues(func() (string, error) {
@@ -126,7 +125,7 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 	args = append(args, o.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+home)
-	out := &bytes.Buffer{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start AEMM: %v", err)

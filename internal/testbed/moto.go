@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +28,7 @@ const Region = "us-east-1"
 type Moto struct {
 	URL string
 	cmd *exec.Cmd
-	out *bytes.Buffer
+	out *syncBuffer // moto's request log, written by exec's copier
 }
 
 // MotoPython finds a Python interpreter that can import moto: $MOTO_PYTHON,
@@ -73,7 +72,7 @@ func startMoto() (*Moto, error) {
 	}
 	cmd := exec.Command(py, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(ln))
 	cmd.Env = append(os.Environ(), "MOTO_IAM_LOAD_MANAGED_POLICIES=true")
-	out := &bytes.Buffer{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start moto: %w", err)

@@ -1,0 +1,182 @@
+// Package alert tells people about an interruption while it happens: once when
+// the agent acts on a notice (phase "detected") and once when the drain is over
+// (phase "drained", with each target group's outcome). A Webhook or an SNS
+// topic receives an Event; Fanout sends to all of them at once, retrying with
+// capped backoff inside a hard time bound, from its own goroutines, so that a
+// slow or dead receiver never delays the drain.
+//
+// Metrics are pulled, and an interrupted instance is gone a few seconds after
+// its drain: its last scrape may never show how the drain ended. The drained
+// notification is pushed before the agent exits, so it does.
+package alert
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/targets"
+)
+
+// Phase is the point of a drain an Event reports.
+type Phase string
+
+// The phases of a drain that are reported.
+const (
+	// PhaseDetected: a notice was seen and the agent acts on it (drains or exits).
+	PhaseDetected Phase = "detected"
+	// PhaseDrained: the drain is over; the agent is about to exit.
+	PhaseDrained Phase = "drained"
+)
+
+// Event is what a notification says. Its JSON form is the webhook's default
+// body and the SNS message; a webhook template gets it as its data.
+type Event struct {
+	// ID is the same for every delivery attempt of one event, so a receiver
+	// can drop the duplicates that retries may cause.
+	ID    string `json:"id"`
+	Phase Phase  `json:"phase"`
+
+	InstanceID       string `json:"instance_id"`
+	InstanceType     string `json:"instance_type"`
+	AvailabilityZone string `json:"availability_zone"`
+	Region           string `json:"region"`
+
+	// Kind and Action say what the notice was: spot/terminate,
+	// asg_lifecycle/Terminated, rebalance/..., signal/terminated.
+	Kind   string `json:"kind"`
+	Action string `json:"action"`
+	// NoticeTime is the time the notice gave (the spot deadline), if any.
+	NoticeTime time.Time `json:"notice_time,omitzero"`
+	// Seen is when the agent read the notice.
+	Seen time.Time `json:"seen"`
+	// Deadline is when the instance goes away; ExitBy is when the agent stops serving.
+	Deadline time.Time `json:"deadline,omitzero"`
+	ExitBy   time.Time `json:"exit_by,omitzero"`
+	Reason   string    `json:"reason"`
+	Stale    bool      `json:"stale,omitempty"`
+
+	TargetGroups []string `json:"target_groups"`
+	// Outcomes are the deregistration results, one per target group (drained only).
+	Outcomes []Outcome `json:"outcomes,omitempty"`
+
+	DryRun bool `json:"dry_run,omitempty"`
+	// Time is when the event was made.
+	Time time.Time `json:"time"`
+}
+
+// Outcome is what happened in one target group.
+type Outcome struct {
+	TargetGroup string  `json:"target_group"`
+	Ports       []int32 `json:"ports,omitempty"`
+	// Result is a deregistration result: success, not_registered, error,
+	// timeout, no_target_groups, dry_run.
+	Result   string `json:"result"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Detected describes a notice the agent acts on; groups are the target groups
+// it is about to leave, as last resolved.
+func Detected(n notice.Notice, dec notice.Decision, groups []string) Event {
+	return Event{
+		Phase:        PhaseDetected,
+		Kind:         string(n.Kind),
+		Action:       n.Action,
+		NoticeTime:   n.Time,
+		Seen:         n.Seen,
+		Deadline:     dec.Deadline,
+		ExitBy:       dec.ExitBy,
+		Reason:       dec.Reason,
+		Stale:        dec.Stale,
+		TargetGroups: groups,
+		Time:         time.Now(),
+	}
+}
+
+// Drained describes the end of a drain: the final decision and each group's
+// outcome. The notice that started the drain is filled in by Fanout.Go.
+func Drained(dec notice.Decision, out []targets.Outcome) Event {
+	e := Event{
+		Phase:    PhaseDrained,
+		Deadline: dec.Deadline,
+		ExitBy:   dec.ExitBy,
+		Reason:   dec.Reason,
+		Stale:    dec.Stale,
+		Time:     time.Now(),
+	}
+	for _, o := range out {
+		e.TargetGroups = append(e.TargetGroups, o.ARN)
+		oc := Outcome{TargetGroup: o.ARN, Ports: o.Ports, Result: o.Result, Attempts: o.Attempts}
+		if o.Err != nil {
+			oc.Error = o.Err.Error()
+		}
+		e.Outcomes = append(e.Outcomes, oc)
+	}
+	if len(out) == 0 {
+		// Deregister reports no group when none could be resolved.
+		e.Outcomes = []Outcome{{Result: targets.ResultNoGroups}}
+	}
+	return e
+}
+
+// Failed reports whether a target group may still route to this instance:
+// some outcome is neither success, not_registered nor dry_run.
+func (e Event) Failed() bool {
+	for _, o := range e.Outcomes {
+		switch o.Result {
+		case targets.ResultSuccess, targets.ResultNotRegistered, targets.ResultDryRun:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// Summary is one line for people, short enough for an SNS subject (100
+// characters): an e-mail subject, a chat message.
+func (e Event) Summary() string {
+	var b strings.Builder
+	what := strings.TrimSuffix(e.Kind+" "+e.Action, " ")
+	if what == "" {
+		what = "a notice"
+	}
+	switch e.Phase {
+	case PhaseDrained:
+		ok := 0
+		for _, o := range e.Outcomes {
+			if o.Result == targets.ResultSuccess || o.Result == targets.ResultNotRegistered || o.Result == targets.ResultDryRun {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, "%s drained after %s: ", orUnknown(e.InstanceID), what)
+		if e.Failed() {
+			fmt.Fprintf(&b, "FAILED to leave %d of %d target groups", len(e.Outcomes)-ok, len(e.Outcomes))
+		} else {
+			fmt.Fprintf(&b, "left all %d target groups", len(e.Outcomes))
+		}
+	default:
+		fmt.Fprintf(&b, "%s on %s", what, orUnknown(e.InstanceID))
+		if e.InstanceType != "" || e.AvailabilityZone != "" {
+			fmt.Fprintf(&b, " (%s)", strings.Trim(e.InstanceType+", "+e.AvailabilityZone, ", "))
+		}
+		if !e.Deadline.IsZero() {
+			fmt.Fprintf(&b, ", deadline %s", e.Deadline.UTC().Format("15:04:05Z"))
+			if !e.Time.IsZero() {
+				fmt.Fprintf(&b, " (in %s)", max(e.Deadline.Sub(e.Time), 0).Round(time.Second))
+			}
+		}
+	}
+	if e.DryRun {
+		b.WriteString(" [dry run]")
+	}
+	return b.String()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown instance"
+	}
+	return s
+}

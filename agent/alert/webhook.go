@@ -1,0 +1,162 @@
+package alert
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/template"
+)
+
+// DefaultContentType is the webhook body's Content-Type unless told otherwise:
+// the event as JSON, and what Slack, Teams and most chat webhooks expect of a
+// template too.
+const DefaultContentType = "application/json"
+
+// Webhook POSTs an event to a URL: the event as JSON, or what Template makes of it.
+type Webhook struct {
+	URL string
+	// Template renders the body; nil sends the event as JSON.
+	Template *template.Template
+	// ContentType of the body; DefaultContentType when empty.
+	ContentType string
+	// Client makes the requests; nil means one that follows no redirect
+	// (a redirected POST would reach its target as a GET without a body).
+	Client *http.Client
+}
+
+// StatusError is a webhook's answer other than 2xx.
+type StatusError struct {
+	Code int
+	// Body is the start of the answer, for the log.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("webhook answered %d %s", e.Code, http.StatusText(e.Code))
+	if e.Code/100 == 3 {
+		msg += " (redirects are not followed: give the final URL)"
+	}
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// Temporary reports whether the answer may change by itself: 408, 425, 429, 5xx.
+func (e *StatusError) Temporary() bool {
+	switch e.Code {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return e.Code >= 500
+}
+
+var noRedirects = &http.Client{
+	Transport:     http.DefaultTransport, // honours HTTPS_PROXY, as an instance behind a proxy needs
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// Render is the body Send posts for e.
+func (w *Webhook) Render(e Event) ([]byte, error) {
+	if w.Template == nil {
+		return json.Marshal(e)
+	}
+	var b bytes.Buffer
+	if err := w.Template.Execute(&b, e); err != nil {
+		return nil, fmt.Errorf("render --notify-template: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Send posts e once. The event id goes in Idempotency-Key, the same on every
+// retry, so that a receiver can drop duplicates.
+func (w *Webhook) Send(ctx context.Context, e Event) error {
+	body, err := w.Render(e)
+	if err != nil {
+		return &permanentError{err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return &permanentError{redact(err)}
+	}
+	ct := w.ContentType
+	if ct == "" {
+		ct = DefaultContentType
+	}
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("User-Agent", "spot-agent")
+	req.Header.Set("Idempotency-Key", e.ID)
+	client := w.Client
+	if client == nil {
+		client = noRedirects
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return redact(err)
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return &StatusError{Code: resp.StatusCode, Body: strings.Join(strings.Fields(string(head)), " ")}
+}
+
+// redact takes the path and query out of the URL in err: a chat webhook's URL
+// is its secret (https://hooks.slack.com/services/T/B/secret).
+func redact(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	c := *ue
+	c.URL = Redacted(ue.URL)
+	return &c
+}
+
+// Redacted is rawURL with only its scheme and host, for logs.
+func Redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "(webhook URL)"
+	}
+	s := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		s += "/..."
+	}
+	return s
+}
+
+// ParseTemplate reads a webhook template: s itself when it contains "{{",
+// else the file named s. Besides the Event's fields and methods (.Summary,
+// .Failed), the template can call json (a value as JSON, for strings inside a
+// JSON body) and join.
+func ParseTemplate(s string) (*template.Template, error) {
+	text := s
+	if !strings.Contains(s, "{{") {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			return nil, fmt.Errorf("not an inline template (no {{) and not a readable file: %w", err)
+		}
+		text = string(b)
+	}
+	t, err := template.New("notify-template").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"join": strings.Join,
+	}).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}

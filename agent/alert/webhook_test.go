@@ -1,0 +1,224 @@
+package alert_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spot-agent/spot-agent/agent/alert"
+)
+
+func TestWebhookPostsTheEventAsJSON(t *testing.T) {
+	url, reqs := receiver(t, http.StatusNoContent)
+	obs := &observer{}
+	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+	e := event()
+	if err := f.Send(context.Background(), e); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := drain(reqs)
+	if len(got) != 1 {
+		t.Fatalf("receiver got %d requests, want 1", len(got))
+	}
+	r := got[0]
+	if r.method != http.MethodPost || r.contentType != "application/json" || r.idempotencyKey != e.ID || r.userAgent != "spot-agent" {
+		t.Errorf("request: method %s, content type %q, idempotency key %q, user agent %q", r.method, r.contentType, r.idempotencyKey, r.userAgent)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(r.body, &body); err != nil {
+		t.Fatalf("body is not JSON: %v\n%s", err, r.body)
+	}
+	want := map[string]any{
+		"id":                "i-0123456789abcdef0/detected/20260101T120000.000Z",
+		"phase":             "detected",
+		"instance_id":       "i-0123456789abcdef0",
+		"instance_type":     "c5.large",
+		"availability_zone": "us-east-1a",
+		"region":            "us-east-1",
+		"kind":              "spot",
+		"action":            "terminate",
+		"notice_time":       "2026-01-01T12:02:00Z",
+		"seen":              "2026-01-01T12:00:00Z",
+		"deadline":          "2026-01-01T12:02:00Z",
+		"exit_by":           "2026-01-01T12:01:50Z",
+		"reason":            "spot terminate",
+		"target_groups":     []any{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"},
+	}
+	for k, v := range want {
+		if fmt.Sprint(body[k]) != fmt.Sprint(v) {
+			t.Errorf("body[%q] = %v, want %v", k, body[k], v)
+		}
+	}
+	for _, k := range []string{"outcomes", "stale", "dry_run"} {
+		if _, ok := body[k]; ok {
+			t.Errorf("body has %q, which a detected event leaves out", k)
+		}
+	}
+	if got := obs.results(); !slices.Equal(got, []string{"webhook detected success"}) {
+		t.Errorf("observed %v", got)
+	}
+}
+
+func TestWebhookTemplateForSlackGivesItsJSON(t *testing.T) {
+	tmpl, err := alert.ParseTemplate("../../packaging/notify/slack.json.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, reqs := receiver(t, http.StatusOK)
+	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url, Template: tmpl}}}}
+	e := alert.SampleEvent(alert.PhaseDrained)
+	e.Outcomes[0].Result, e.Outcomes[0].Error = "timeout", `deregister: "quoted" failure`
+	if err := f.Send(context.Background(), e); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := drain(reqs)
+	if len(got) != 1 {
+		t.Fatalf("receiver got %d requests, want 1", len(got))
+	}
+	var slack struct {
+		Text        string `json:"text"`
+		Attachments []struct {
+			Color  string `json:"color"`
+			Fields []struct {
+				Title, Value string
+			} `json:"fields"`
+		} `json:"attachments"`
+	}
+	if err := json.Unmarshal(got[0].body, &slack); err != nil {
+		t.Fatalf("the Slack body is not JSON: %v\n%s", err, got[0].body)
+	}
+	if want := "i-0123456789abcdef0 drained after spot terminate: FAILED to leave 1 of 1 target groups"; slack.Text != want {
+		t.Errorf("text = %q, want %q", slack.Text, want)
+	}
+	if len(slack.Attachments) != 1 || slack.Attachments[0].Color != "danger" {
+		t.Fatalf("attachments = %+v, want one, colored danger", slack.Attachments)
+	}
+	fields := slack.Attachments[0].Fields
+	last := fields[len(fields)-1]
+	if !strings.HasSuffix(last.Title, "targetgroup/web/0123456789abcdef") || last.Value != `timeout after 1 attempt(s) deregister: "quoted" failure` {
+		t.Errorf("last field = %+v, want the target group's outcome", last)
+	}
+}
+
+func TestWebhookInlineTemplateWithItsContentType(t *testing.T) {
+	tmpl, err := alert.ParseTemplate(`{{.InstanceID}} {{.Phase}} {{join .TargetGroups ","}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, reqs := receiver(t, http.StatusAccepted)
+	w := &alert.Webhook{URL: url, Template: tmpl, ContentType: "text/plain; charset=utf-8"}
+	if err := (&alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: w}}}).Send(context.Background(), event()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	r := drain(reqs)[0]
+	if want := "i-0123456789abcdef0 detected arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"; string(r.body) != want || r.contentType != "text/plain; charset=utf-8" {
+		t.Errorf("body %q (%s), want %q (text/plain)", r.body, r.contentType, want)
+	}
+}
+
+func TestWebhookRetriesA500ThenSucceeds(t *testing.T) {
+	url, reqs := receiver(t, http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusOK)
+	obs := &observer{}
+	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+	e := event()
+	if err := f.Send(context.Background(), e); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := drain(reqs)
+	if len(got) != 3 {
+		t.Fatalf("receiver got %d requests, want 3 (500, 503, 200)", len(got))
+	}
+	for i, r := range got {
+		if r.idempotencyKey != e.ID || string(r.body) != string(got[0].body) {
+			t.Errorf("attempt %d: key %q, body differs: %v; a retry must resend the same event", i+1, r.idempotencyKey, string(r.body) != string(got[0].body))
+		}
+	}
+	if got := obs.results(); !slices.Equal(got, []string{"webhook detected success"}) {
+		t.Errorf("observed %v, want one success", got)
+	}
+}
+
+func TestWebhookDoesNotRetryWhatWillNotChange(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code int
+		want string
+	}{
+		{"a 400 is the receiver refusing the body", http.StatusBadRequest, "webhook answered 400 Bad Request: Bad Request"},
+		{"a 404 is a wrong URL", http.StatusNotFound, "webhook answered 404 Not Found: Not Found"},
+		{"a redirect is not followed", http.StatusFound, "webhook answered 302 Found (redirects are not followed: give the final URL): Found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, reqs := receiver(t, tc.code)
+			obs := &observer{}
+			f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+			err := f.Send(context.Background(), event())
+			var se *alert.StatusError
+			if !errors.As(err, &se) || se.Error() != tc.want {
+				t.Errorf("Send error = %v, want %q", err, tc.want)
+			}
+			if n := len(drain(reqs)); n != 1 {
+				t.Errorf("receiver got %d requests, want 1", n)
+			}
+			if got := obs.results(); !slices.Equal(got, []string{"webhook detected rejected"}) {
+				t.Errorf("observed %v, want rejected", got)
+			}
+		})
+	}
+}
+
+func TestWebhookBoundHoldsWhenTheReceiverHangs(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select { // hang until the client gives up or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	obs := &observer{}
+	const bound = 400 * time.Millisecond
+	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: srv.URL}}}, Timeout: bound, Observer: obs}
+
+	start := time.Now()
+	f.Go(event())
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("Go took %s: it must return at once, the drain is waiting", took)
+	}
+	<-arrived
+	if err := f.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if took < bound || took > bound+time.Second {
+		t.Errorf("delivery gave up after %s, want the bound (%s)", took, bound)
+	}
+	if got := obs.results(); !slices.Equal(got, []string{"webhook detected timeout"}) {
+		t.Errorf("observed %v, want a timeout", got)
+	}
+}
+
+func TestWebhookErrorsDoNotShowTheSecretPath(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	w := &alert.Webhook{URL: "http://" + addr + "/services/T000/B000/s3cr3t"}
+	err = w.Send(context.Background(), event())
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "http://"+addr+"/...") {
+		t.Errorf("error = %v, want one naming the host only", err)
+	}
+}

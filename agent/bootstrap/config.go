@@ -1,0 +1,287 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Fleet kinds.
+const (
+	FleetASG       = "asg"
+	FleetSpotFleet = "spot-fleet"
+	FleetEC2Fleet  = "ec2-fleet"
+)
+
+// DefaultInstanceTypes are current-generation x86 types of one size, so that
+// price-capacity-optimized has pools to choose from. Each gets the same weight.
+var DefaultInstanceTypes = []string{"c5.large", "c5a.large", "c6i.large", "c6a.large", "m5.large", "m5a.large", "m6i.large", "m6a.large", "c7i.large", "m7i.large"}
+
+// Config is what one stack should be. The command line fills it; the library
+// never sees flags.
+type Config struct {
+	Name   string // the stack: letters, digits, hyphens, at most MaxNameLen
+	Region string
+
+	Fleet             string   // asg, spot-fleet or ec2-fleet
+	InstanceTypes     []string // instance types of the fleet's pools
+	Min, Max          int      // capacity bounds
+	Capacity          int      // initial desired capacity, between Min and Max
+	RequestsPerTarget float64  // target tracking value of ALBRequestCountPerTarget
+	CapacityRebalance bool     // ASG capacity rebalancing
+
+	DeregistrationDelay int           // seconds, 0..3600
+	Stickiness          time.Duration // lb_cookie duration; 0 = off
+
+	VPCID       string   // use this VPC instead of creating one
+	Subnets     []string // with VPCID: at least two subnets in two AZs
+	VPCCIDR     string   // for a new VPC
+	IngressCIDR string   // who may reach the ALB on port 80
+	MetricsCIDR string   // who may reach the agent's admin port; empty = nobody
+
+	AMI          string // empty: the Amazon Linux 2023 public SSM parameter
+	Distribution string // al2023, debian or ubuntu: how user-data installs the agent
+	AgentURL     string // https:// or s3:// location of the agent's .rpm or .deb
+	AgentFile    string // local .rpm or .deb to upload to the stack's bucket
+	AgentPort    int    // the agent's traffic port (its --listen port)
+	AdminPort    int    // the agent's admin port (its --admin-listen port)
+
+	NotifyEmail string // optional email subscription to the topic
+}
+
+// DefaultConfig returns the defaults of every setting the command line offers.
+func DefaultConfig() Config {
+	return Config{
+		Fleet:               FleetASG,
+		InstanceTypes:       append([]string(nil), DefaultInstanceTypes...),
+		Min:                 2,
+		Max:                 10,
+		Capacity:            2,
+		RequestsPerTarget:   100,
+		DeregistrationDelay: 90,
+		VPCCIDR:             "10.0.0.0/16",
+		IngressCIDR:         "0.0.0.0/0",
+		Distribution:        "al2023",
+		AgentPort:           80,
+		AdminPort:           10190,
+	}
+}
+
+// MaxNameLen keeps derived names within AWS's limits: the ALB and target
+// group names (NAME-alb, NAME-tg) within 32 characters, the bucket name
+// (spot-agent-NAME-ACCOUNT-REGION) within 63.
+const MaxNameLen = 20
+
+// NoticeWindow is how long a Spot interruption notice gives; the deregistration
+// delay must fit in it, less the agent's exit margin.
+const NoticeWindow = 120 * time.Second
+
+// agentExitMargin is the agent's default --exit-margin.
+const agentExitMargin = 10 * time.Second
+
+var (
+	nameRE         = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	instanceTypeRE = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
+	regionRE       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
+	vpcIDRE        = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
+	subnetIDRE     = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	amiRE          = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	emailRE        = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+)
+
+// FlagError is a configuration error that names the flag to fix.
+type FlagError struct {
+	Flag    string
+	Problem string
+}
+
+func (e *FlagError) Error() string { return fmt.Sprintf("--%s: %s", e.Flag, e.Problem) }
+
+// ValidateName checks a stack name alone (status and teardown need no more).
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return &FlagError{"name", "is required: the stack's name, e.g. --name workshop"}
+	case len(name) > MaxNameLen:
+		return &FlagError{"name", fmt.Sprintf("%q is longer than %d characters (derived names must fit the load balancer's 32)", name, MaxNameLen)}
+	case !nameRE.MatchString(name) || strings.HasSuffix(name, "-") || strings.Contains(name, "--"):
+		return &FlagError{"name", fmt.Sprintf("%q: use lowercase letters, digits and single hyphens, starting with a letter (it names a bucket and a load balancer)", name)}
+	}
+	return nil
+}
+
+// ValidateRegion checks a region name; empty is an error: nothing defaults to a
+// region, so no command reaches an account by accident.
+func ValidateRegion(region string) error {
+	if region == "" {
+		return &FlagError{"region", "no region: pass --region or set AWS_REGION (or a profile's region)"}
+	}
+	if !regionRE.MatchString(region) {
+		return &FlagError{"region", fmt.Sprintf("%q is not a region name like us-east-1", region)}
+	}
+	return nil
+}
+
+// Validate checks every field and returns all problems, each naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, &FlagError{Flag: flag, Problem: fmt.Sprintf(format, args...)})
+	}
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateRegion(c.Region); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Fleet {
+	case FleetASG, FleetSpotFleet, FleetEC2Fleet:
+	default:
+		bad("fleet", "%q is not asg, spot-fleet or ec2-fleet", c.Fleet)
+	}
+	if len(c.InstanceTypes) == 0 {
+		bad("instance-types", "at least one instance type is needed")
+	}
+	arch := ""
+	for _, t := range c.InstanceTypes {
+		if !instanceTypeRE.MatchString(t) {
+			bad("instance-types", "%q is not an instance type like c5.large", t)
+			continue
+		}
+		a := archOf(t)
+		if arch != "" && a != arch {
+			bad("instance-types", "mixes %s and %s types: one AMI cannot boot both", arch, a)
+		}
+		arch = a
+	}
+	if len(c.InstanceTypes) > 20 {
+		bad("instance-types", "%d types: at most 20 overrides are allowed", len(c.InstanceTypes))
+	}
+	if c.Min < 0 {
+		bad("min", "%d is negative", c.Min)
+	}
+	if c.Max < 1 || c.Max > 1000 {
+		bad("max", "%d is out of range 1..1000", c.Max)
+	}
+	if c.Min > c.Max {
+		bad("min", "%d is above --max %d", c.Min, c.Max)
+	}
+	if c.Capacity < c.Min || c.Capacity > c.Max {
+		bad("capacity", "%d is outside --min %d .. --max %d", c.Capacity, c.Min, c.Max)
+	}
+	if c.RequestsPerTarget <= 0 {
+		bad("requests-per-target", "%v must be positive", c.RequestsPerTarget)
+	}
+	if c.DeregistrationDelay < 0 || c.DeregistrationDelay > 3600 {
+		bad("deregistration-delay", "%d is out of range 0..3600 seconds", c.DeregistrationDelay)
+	}
+	if c.Stickiness != 0 && (c.Stickiness < time.Second || c.Stickiness > 7*24*time.Hour) {
+		bad("stickiness", "%s is out of range 1s..168h (0 turns stickiness off)", c.Stickiness)
+	}
+	if c.VPCID != "" {
+		if !vpcIDRE.MatchString(c.VPCID) {
+			bad("vpc-id", "%q is not a VPC id like vpc-0123456789abcdef0", c.VPCID)
+		}
+		if len(c.Subnets) < 2 {
+			bad("subnets", "--vpc-id needs at least two subnets in two Availability Zones")
+		}
+	} else if len(c.Subnets) > 0 {
+		bad("subnets", "only with --vpc-id")
+	}
+	for _, s := range c.Subnets {
+		if !subnetIDRE.MatchString(s) {
+			bad("subnets", "%q is not a subnet id like subnet-0123456789abcdef0", s)
+		}
+	}
+	if p, err := netip.ParsePrefix(c.VPCCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
+		bad("vpc-cidr", "%q is not an IPv4 network like 10.0.0.0/16", c.VPCCIDR)
+	} else if p.Bits() < 16 || p.Bits() > 26 {
+		bad("vpc-cidr", "%q: the prefix must be /16../26 (the two subnets are its halves)", c.VPCCIDR)
+	}
+	if _, err := parseCIDR(c.IngressCIDR); err != nil {
+		bad("ingress-cidr", "%v", err)
+	}
+	if c.MetricsCIDR != "" {
+		if _, err := parseCIDR(c.MetricsCIDR); err != nil {
+			bad("metrics-cidr", "%v", err)
+		}
+	}
+	if c.AMI != "" && !amiRE.MatchString(c.AMI) {
+		bad("ami", "%q is not an AMI id like ami-0123456789abcdef0", c.AMI)
+	}
+	switch c.Distribution {
+	case "al2023", "debian", "ubuntu":
+	default:
+		bad("distribution", "%q is not al2023, debian or ubuntu", c.Distribution)
+	}
+	if c.Distribution != "al2023" && c.AMI == "" {
+		bad("ami", "--distribution %s needs --ami (the default AMI is Amazon Linux 2023)", c.Distribution)
+	}
+	want := ".rpm"
+	if c.Distribution == "debian" || c.Distribution == "ubuntu" {
+		want = ".deb"
+	}
+	switch {
+	case c.AgentURL != "" && c.AgentFile != "":
+		bad("agent-url", "give --agent-url or --agent-file, not both")
+	case c.AgentURL == "" && c.AgentFile == "":
+		bad("agent-url", "instances need the agent's package: give --agent-url (https:// or s3:// of the %s) or --agent-file to upload one", want)
+	case c.AgentURL != "":
+		u, err := url.Parse(c.AgentURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "s3") || u.Host == "" || u.Path == "" || u.User != nil {
+			bad("agent-url", "%q is not an https:// URL or an s3://BUCKET/KEY URI", c.AgentURL)
+		} else if path.Ext(u.Path) != want {
+			bad("agent-url", "%q is not a %s package, which --distribution %s installs", c.AgentURL, want, c.Distribution)
+		}
+	case path.Ext(c.AgentFile) != want:
+		bad("agent-file", "%q is not a %s package, which --distribution %s installs", c.AgentFile, want, c.Distribution)
+	}
+	for flag, p := range map[string]int{"agent-port": c.AgentPort, "admin-port": c.AdminPort} {
+		if p < 1 || p > 65535 {
+			bad(flag, "%d is not a port", p)
+		}
+	}
+	if c.AgentPort == c.AdminPort {
+		bad("admin-port", "must differ from --agent-port")
+	}
+	if c.NotifyEmail != "" && !emailRE.MatchString(c.NotifyEmail) {
+		bad("notify-email", "%q is not an email address", c.NotifyEmail)
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings are settings that work but defeat the stack's purpose.
+func (c *Config) Warnings() []string {
+	var w []string
+	if d := time.Duration(c.DeregistrationDelay) * time.Second; d+agentExitMargin > NoticeWindow {
+		w = append(w, fmt.Sprintf("--deregistration-delay %d: the drain does not fit the %s Spot notice (less the agent's %s exit margin): connections still open then are cut", c.DeregistrationDelay, NoticeWindow, agentExitMargin))
+	}
+	if c.Fleet == FleetEC2Fleet && c.Min != c.Max {
+		w = append(w, "EC2 Fleet has no target tracking (Application Auto Scaling does not scale it): its capacity stays at --capacity")
+	}
+	return w
+}
+
+func parseCIDR(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR like 203.0.113.0/24", s)
+	}
+	return p, nil
+}
+
+// archOf tells an instance type's architecture: Graviton families carry a "g"
+// after the generation digit (c6g, m7gd, t4g, c7gn).
+func archOf(instanceType string) string {
+	family, _, _ := strings.Cut(instanceType, ".")
+	i := strings.IndexAny(family, "0123456789")
+	if i >= 0 && strings.HasPrefix(family[i+1:], "g") {
+		return "arm64"
+	}
+	return "x86_64"
+}

@@ -1,0 +1,646 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// ltVersion is the launch template version every fleet launches: the
+// template's default, which bootstrap moves when it changes the template.
+const ltVersion = "$Default"
+
+func newFleet(kind string) resource {
+	switch kind {
+	case FleetASG:
+		return &asgFleet{}
+	case FleetSpotFleet:
+		return &spotFleet{}
+	}
+	return &ec2Fleet{}
+}
+
+// otherKind is the plan of a fleet of a kind the configuration does not ask
+// for: absent is fine; present means --fleet changed, which only a teardown
+// can do.
+func otherKind(s *state, kind string, found bool, id string) (Change, bool) {
+	if s.cfg.Fleet == kind || s.cfg.Fleet == "" {
+		return Change{}, false
+	}
+	c := Change{Resource: kind, ID: id, Action: Skip}
+	if found {
+		c.Action = Recreate
+		c.Diffs = []Diff{{"fleet", kind, s.cfg.Fleet}}
+		c.Note = "the stack has a " + kind + "; changing --fleet needs a teardown first"
+	}
+	return c, true
+}
+
+// overrides are the fleet's pools: every instance type in every subnet.
+func (s *state) ec2Overrides() []ec2types.LaunchTemplateOverrides {
+	var out []ec2types.LaunchTemplateOverrides
+	for _, t := range s.cfg.InstanceTypes {
+		for _, sn := range s.subnetIDs {
+			out = append(out, ec2types.LaunchTemplateOverrides{InstanceType: ec2types.InstanceType(t), SubnetId: aws.String(sn)})
+		}
+	}
+	return out
+}
+
+// asgFleet is an Auto Scaling group with a MixedInstancesPolicy: 100 % Spot,
+// price-capacity-optimized, attached to the target group.
+type asgFleet struct {
+	found bool
+	g     astypes.AutoScalingGroup
+}
+
+func (r *asgFleet) name() string { return FleetASG }
+
+func (r *asgFleet) find(ctx context.Context, s *state) (bool, error) {
+	out, err := s.c.AutoScaling.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{s.asgName()}})
+	if err != nil || len(out.AutoScalingGroups) == 0 {
+		return false, err
+	}
+	g := out.AutoScalingGroups[0]
+	ours := false
+	for _, t := range g.Tags {
+		ours = ours || (deref(t.Key) == StackTag && deref(t.Value) == s.cfg.Name)
+	}
+	if !ours {
+		return false, fmt.Errorf("auto scaling group %s exists but does not carry %s=%s", s.asgName(), StackTag, s.cfg.Name)
+	}
+	r.found, r.g = true, g
+	s.fleetKind, s.fleetID = FleetASG, s.asgName()
+	return true, nil
+}
+
+func (r *asgFleet) types() []string {
+	var out []string
+	if p := r.g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil {
+		for _, o := range p.LaunchTemplate.Overrides {
+			out = append(out, deref(o.InstanceType))
+		}
+	}
+	return out
+}
+
+func (r *asgFleet) plan(s *state) Change {
+	if c, ok := otherKind(s, FleetASG, r.found, s.asgName()); ok {
+		return c
+	}
+	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetASG), Settings: []Setting{
+		{"name", s.asgName()}, {"min", itoa(s.cfg.Min)}, {"max", itoa(s.cfg.Max)}, {"desired", itoa(s.cfg.Capacity)},
+		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"instance-types", join(s.cfg.InstanceTypes)},
+		{"capacity-rebalance", fmt.Sprint(s.cfg.CapacityRebalance)}, {"target-group", orPending(s.tgARN)},
+		{"launch-template", orPending(s.ltID) + " " + ltVersion},
+		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
+	}}
+	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+		c.Action = Unchanged
+		return c
+	}
+	if !r.found {
+		c.Action = Create
+		return c
+	}
+	g := r.g
+	if deref(g.MinSize) != int32(s.cfg.Min) {
+		c.Diffs = append(c.Diffs, Diff{"min", itoa(deref(g.MinSize)), itoa(s.cfg.Min)})
+	}
+	if deref(g.MaxSize) != int32(s.cfg.Max) {
+		c.Diffs = append(c.Diffs, Diff{"max", itoa(deref(g.MaxSize)), itoa(s.cfg.Max)})
+	}
+	if !slices.Equal(r.types(), s.cfg.InstanceTypes) {
+		c.Diffs = append(c.Diffs, Diff{"instance-types", join(r.types()), join(s.cfg.InstanceTypes)})
+	}
+	if deref(g.CapacityRebalance) != s.cfg.CapacityRebalance {
+		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", fmt.Sprint(deref(g.CapacityRebalance)), fmt.Sprint(s.cfg.CapacityRebalance)})
+	}
+	if have := strings.Split(deref(g.VPCZoneIdentifier), ","); !sameSet(have, s.subnetIDs) {
+		c.Diffs = append(c.Diffs, Diff{"subnets", join(have), orPending(join(s.subnetIDs))})
+	}
+	if !sameSet(g.TargetGroupARNs, []string{s.tgARN}) {
+		c.Diffs = append(c.Diffs, Diff{"target-groups", join(g.TargetGroupARNs), orPending(s.tgARN)})
+	}
+	lt := ""
+	if p := g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil && p.LaunchTemplate.LaunchTemplateSpecification != nil {
+		lt = deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
+	}
+	if lt != s.ltID {
+		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+	}
+	c.Action = Unchanged
+	if len(c.Diffs) > 0 {
+		c.Action = Update
+	}
+	return c
+}
+
+func (s *state) fleetIDIf(kind string) string {
+	if s.fleetKind == kind {
+		return s.fleetID
+	}
+	return ""
+}
+
+func (r *asgFleet) mixed(s *state) *astypes.MixedInstancesPolicy {
+	var ov []astypes.LaunchTemplateOverrides
+	for _, t := range s.cfg.InstanceTypes {
+		ov = append(ov, astypes.LaunchTemplateOverrides{InstanceType: aws.String(t)})
+	}
+	return &astypes.MixedInstancesPolicy{
+		LaunchTemplate: &astypes.LaunchTemplate{
+			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
+			Overrides:                   ov,
+		},
+		InstancesDistribution: &astypes.InstancesDistribution{
+			OnDemandBaseCapacity: aws.Int32(0), OnDemandPercentageAboveBaseCapacity: aws.Int32(0),
+			SpotAllocationStrategy: aws.String("price-capacity-optimized"),
+		},
+	}
+}
+
+func (r *asgFleet) create(ctx context.Context, s *state) error {
+	tag := func(k, v string) astypes.Tag {
+		return astypes.Tag{Key: aws.String(k), Value: aws.String(v), PropagateAtLaunch: aws.Bool(true)}
+	}
+	_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(s.asgName()),
+		MinSize:              aws.Int32(int32(s.cfg.Min)), MaxSize: aws.Int32(int32(s.cfg.Max)), DesiredCapacity: aws.Int32(int32(s.cfg.Capacity)),
+		VPCZoneIdentifier:      aws.String(strings.Join(s.subnetIDs, ",")),
+		TargetGroupARNs:        []string{s.tgARN},
+		MixedInstancesPolicy:   r.mixed(s),
+		CapacityRebalance:      aws.Bool(s.cfg.CapacityRebalance),
+		HealthCheckType:        aws.String("ELB"),
+		HealthCheckGracePeriod: aws.Int32(120),
+		Tags:                   []astypes.Tag{tag(StackTag, s.cfg.Name), tag("Name", s.cfg.Name+"-instance"), tag(HookTag, s.hookName())},
+	})
+	if err != nil {
+		return err
+	}
+	s.fleetKind, s.fleetID, r.found = FleetASG, s.asgName(), true
+	return nil
+}
+
+func (r *asgFleet) update(ctx context.Context, s *state, c Change) error {
+	_, err := s.c.AutoScaling.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(s.asgName()),
+		MinSize:              aws.Int32(int32(s.cfg.Min)), MaxSize: aws.Int32(int32(s.cfg.Max)),
+		VPCZoneIdentifier:    aws.String(strings.Join(s.subnetIDs, ",")),
+		MixedInstancesPolicy: r.mixed(s),
+		CapacityRebalance:    aws.Bool(s.cfg.CapacityRebalance),
+	})
+	if err != nil {
+		return err
+	}
+	if !sameSet(r.g.TargetGroupARNs, []string{s.tgARN}) {
+		var stale []string
+		for _, tg := range r.g.TargetGroupARNs {
+			if tg != s.tgARN {
+				stale = append(stale, tg)
+			}
+		}
+		if len(stale) > 0 {
+			if _, err := s.c.AutoScaling.DetachLoadBalancerTargetGroups(ctx, &autoscaling.DetachLoadBalancerTargetGroupsInput{AutoScalingGroupName: aws.String(s.asgName()), TargetGroupARNs: stale}); err != nil {
+				return fmt.Errorf("detach target groups: %w", err)
+			}
+		}
+		if !slices.Contains(r.g.TargetGroupARNs, s.tgARN) {
+			if _, err := s.c.AutoScaling.AttachLoadBalancerTargetGroups(ctx, &autoscaling.AttachLoadBalancerTargetGroupsInput{AutoScalingGroupName: aws.String(s.asgName()), TargetGroupARNs: []string{s.tgARN}}); err != nil {
+				return fmt.Errorf("attach target group: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// delete force-deletes the group (terminating its instances, with its hook
+// and policies) and waits until it is gone.
+func (r *asgFleet) delete(ctx context.Context, s *state) error {
+	_, err := s.c.AutoScaling.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: aws.String(s.asgName()), ForceDelete: aws.Bool(true)})
+	if err != nil && !hasCode(err, "ScalingActivityInProgress") {
+		return err
+	}
+	return s.wait(ctx, "the auto scaling group to be deleted", func(ctx context.Context) (bool, error) {
+		out, err := s.c.AutoScaling.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{s.asgName()}})
+		return err == nil && len(out.AutoScalingGroups) == 0, err
+	})
+}
+
+// spotFleet is the workshop's Spot Fleet: request and maintain, with the
+// target group in LoadBalancersConfig.
+type spotFleet struct {
+	found bool
+	cfg   *ec2types.SpotFleetRequestConfigData
+	state ec2types.BatchState
+}
+
+func (r *spotFleet) name() string { return FleetSpotFleet }
+
+func (s *state) hasStackTag(tags []ec2types.Tag) bool {
+	return ec2Tag(tags, StackTag) == s.cfg.Name
+}
+
+func (r *spotFleet) find(ctx context.Context, s *state) (bool, error) {
+	p := ec2.NewDescribeSpotFleetRequestsPaginator(s.c.EC2, &ec2.DescribeSpotFleetRequestsInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range page.SpotFleetRequestConfigs {
+			switch c.SpotFleetRequestState {
+			case ec2types.BatchStateSubmitted, ec2types.BatchStateActive, ec2types.BatchStateModifying, ec2types.BatchStateCancelledRunning:
+			default:
+				continue
+			}
+			if !s.hasStackTag(c.Tags) {
+				continue
+			}
+			r.found, r.cfg, r.state = true, c.SpotFleetRequestConfig, c.SpotFleetRequestState
+			s.fleetKind, s.fleetID = FleetSpotFleet, deref(c.SpotFleetRequestId)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func fleetTypes(configs []ec2types.LaunchTemplateConfig) (types []string, lt string) {
+	seen := map[string]bool{}
+	for _, c := range configs {
+		if c.LaunchTemplateSpecification != nil {
+			lt = deref(c.LaunchTemplateSpecification.LaunchTemplateId)
+		}
+		for _, o := range c.Overrides {
+			if t := string(o.InstanceType); !seen[t] {
+				seen[t] = true
+				types = append(types, t)
+			}
+		}
+	}
+	return types, lt
+}
+
+func (r *spotFleet) plan(s *state) Change {
+	if c, ok := otherKind(s, FleetSpotFleet, r.found, s.fleetIDIf(FleetSpotFleet)); ok {
+		return c
+	}
+	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetSpotFleet), Settings: []Setting{
+		{"type", "maintain"}, {"target-capacity", itoa(s.cfg.Capacity)}, {"allocation", "priceCapacityOptimized"},
+		{"instance-types", join(s.cfg.InstanceTypes)}, {"load-balancers", "target group " + orPending(s.tgARN)},
+		{"launch-template", orPending(s.ltID) + " " + ltVersion}, {"role", orPending(s.fleetRole)},
+	}}
+	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+		c.Action = Unchanged
+		return c
+	}
+	if !r.found {
+		c.Action = Create
+		return c
+	}
+	if r.cfg == nil { // just created
+		c.Action = Unchanged
+		return c
+	}
+	if r.state == ec2types.BatchStateCancelledRunning {
+		c.Action, c.Note = Recreate, "the request is cancelled: run teardown, then bootstrap"
+		return c
+	}
+	if deref(r.cfg.IamFleetRole) != s.fleetRole {
+		c.Diffs = append(c.Diffs, Diff{"role", deref(r.cfg.IamFleetRole), orPending(s.fleetRole)})
+	}
+	// moto does not return LoadBalancersConfig; compare it only when present.
+	if lb := r.cfg.LoadBalancersConfig; lb != nil && lb.TargetGroupsConfig != nil {
+		var tgs []string
+		for _, tg := range lb.TargetGroupsConfig.TargetGroups {
+			tgs = append(tgs, deref(tg.Arn))
+		}
+		if !sameSet(tgs, []string{s.tgARN}) {
+			c.Diffs = append(c.Diffs, Diff{"target-groups", join(tgs), orPending(s.tgARN)})
+		}
+	}
+	if len(c.Diffs) > 0 {
+		c.Action, c.Note = Recreate, "a Spot Fleet request's role and load balancers are fixed at creation"
+		return c
+	}
+	// moto answers with LaunchSpecifications made of the first override
+	// instead of LaunchTemplateConfigs; compare them only when present.
+	if len(r.cfg.LaunchTemplateConfigs) > 0 {
+		types, lt := fleetTypes(r.cfg.LaunchTemplateConfigs)
+		if !slices.Equal(types, s.cfg.InstanceTypes) {
+			c.Diffs = append(c.Diffs, Diff{"instance-types", join(types), join(s.cfg.InstanceTypes)})
+		}
+		if lt != s.ltID {
+			c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+		}
+	}
+	c.Action = Unchanged
+	if len(c.Diffs) > 0 {
+		c.Action = Update
+	}
+	return c
+}
+
+func (r *spotFleet) ltConfigs(s *state) []ec2types.LaunchTemplateConfig {
+	return []ec2types.LaunchTemplateConfig{{
+		LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
+		Overrides:                   s.ec2Overrides(),
+	}}
+}
+
+func (r *spotFleet) create(ctx context.Context, s *state) error {
+	in := &ec2.RequestSpotFleetInput{SpotFleetRequestConfig: &ec2types.SpotFleetRequestConfigData{
+		IamFleetRole:                     aws.String(s.fleetRole),
+		TargetCapacity:                   aws.Int32(int32(s.cfg.Capacity)),
+		OnDemandTargetCapacity:           aws.Int32(0),
+		Type:                             ec2types.FleetTypeMaintain,
+		AllocationStrategy:               ec2types.AllocationStrategyPriceCapacityOptimized,
+		InstanceInterruptionBehavior:     ec2types.InstanceInterruptionBehaviorTerminate,
+		TerminateInstancesWithExpiration: aws.Bool(true),
+		LaunchTemplateConfigs:            r.ltConfigs(s),
+		LoadBalancersConfig: &ec2types.LoadBalancersConfig{TargetGroupsConfig: &ec2types.TargetGroupsConfig{
+			TargetGroups: []ec2types.TargetGroup{{Arn: aws.String(s.tgARN)}},
+		}},
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSpotFleetRequest, Tags: []ec2types.Tag{
+			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-spot-fleet")},
+		}}},
+	}}
+	// A role made seconds ago may not be usable yet (IAM is eventually
+	// consistent): Spot Fleet then says the IamFleetRole is invalid.
+	var out *ec2.RequestSpotFleetOutput
+	err := s.wait(ctx, "the new Spot Fleet role to be accepted", func(ctx context.Context) (bool, error) {
+		var err error
+		out, err = s.c.EC2.RequestSpotFleet(ctx, in)
+		if err != nil && strings.Contains(err.Error(), "IamFleetRole") {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return err
+	}
+	s.fleetKind, s.fleetID, r.found = FleetSpotFleet, deref(out.SpotFleetRequestId), true
+	return nil
+}
+
+func (r *spotFleet) update(ctx context.Context, s *state, _ Change) error {
+	_, err := s.c.EC2.ModifySpotFleetRequest(ctx, &ec2.ModifySpotFleetRequestInput{
+		SpotFleetRequestId: aws.String(s.fleetID), LaunchTemplateConfigs: r.ltConfigs(s),
+	})
+	return err
+}
+
+// delete cancels the request, terminating its instances, and waits for them.
+func (r *spotFleet) delete(ctx context.Context, s *state) error {
+	ids, err := s.spotFleetInstances(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.c.EC2.CancelSpotFleetRequests(ctx, &ec2.CancelSpotFleetRequestsInput{SpotFleetRequestIds: []string{s.fleetID}, TerminateInstances: aws.Bool(true)}); err != nil {
+		return err
+	}
+	return s.waitTerminated(ctx, ids)
+}
+
+func (s *state) spotFleetInstances(ctx context.Context) ([]string, error) {
+	var ids []string
+	in := &ec2.DescribeSpotFleetInstancesInput{SpotFleetRequestId: aws.String(s.fleetID)}
+	for {
+		page, err := s.c.EC2.DescribeSpotFleetInstances(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range page.ActiveInstances {
+			ids = append(ids, deref(i.InstanceId))
+		}
+		if deref(page.NextToken) == "" {
+			return ids, nil
+		}
+		in.NextToken = page.NextToken
+	}
+}
+
+// ec2Fleet is an EC2 Fleet of type maintain. It has no load balancer
+// integration: its instances register themselves (the agent's --register).
+type ec2Fleet struct {
+	found bool
+	f     ec2types.FleetData
+}
+
+func (r *ec2Fleet) name() string { return FleetEC2Fleet }
+
+func (r *ec2Fleet) find(ctx context.Context, s *state) (bool, error) {
+	p := ec2.NewDescribeFleetsPaginator(s.c.EC2, &ec2.DescribeFleetsInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, f := range page.Fleets {
+			switch f.FleetState {
+			case ec2types.FleetStateCodeSubmitted, ec2types.FleetStateCodeActive, ec2types.FleetStateCodeModifying, ec2types.FleetStateCodeDeletedRunning:
+			default:
+				continue
+			}
+			if !s.hasStackTag(f.Tags) {
+				continue
+			}
+			r.found, r.f = true, f
+			s.fleetKind, s.fleetID = FleetEC2Fleet, deref(f.FleetId)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (r *ec2Fleet) plan(s *state) Change {
+	if c, ok := otherKind(s, FleetEC2Fleet, r.found, s.fleetIDIf(FleetEC2Fleet)); ok {
+		return c
+	}
+	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetEC2Fleet), Settings: []Setting{
+		{"type", "maintain"}, {"total-target-capacity", itoa(s.cfg.Capacity) + " spot"}, {"allocation", "price-capacity-optimized"},
+		{"instance-types", join(s.cfg.InstanceTypes)}, {"launch-template", orPending(s.ltID) + " " + ltVersion},
+		{"load-balancer", "none: the agent registers itself (SPOT_AGENT_REGISTER=true)"},
+	}}
+	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+		c.Action = Unchanged
+		return c
+	}
+	if !r.found {
+		c.Action = Create
+		return c
+	}
+	if r.f.FleetState == ec2types.FleetStateCodeDeletedRunning {
+		c.Action, c.Note = Recreate, "the fleet is deleted: run teardown, then bootstrap"
+		return c
+	}
+	if tc := r.f.TargetCapacitySpecification; tc == nil || deref(tc.TotalTargetCapacity) != int32(s.cfg.Capacity) {
+		have := int32(0)
+		if tc != nil {
+			have = deref(tc.TotalTargetCapacity)
+		}
+		c.Diffs = append(c.Diffs, Diff{"total-target-capacity", itoa(have), itoa(s.cfg.Capacity)})
+	}
+	var configs []ec2types.LaunchTemplateConfig
+	for _, lc := range r.f.LaunchTemplateConfigs {
+		conf := ec2types.LaunchTemplateConfig{}
+		if lc.LaunchTemplateSpecification != nil {
+			conf.LaunchTemplateSpecification = &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: lc.LaunchTemplateSpecification.LaunchTemplateId}
+		}
+		for _, o := range lc.Overrides {
+			conf.Overrides = append(conf.Overrides, ec2types.LaunchTemplateOverrides{InstanceType: o.InstanceType})
+		}
+		configs = append(configs, conf)
+	}
+	types, lt := fleetTypes(configs)
+	if !slices.Equal(types, s.cfg.InstanceTypes) {
+		c.Diffs = append(c.Diffs, Diff{"instance-types", join(types), join(s.cfg.InstanceTypes)})
+	}
+	if lt != s.ltID {
+		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+	}
+	c.Action = Unchanged
+	if len(c.Diffs) > 0 {
+		c.Action = Update
+	}
+	return c
+}
+
+func (r *ec2Fleet) ltConfigs(s *state) []ec2types.FleetLaunchTemplateConfigRequest {
+	var ov []ec2types.FleetLaunchTemplateOverridesRequest
+	for _, o := range s.ec2Overrides() {
+		ov = append(ov, ec2types.FleetLaunchTemplateOverridesRequest{InstanceType: o.InstanceType, SubnetId: o.SubnetId})
+	}
+	return []ec2types.FleetLaunchTemplateConfigRequest{{
+		LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
+		Overrides:                   ov,
+	}}
+}
+
+func (r *ec2Fleet) capacity(s *state) *ec2types.TargetCapacitySpecificationRequest {
+	return &ec2types.TargetCapacitySpecificationRequest{
+		TotalTargetCapacity: aws.Int32(int32(s.cfg.Capacity)), DefaultTargetCapacityType: ec2types.DefaultTargetCapacityTypeSpot,
+		SpotTargetCapacity: aws.Int32(int32(s.cfg.Capacity)), OnDemandTargetCapacity: aws.Int32(0),
+	}
+}
+
+func (r *ec2Fleet) create(ctx context.Context, s *state) error {
+	out, err := s.c.EC2.CreateFleet(ctx, &ec2.CreateFleetInput{
+		Type:                        ec2types.FleetTypeMaintain,
+		TargetCapacitySpecification: r.capacity(s),
+		SpotOptions: &ec2types.SpotOptionsRequest{
+			AllocationStrategy:           ec2types.SpotAllocationStrategyPriceCapacityOptimized,
+			InstanceInterruptionBehavior: ec2types.SpotInstanceInterruptionBehaviorTerminate,
+		},
+		LaunchTemplateConfigs:            r.ltConfigs(s),
+		TerminateInstancesWithExpiration: aws.Bool(true),
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeFleet, Tags: []ec2types.Tag{
+			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-ec2-fleet")},
+		}}},
+	})
+	if err != nil {
+		return err
+	}
+	s.fleetKind, s.fleetID, r.found = FleetEC2Fleet, deref(out.FleetId), true
+	return nil
+}
+
+func (r *ec2Fleet) update(ctx context.Context, s *state, _ Change) error {
+	_, err := s.c.EC2.ModifyFleet(ctx, &ec2.ModifyFleetInput{
+		FleetId: aws.String(s.fleetID), TargetCapacitySpecification: r.capacity(s), LaunchTemplateConfigs: r.ltConfigs(s),
+	})
+	return err
+}
+
+// delete deletes the fleet, terminating its instances, and waits for them.
+func (r *ec2Fleet) delete(ctx context.Context, s *state) error {
+	var ids []string
+	out, err := s.c.EC2.DescribeFleetInstances(ctx, &ec2.DescribeFleetInstancesInput{FleetId: aws.String(s.fleetID)})
+	if err != nil && !notFound(err) {
+		return err
+	}
+	if out != nil {
+		for _, i := range out.ActiveInstances {
+			ids = append(ids, deref(i.InstanceId))
+		}
+	}
+	if _, err := s.c.EC2.DeleteFleets(ctx, &ec2.DeleteFleetsInput{FleetIds: []string{s.fleetID}, TerminateInstances: aws.Bool(true)}); err != nil {
+		return err
+	}
+	return s.waitTerminated(ctx, ids)
+}
+
+// waitTerminated waits until none of the instances is running any more.
+func (s *state) waitTerminated(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.wait(ctx, fmt.Sprintf("%d instances to terminate", len(ids)), func(ctx context.Context) (bool, error) {
+		out, err := s.c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+		if notFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, res := range out.Reservations {
+			for _, i := range res.Instances {
+				if i.State != nil && i.State.Name != ec2types.InstanceStateNameTerminated {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+}
+
+// strayInstances (teardown only) are instances that still carry the stack tag
+// once the fleets are gone: left by a fleet cancelled without terminating them.
+type strayInstances struct {
+	ids []string
+}
+
+func (r *strayInstances) name() string { return "instances" }
+
+func (r *strayInstances) find(ctx context.Context, s *state) (bool, error) {
+	r.ids = nil
+	p := ec2.NewDescribeInstancesPaginator(s.c.EC2, &ec2.DescribeInstancesInput{Filters: append(s.ec2Filter(""),
+		ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}})})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, res := range page.Reservations {
+			for _, i := range res.Instances {
+				r.ids = append(r.ids, deref(i.InstanceId))
+			}
+		}
+	}
+	return len(r.ids) > 0, nil
+}
+
+func (r *strayInstances) plan(s *state) Change {
+	return Change{Resource: r.name(), ID: join(r.ids), Action: Unchanged, Note: "launched by the fleet"}
+}
+
+func (r *strayInstances) create(context.Context, *state) error         { return nil }
+func (r *strayInstances) update(context.Context, *state, Change) error { return nil }
+
+// delete runs after the fleets are deleted: whatever still runs is terminated.
+func (r *strayInstances) delete(ctx context.Context, s *state) error {
+	if _, err := r.find(ctx, s); err != nil || len(r.ids) == 0 {
+		return err
+	}
+	if _, err := s.c.EC2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: r.ids}); err != nil {
+		return err
+	}
+	return s.waitTerminated(ctx, r.ids)
+}

@@ -1,0 +1,270 @@
+package bootstrap
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+)
+
+// amiParameter is the public SSM parameter of the latest Amazon Linux 2023 AMI.
+func amiParameter(arch string) string {
+	return "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-" + arch
+}
+
+// launchTemplate is what every instance boots with: the AMI, the instance
+// profile, the instances' security group, IMDSv2 only with a hop limit of 1
+// and instance tags in metadata, the instance tags the agent reads, and the
+// user-data that installs and starts it.
+type launchTemplate struct {
+	found   bool
+	version int64
+	data    *ec2types.ResponseLaunchTemplateData
+	ud      string // base64 user-data, rendered by find
+}
+
+func (r *launchTemplate) name() string { return "launch-template" }
+
+func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
+	out, err := s.c.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: s.ec2Filter("launch-template")})
+	if err != nil {
+		return false, err
+	}
+	if len(out.LaunchTemplates) > 0 {
+		lt := out.LaunchTemplates[0]
+		s.ltID, r.version = deref(lt.LaunchTemplateId), deref(lt.DefaultVersionNumber)
+		v, err := s.c.EC2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{
+			LaunchTemplateId: lt.LaunchTemplateId, Versions: []string{strconv.FormatInt(r.version, 10)},
+		})
+		if err != nil {
+			return false, err
+		}
+		if len(v.LaunchTemplateVersions) == 0 {
+			return false, fmt.Errorf("launch template %s has no version %d", s.ltID, r.version)
+		}
+		r.found, r.data = true, v.LaunchTemplateVersions[0].LaunchTemplateData
+	}
+	// The AMI: --ami, else the one the template already has (so that a new
+	// Amazon Linux release does not make a re-run change anything), else the
+	// latest from the public parameter.
+	switch {
+	case s.cfg.AMI != "":
+		s.ami = s.cfg.AMI
+	case r.found:
+		s.ami = deref(r.data.ImageId)
+	case len(s.cfg.InstanceTypes) > 0:
+		p, err := s.c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(amiParameter(archOf(s.cfg.InstanceTypes[0])))})
+		if err != nil {
+			return false, fmt.Errorf("latest Amazon Linux 2023 AMI (%s): %w", amiParameter(archOf(s.cfg.InstanceTypes[0])), err)
+		}
+		s.ami = deref(p.Parameter.Value)
+	}
+	if len(s.cfg.InstanceTypes) > 0 { // bootstrap, not teardown or status
+		ud, err := s.userData()
+		if err != nil {
+			return false, err
+		}
+		r.ud = ud
+	}
+	return r.found, nil
+}
+
+// env is the agent's environment on the instances: only what differs from
+// its defaults or what the fleet kind needs.
+func (s *state) agentEnv() map[string]string {
+	env := map[string]string{}
+	if s.cfg.AgentPort != 80 {
+		env["SPOT_AGENT_LISTEN"] = ":" + itoa(s.cfg.AgentPort)
+	}
+	switch {
+	case s.cfg.MetricsCIDR != "":
+		env["SPOT_AGENT_ADMIN_LISTEN"] = ":" + itoa(s.cfg.AdminPort)
+	case s.cfg.AdminPort != 10190:
+		env["SPOT_AGENT_ADMIN_LISTEN"] = "127.0.0.1:" + itoa(s.cfg.AdminPort)
+	}
+	if s.cfg.Fleet == FleetEC2Fleet {
+		// EC2 Fleet has no load balancer integration: the agent registers itself.
+		env["SPOT_AGENT_REGISTER"] = "true"
+	}
+	return env
+}
+
+func (s *state) userData() (string, error) {
+	if s.opts.UserData == nil {
+		return "", errors.New("no user-data renderer")
+	}
+	b, err := s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), Env: s.agentEnv()})
+	if err != nil {
+		return "", fmt.Errorf("render user-data: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+// instanceTags are the tags every instance carries: the stack, and the target
+// group the agent leaves on a notice.
+func (s *state) instanceTags() map[string]string {
+	return map[string]string{
+		StackTag:       s.cfg.Name,
+		"Name":         s.cfg.Name + "-instance",
+		TargetGroupTag: orPending(s.tgARN),
+	}
+}
+
+func tagList(m map[string]string) []ec2types.Tag {
+	var out []ec2types.Tag
+	for _, k := range sortedKeys(m) {
+		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
+	}
+	return out
+}
+
+func (r *launchTemplate) want(s *state) *ec2types.RequestLaunchTemplateData {
+	return &ec2types.RequestLaunchTemplateData{
+		ImageId:            aws.String(s.ami),
+		IamInstanceProfile: &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: aws.String(s.roleName)},
+		SecurityGroupIds:   []string{s.instanceSG},
+		MetadataOptions: &ec2types.LaunchTemplateInstanceMetadataOptionsRequest{
+			HttpEndpoint:            ec2types.LaunchTemplateInstanceMetadataEndpointStateEnabled,
+			HttpTokens:              ec2types.LaunchTemplateHttpTokensStateRequired,
+			HttpPutResponseHopLimit: aws.Int32(1),
+			InstanceMetadataTags:    ec2types.LaunchTemplateInstanceMetadataTagsStateEnabled,
+		},
+		UserData: aws.String(r.ud),
+		TagSpecifications: []ec2types.LaunchTemplateTagSpecificationRequest{
+			{ResourceType: ec2types.ResourceTypeInstance, Tags: tagList(s.instanceTags())},
+			{ResourceType: ec2types.ResourceTypeVolume, Tags: tagList(map[string]string{StackTag: s.cfg.Name})},
+		},
+	}
+}
+
+func (r *launchTemplate) diff(s *state, want *ec2types.RequestLaunchTemplateData) []Diff {
+	have := r.data
+	var d []Diff
+	cmp := func(field, h, w string) {
+		if h != w {
+			d = append(d, Diff{field, orNone(h), w})
+		}
+	}
+	cmp("image-id", deref(have.ImageId), deref(want.ImageId))
+	profile := ""
+	if have.IamInstanceProfile != nil {
+		profile = deref(have.IamInstanceProfile.Name)
+	}
+	cmp("instance-profile", profile, s.roleName)
+	cmp("security-groups", join(have.SecurityGroupIds), join(want.SecurityGroupIds))
+	var mo ec2types.LaunchTemplateInstanceMetadataOptions
+	if have.MetadataOptions != nil {
+		mo = *have.MetadataOptions
+	}
+	cmp("metadata.http-tokens", string(mo.HttpTokens), "required")
+	cmp("metadata.hop-limit", itoa(deref(mo.HttpPutResponseHopLimit)), "1")
+	cmp("metadata.instance-tags", string(mo.InstanceMetadataTags), "enabled")
+	if deref(have.UserData) != deref(want.UserData) {
+		d = append(d, Diff{"user-data", "(differs)", "(rendered)"})
+	}
+	// Only the instance and volume tags are the template's; moto also lists the
+	// template's own tags here.
+	for _, rt := range []ec2types.ResourceType{ec2types.ResourceTypeInstance, ec2types.ResourceTypeVolume} {
+		h, w := map[string]string{}, map[string]string{}
+		for _, ts := range have.TagSpecifications {
+			if ts.ResourceType == rt {
+				for _, t := range ts.Tags {
+					h[deref(t.Key)] = deref(t.Value)
+				}
+			}
+		}
+		for _, ts := range want.TagSpecifications {
+			if ts.ResourceType == rt {
+				for _, t := range ts.Tags {
+					w[deref(t.Key)] = deref(t.Value)
+				}
+			}
+		}
+		if !maps.Equal(h, w) {
+			d = append(d, Diff{string(rt) + "-tags", mapString(h), mapString(w)})
+		}
+	}
+	return d
+}
+
+func mapString(m map[string]string) string {
+	out := ""
+	for _, k := range sortedKeys(m) {
+		if out != "" {
+			out += ","
+		}
+		out += k + "=" + m[k]
+	}
+	return orNone(out)
+}
+
+func (r *launchTemplate) plan(s *state) Change {
+	c := Change{Resource: r.name(), ID: s.ltID, Settings: []Setting{
+		{"name", s.ltName()}, {"ami", s.ami}, {"instance-profile", s.roleName}, {"security-group", orPending(s.instanceSG)},
+		{"metadata", "HttpTokens=required HopLimit=1 InstanceMetadataTags=enabled"},
+		{"instance-tags", mapString(s.instanceTags())},
+		{"user-data", s.cfg.Distribution + ", agent from " + s.agentURL() + ", env " + mapString(s.agentEnv())},
+	}}
+	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 { // teardown and status: nothing to compare
+		c.Action = Unchanged
+		return c
+	}
+	if !r.found {
+		c.Action = Create
+		return c
+	}
+	if r.data == nil { // just created
+		c.Action = Unchanged
+		return c
+	}
+	c.Diffs = r.diff(s, r.want(s))
+	c.Action = Unchanged
+	if len(c.Diffs) > 0 {
+		c.Action, c.Note = Update, "a new default version; instances launched from now on use it"
+	}
+	return c
+}
+
+func (r *launchTemplate) create(ctx context.Context, s *state) error {
+	out, err := s.c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(s.ltName()), LaunchTemplateData: r.want(s),
+		VersionDescription: aws.String("spot-agent bootstrap"),
+		TagSpecifications:  s.ec2Tags(ec2types.ResourceTypeLaunchTemplate, "launch-template"),
+	})
+	if err != nil {
+		return err
+	}
+	s.ltID, r.found = deref(out.LaunchTemplate.LaunchTemplateId), true
+	return nil
+}
+
+func (r *launchTemplate) update(ctx context.Context, s *state, _ Change) error {
+	out, err := s.c.EC2.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
+		LaunchTemplateId: aws.String(s.ltID), LaunchTemplateData: r.want(s), VersionDescription: aws.String("spot-agent bootstrap"),
+	})
+	if err != nil {
+		return err
+	}
+	v := deref(out.LaunchTemplateVersion.VersionNumber)
+	_, err = s.c.EC2.ModifyLaunchTemplate(ctx, &ec2.ModifyLaunchTemplateInput{LaunchTemplateId: aws.String(s.ltID), DefaultVersion: aws.String(strconv.FormatInt(v, 10))})
+	if err != nil {
+		return fmt.Errorf("set default version %d: %w", v, err)
+	}
+	r.version = v
+	return nil
+}
+
+func (r *launchTemplate) delete(ctx context.Context, s *state) error {
+	_, err := s.c.EC2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(s.ltID)})
+	if notFound(err) {
+		return nil
+	}
+	return err
+}

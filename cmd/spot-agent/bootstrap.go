@@ -1,0 +1,128 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spot-agent/spot-agent/agent/bootstrap"
+)
+
+// bootstrapFlags registers every flag of `spot-agent bootstrap` on fs, filling
+// cfg. The returned function copies the list flags into cfg once parsing is done.
+func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dryRun *bool) (finish func()) {
+	def := bootstrap.DefaultConfig()
+	*cfg = def
+	types := &listFlag{values: def.InstanceTypes}
+	types.fromEnv = true // the default is replaced, not extended, by the command line
+	subnets := &listFlag{}
+	sf.register(fs, true)
+	fs.StringVar(&cfg.Fleet, "fleet", def.Fleet, "fleet kind: asg (Auto Scaling group, MixedInstancesPolicy), spot-fleet (the workshop's Spot Fleet request) or ec2-fleet (EC2 Fleet; the agent registers itself)")
+	fs.Var(types, "instance-types", "instance types of the Spot pools, comma-separated or repeated")
+	fs.IntVar(&cfg.Min, "min", def.Min, "minimum capacity")
+	fs.IntVar(&cfg.Max, "max", def.Max, "maximum capacity")
+	fs.IntVar(&cfg.Capacity, "capacity", def.Capacity, "initial desired capacity, between --min and --max")
+	fs.Float64Var(&cfg.RequestsPerTarget, "requests-per-target", def.RequestsPerTarget, "target tracking value of ALBRequestCountPerTarget")
+	fs.BoolVar(&cfg.CapacityRebalance, "capacity-rebalance", false, "ASG: replace instances on a rebalance recommendation")
+	fs.IntVar(&cfg.DeregistrationDelay, "deregistration-delay", def.DeregistrationDelay, "target group deregistration delay in seconds, 0..3600 (keep it under the 120 s notice)")
+	fs.DurationVar(&cfg.Stickiness, "stickiness", 0, "load balancer cookie stickiness duration, e.g. 1h (0: off)")
+	fs.StringVar(&cfg.VPCID, "vpc-id", "", "use this VPC instead of creating one (with --subnets)")
+	fs.Var(subnets, "subnets", "with --vpc-id: two or more public subnets in two Availability Zones")
+	fs.StringVar(&cfg.VPCCIDR, "vpc-cidr", def.VPCCIDR, "network of a new VPC; its two halves are the subnets")
+	fs.StringVar(&cfg.IngressCIDR, "ingress-cidr", def.IngressCIDR, "who may reach the load balancer on port 80")
+	fs.StringVar(&cfg.MetricsCIDR, "metrics-cidr", "", "who may reach the agent's metrics on the instances' --admin-port (default: nobody; the agent then listens on loopback only)")
+	fs.StringVar(&cfg.AMI, "ami", "", "AMI id (default: the latest Amazon Linux 2023, from its public SSM parameter)")
+	fs.StringVar(&cfg.Distribution, "distribution", def.Distribution, "the AMI's distribution: al2023, debian or ubuntu (decides rpm or deb)")
+	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install")
+	fs.StringVar(&cfg.AgentFile, "agent-file", "", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url")
+	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, "the agent's traffic port on the instances (target group port)")
+	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
+	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
+	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
+	return func() { cfg.InstanceTypes, cfg.Subnets = types.values, subnets.values }
+}
+
+func bootstrapCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg bootstrap.Config
+	var sf stackFlags
+	var dryRun bool
+	finish := bootstrapFlags(fs, &cfg, &sf, &dryRun)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `Usage: spot-agent bootstrap --name NAME [--region REGION] [flags]
+
+Build the workshop's stack, or bring it to these flags: VPC and subnets,
+security groups, load balancer, target group and listener, instance role,
+launch template with the agent's user-data, the fleet, target tracking, and
+an SNS topic with an EventBridge rule for interruption warnings. Every
+resource carries the tag spot-agent:stack=NAME and is found by it again:
+re-running changes nothing, and says so.
+Every flag can also be set as SPOT_AGENT_<FLAG>.
+
+Flags:`)
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	finish()
+	cfg.Name = sf.name
+	if err := sf.validate(true); err != nil {
+		return &usageError{err}
+	}
+	rec := bootstrap.NewRecorder()
+	clients, region, err := sf.clients(ctx, rec)
+	if err != nil {
+		return err
+	}
+	cfg.Region = region
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	st := bootstrap.New(cfg, clients, bootstrap.Options{Progress: stderr, PollInterval: sf.poll, Timeout: sf.timeout})
+	if dryRun {
+		p, err := st.Plan(ctx)
+		if err != nil {
+			return usageIfFlag(err)
+		}
+		if sf.output == "json" {
+			return writeJSON(stdout, struct {
+				DryRun bool `json:"dry_run"`
+				*bootstrap.Plan
+				Calls callSummary `json:"calls"`
+			}{true, p, summarize(rec)})
+		}
+		p.WriteText(stdout)
+		reads, _ := rec.Totals()
+		fmt.Fprintf(stdout, "dry run: %d read calls, no change made\n", reads)
+		return nil
+	}
+	start := time.Now()
+	res, err := st.Apply(ctx)
+	if err != nil {
+		if res != nil && res.Plan != nil && errors.Is(err, bootstrap.ErrRecreate) {
+			res.Plan.WriteText(stderr)
+		}
+		return usageIfFlag(err)
+	}
+	calls := summarize(rec)
+	if sf.output == "json" {
+		return writeJSON(stdout, struct {
+			*bootstrap.Result
+			Calls callSummary `json:"calls"`
+		}{res, calls})
+	}
+	if calls.Mutating == 0 {
+		fmt.Fprintf(stdout, "stack %s is up to date: no change made (%d read calls, 0 mutating)\n", cfg.Name, calls.Reads)
+	} else {
+		fmt.Fprintf(stdout, "stack %s ready in %s (%d mutating calls, %d reads)\n", cfg.Name, time.Since(start).Round(100*time.Millisecond), calls.Mutating, calls.Reads)
+	}
+	res.Outputs.WriteText(stdout)
+	return nil
+}

@@ -1,0 +1,192 @@
+//go:build !agentonly
+
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
+)
+
+const testAgentURL = "https://example.com/spot-agent_1.0.0_x86_64.rpm"
+
+// runCLI runs the binary to completion with a clean environment (PATH, HOME
+// and env only) and stdin, and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_EC2_METADATA_DISABLED=true"}, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	env := moto.Env()
+	name := "cli-e2e"
+
+	code, stdout, stderr := runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--poll-interval", "10ms", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bootstrap: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var res struct {
+		Outputs struct {
+			URL            string `json:"alb_url"`
+			TargetGroupARN string `json:"target_group_arn"`
+			FleetType      string `json:"fleet_type"`
+			FleetID        string `json:"fleet_id"`
+			Role           string `json:"instance_role_arn"`
+		} `json:"outputs"`
+		Calls struct {
+			Mutating int `json:"mutating"`
+		} `json:"calls"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("bootstrap -o json: %v\n%s", err, stdout)
+	}
+	if !strings.HasPrefix(res.Outputs.URL, "http://"+name+"-alb") || res.Outputs.FleetType != "asg" || res.Outputs.FleetID != "spot-agent-"+name ||
+		!strings.Contains(res.Outputs.TargetGroupARN, ":targetgroup/"+name+"-tg/") || !strings.HasSuffix(res.Outputs.Role, "role/spot-agent-"+name+"-instance") || res.Calls.Mutating == 0 {
+		t.Errorf("outputs: %+v", res)
+	}
+	for _, step := range []string{"vpc", "load-balancer", "launch-template", "asg", "rule"} {
+		if !strings.Contains(stderr, "s] "+step) {
+			t.Errorf("no progress line for %s:\n%s", step, stderr)
+		}
+	}
+
+	code, stdout, stderr = runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--poll-interval", "10ms")
+	if code != 0 || !strings.Contains(stdout, "is up to date: no change made") || !strings.Contains(stdout, " 0 mutating") || !strings.Contains(stdout, "url:") {
+		t.Errorf("re-run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	code, stdout, stderr = runCLI(t, env, "", "status", "--name", name, "-o", "json")
+	var st struct {
+		URL   string `json:"alb_url"`
+		Fleet struct {
+			Desired   int     `json:"desired"`
+			Fulfilled float64 `json:"fulfilled"`
+		} `json:"fleet"`
+		Instances []struct{ ID, Zone string }  `json:"instances"`
+		Targets   []struct{ ID, State string } `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil || st.URL != res.Outputs.URL || st.Fleet.Desired != 2 || len(st.Instances) != 2 || len(st.Targets) != 2 {
+		t.Errorf("status: exit %d, %v, %+v\n%s", code, err, st, stderr)
+	}
+	code, stdout, _ = runCLI(t, env, "", "status", "--name", name)
+	if code != 0 || !strings.Contains(stdout, "TARGET") || !strings.Contains(stdout, "healthy") {
+		t.Errorf("status text: exit %d\n%s", code, stdout)
+	}
+
+	// Declined: nothing is deleted.
+	code, stdout, stderr = runCLI(t, env, "no\n", "teardown", "--name", name, "--poll-interval", "10ms")
+	if code != 1 || !strings.Contains(stderr, "Type yes to confirm") || !strings.Contains(stderr, "not confirmed: nothing was deleted") {
+		t.Errorf("teardown answered no: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, stdout, _ := runCLI(t, env, "", "status", "--name", name, "-o", "json"); !strings.Contains(stdout, res.Outputs.TargetGroupARN) {
+		t.Errorf("the stack changed after a declined teardown:\n%s", stdout)
+	}
+	code, stdout, stderr = runCLI(t, env, "", "teardown", "--name", name, "--yes", "--poll-interval", "10ms")
+	if code != 0 || !strings.Contains(stdout, "stack "+name+" deleted") {
+		t.Errorf("teardown --yes: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, env, "", "teardown", "--name", name, "--yes")
+	if code != 0 || !strings.Contains(stdout, "nothing to delete") {
+		t.Errorf("second teardown: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runCLI(t, env, "", "status", "--name", name)
+	if code != 0 || !strings.Contains(stdout, "no resource carries spot-agent:stack="+name) {
+		t.Errorf("status after teardown: exit %d\n%s", code, stdout)
+	}
+}
+
+// connCounter is a TCP listener that counts connections: an AWS endpoint
+// that must never be reached.
+func connCounter(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &n
+}
+
+func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *testing.T) {
+	t.Parallel()
+	endpoint, conns := connCounter(t)
+	base := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}
+	withRegion := append(append([]string{}, base...), "AWS_REGION=us-east-1")
+	ok := []string{"bootstrap", "--name", "flags", "--agent-url", testAgentURL}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		flag string
+	}{
+		{"min above max", withRegion, append(ok, "--min", "5", "--max", "3"), "--min: 5 is above --max 3"},
+		{"delay out of range", withRegion, append(ok, "--deregistration-delay", "4000"), "--deregistration-delay: 4000 is out of range 0..3600"},
+		{"negative delay", withRegion, append(ok, "--deregistration-delay", "-1"), "--deregistration-delay"},
+		{"not an instance type", withRegion, append(ok, "--instance-types", "c5.large,c5large"), `--instance-types: "c5large" is not an instance type`},
+		{"no region", base, ok, "--region: no region"},
+		{"bad region", withRegion, append(ok, "--region", "mars"), `--region: "mars" is not a region`},
+		{"bad CIDR", withRegion, append(ok, "--ingress-cidr", "10.0.0.0/33"), "--ingress-cidr"},
+		{"bad VPC CIDR", withRegion, append(ok, "--vpc-cidr", "10.0.0.1/16"), "--vpc-cidr"},
+		{"bad name", withRegion, []string{"bootstrap", "--name", "Bad_Name", "--agent-url", testAgentURL}, "--name"},
+		{"long name", withRegion, []string{"bootstrap", "--name", "a-name-of-21-letters-", "--agent-url", testAgentURL}, "--name"},
+		{"no name", withRegion, []string{"bootstrap", "--agent-url", testAgentURL}, "--name: is required"},
+		{"bad fleet", withRegion, append(ok, "--fleet", "lambda"), "--fleet"},
+		{"no agent", withRegion, []string{"bootstrap", "--name", "flags"}, "--agent-url"},
+		{"deb on al2023", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/a.deb"}, "--agent-url"},
+		{"subnets without vpc", withRegion, append(ok, "--subnets", "subnet-0123456789abcdef0"), "--subnets"},
+		{"bad value from the environment", append(withRegion, "SPOT_AGENT_MIN=x"), ok, "SPOT_AGENT_MIN (--min)"},
+		{"status without name", withRegion, []string{"status"}, "--name"},
+		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
+		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
+		{"teardown bad name", withRegion, []string{"teardown", "--name", "x_y", "--yes"}, "--name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.env, "", tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.flag) {
+				t.Errorf("exit %d, want 2 with %q\nstdout: %s\nstderr: %s", code, tc.flag, stdout, stderr)
+			}
+		})
+	}
+	if n := conns.Load(); n != 0 {
+		t.Errorf("bad flags reached the AWS endpoint %d times", n)
+	}
+	// -h is not an error.
+	if code, _, stderr := runCLI(t, withRegion, "", "bootstrap", "-h"); code != 0 || !strings.Contains(stderr, "-deregistration-delay") {
+		t.Errorf("bootstrap -h: exit %d\n%s", code, stderr)
+	}
+	if n := conns.Load(); n != 0 {
+		t.Errorf("-h reached the AWS endpoint %d times", n)
+	}
+}

@@ -1,0 +1,208 @@
+// Package userdata renders the EC2 user-data (#cloud-config) that installs
+// spot-agent from its deb or rpm package, writes its settings and starts it.
+package userdata
+
+import (
+	"bytes"
+	_ "embed" // for the templates
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+)
+
+// Distribution is the instance's operating system, which decides the package
+// format, the package manager and where the settings go.
+type Distribution string
+
+// The distributions the user-data knows.
+const (
+	AL2023 Distribution = "al2023" // Amazon Linux 2023: rpm, dnf, /etc/sysconfig
+	Debian Distribution = "debian" // deb, apt, /etc/default
+	Ubuntu Distribution = "ubuntu" // deb, apt, /etc/default
+)
+
+// Distributions lists every Distribution, in a stable order.
+func Distributions() []Distribution { return []Distribution{AL2023, Debian, Ubuntu} }
+
+// packageType is "rpm" or "deb".
+func (d Distribution) packageType() string {
+	if d == AL2023 {
+		return "rpm"
+	}
+	return "deb"
+}
+
+// envFile is where the package's unit reads its settings on d.
+func (d Distribution) envFile() string {
+	if d == AL2023 {
+		return "/etc/sysconfig/spot-agent"
+	}
+	return "/etc/default/spot-agent"
+}
+
+// Config is what the user-data is made of.
+type Config struct {
+	// Distribution of the instance's image.
+	Distribution Distribution
+	// PackageURL is the .deb or .rpm to install: https://... (downloaded with
+	// curl or wget) or s3://bucket/key (copied with the AWS CLI on the instance).
+	PackageURL string
+	// Env holds the service's settings, SPOT_AGENT_<FLAG> to value; empty
+	// leaves the package's default environment file (every setting commented).
+	Env map[string]string
+}
+
+// InputError is one invalid input.
+type InputError struct {
+	Input   string // which input: distribution, package URL, env
+	Problem string
+}
+
+func (e *InputError) Error() string { return "userdata: " + e.Input + ": " + e.Problem }
+
+var envKey = regexp.MustCompile(`^SPOT_AGENT_[A-Z0-9_]+$`)
+
+// Validate returns every problem with c, each an *InputError.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(input, format string, args ...any) {
+		errs = append(errs, &InputError{Input: input, Problem: fmt.Sprintf(format, args...)})
+	}
+	if !slices.Contains(Distributions(), c.Distribution) {
+		bad("distribution", "%q is not one of al2023, debian, ubuntu", c.Distribution)
+	}
+	if err := c.validateURL(); err != nil {
+		bad("package URL", "%v", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		if !envKey.MatchString(k) {
+			bad("env", "%q does not match %s", k, envKey)
+			continue
+		}
+		if i := strings.IndexFunc(c.Env[k], isControl); i >= 0 {
+			bad("env", "%s: the value has a control character (%q at byte %d): one line per setting", k, c.Env[k][i], i)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func (c Config) validateURL() error {
+	raw := c.PackageURL
+	if raw == "" {
+		return errors.New("empty: give an https:// or s3:// URL of the .deb or .rpm")
+	}
+	if i := strings.IndexFunc(raw, func(r rune) bool { return isControl(r) || r == ' ' }); i >= 0 {
+		return fmt.Errorf("%q has a space or control character at byte %d", raw, i)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q: %w", raw, err)
+	}
+	if u.Scheme != "https" && u.Scheme != "s3" {
+		return fmt.Errorf("%q is not an https:// or s3:// URL", raw)
+	}
+	if u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q: want https://host/path or s3://bucket/key, without user info", raw)
+	}
+	if u.Scheme == "s3" && (u.RawQuery != "" || u.Fragment != "") {
+		return fmt.Errorf("%q: an s3:// URI takes no query or fragment", raw)
+	}
+	ext := path.Ext(u.Path)
+	if ext != ".deb" && ext != ".rpm" {
+		return fmt.Errorf("%q does not name a .deb or .rpm file", raw)
+	}
+	if want := "." + c.Distribution.packageType(); slices.Contains(Distributions(), c.Distribution) && ext != want {
+		return fmt.Errorf("%q is a %s package; %s needs a %s", raw, ext, c.Distribution, want)
+	}
+	return nil
+}
+
+var (
+	//go:embed cloud-config.yaml.tmpl
+	cloudConfigText string
+	//go:embed install.sh.tmpl
+	scriptText string
+
+	cloudConfig = template.Must(template.New("cloud-config").Funcs(template.FuncMap{"indent": indent}).Parse(cloudConfigText))
+	script      = template.Must(template.New("install.sh").Parse(scriptText))
+)
+
+// scriptDir holds the install script and the downloaded package; it is not
+// /var/lib/spot-agent, the service's own StateDirectory=.
+const scriptDir = "/var/lib/spot-agent-bootstrap"
+
+// Render validates c and returns the #cloud-config user-data.
+func Render(c Config) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := renderScript(c, scriptDir)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		lines = append(lines, k+"="+envQuote(c.Env[k]))
+	}
+	var b bytes.Buffer
+	err = cloudConfig.Execute(&b, map[string]any{
+		"Distribution": c.Distribution,
+		"EnvFile":      c.Distribution.envFile(),
+		"EnvLines":     lines,
+		"ScriptPath":   scriptDir + "/install.sh",
+		"Script":       string(s),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render cloud-config: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// renderScript returns the shell script that installs and starts the package,
+// downloading it into dir.
+func renderScript(c Config, dir string) ([]byte, error) {
+	typ := c.Distribution.packageType()
+	var b bytes.Buffer
+	err := script.Execute(&b, map[string]any{
+		"QuotedURL":   shellQuote(c.PackageURL),
+		"PackagePath": shellQuote(dir + "/spot-agent." + typ),
+		"PackageType": typ,
+		"S3":          strings.HasPrefix(c.PackageURL, "s3://"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render install script: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// shellQuote quotes s for a POSIX shell: inside single quotes nothing is
+// special but the single quote itself.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// envQuote quotes s for a systemd EnvironmentFile= (and a POSIX shell, which
+// reads it the same way): double quotes, with \, ", $ and ` escaped. Control
+// characters were rejected by Validate.
+func envQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`")
+	return `"` + r.Replace(s) + `"`
+}
+
+// indent prefixes every non-empty line of s with n spaces, for a YAML block scalar.
+func indent(n int, s string) string {
+	pad := strings.Repeat(" ", n)
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = pad + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}

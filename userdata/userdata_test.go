@@ -1,0 +1,369 @@
+package userdata
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// requireTool returns the path of a tool, skipping the test without it; under
+// CI=true a missing tool fails instead (CI installs every one).
+func requireTool(t *testing.T, name, apt string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not on PATH (apt-get install %s); CI=true allows no skip", name, apt)
+	}
+	t.Skipf("%s is not on PATH: apt-get install %s", name, apt)
+	return ""
+}
+
+// goldenConfigs is one user-data per distribution, covering both URL kinds,
+// with and without settings.
+var goldenConfigs = map[string]Config{
+	"al2023": {
+		Distribution: AL2023,
+		PackageURL:   "https://downloads.example.com/spot-agent/spot-agent-1.2.3-1.x86_64.rpm",
+		Env: map[string]string{
+			"SPOT_AGENT_TAG_KEY":  "loadBalancerTargetGroup",
+			"SPOT_AGENT_DRAIN_ON": "rebalance,scheduled",
+		},
+	},
+	"debian": {
+		Distribution: Debian,
+		PackageURL:   "s3://my-artifacts/spot-agent/spot-agent_1.2.3_arm64.deb",
+		Env: map[string]string{
+			"SPOT_AGENT_TARGET_GROUP_ARN": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+			"SPOT_AGENT_LOG_FORMAT":       "json",
+		},
+	},
+	"ubuntu": {
+		Distribution: Ubuntu,
+		PackageURL:   "https://downloads.example.com/spot-agent_1.2.3_amd64.deb?X-Amz-Expires=3600&X-Amz-Signature=abc",
+	},
+}
+
+func TestRenderMatchesGoldenFiles(t *testing.T) {
+	for name, c := range goldenConfigs {
+		t.Run(name, func(t *testing.T) {
+			got, err := Render(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", name+".yaml")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./userdata -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Render differs from %s (go test ./userdata -update, then review the diff):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestRenderedUserDataPassesCloudInitSchema(t *testing.T) {
+	cloudInit := requireTool(t, "cloud-init", "cloud-init")
+	for name, c := range goldenConfigs {
+		t.Run(name, func(t *testing.T) {
+			out, err := Render(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(t.TempDir(), "user-data")
+			if err := os.WriteFile(f, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// cloud-init schema validates offline and needs no root; a private
+			// HOME keeps it from reading the machine's user config.
+			cmd := exec.Command(cloudInit, "schema", "--config-file", f)
+			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+			res, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(res), "Valid cloud-config") {
+				t.Fatalf("cloud-init schema: %v\n%s\nuser-data:\n%s", err, res, out)
+			}
+		})
+	}
+}
+
+func TestRenderedScriptIsShellcheckClean(t *testing.T) {
+	for name, c := range goldenConfigs {
+		t.Run(name, func(t *testing.T) {
+			s, err := renderScript(c, scriptDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(t.TempDir(), "install.sh")
+			if err := os.WriteFile(f, s, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("sh", "-n", f).CombinedOutput(); err != nil {
+				t.Fatalf("sh -n: %v\n%s\n%s", err, out, s)
+			}
+			shellcheck := requireTool(t, "shellcheck", "shellcheck")
+			if out, err := exec.Command(shellcheck, "-s", "sh", f).CombinedOutput(); err != nil {
+				t.Fatalf("shellcheck: %v\n%s\n%s", err, out, s)
+			}
+		})
+	}
+}
+
+// The script inside the cloud-config is the one renderScript returns, intact.
+func TestCloudConfigCarriesTheScriptVerbatim(t *testing.T) {
+	c := goldenConfigs["debian"]
+	out, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := renderScript(c, scriptDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(indent(6, string(s)))) {
+		t.Fatalf("the cloud-config lacks the indented script:\n%s", out)
+	}
+}
+
+func TestValidateRejectsBadInputs(t *testing.T) {
+	ok := Config{Distribution: Debian, PackageURL: "https://example.com/spot-agent_1_amd64.deb"}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"an unknown distribution", func(c *Config) { c.Distribution = "centos" },
+			`userdata: distribution: "centos" is not one of al2023, debian, ubuntu`},
+		{"an empty URL", func(c *Config) { c.PackageURL = "" },
+			"userdata: package URL: empty: give an https:// or s3:// URL of the .deb or .rpm"},
+		{"a plain http URL", func(c *Config) { c.PackageURL = "http://example.com/spot-agent_1_amd64.deb" },
+			`userdata: package URL: "http://example.com/spot-agent_1_amd64.deb" is not an https:// or s3:// URL`},
+		{"a file path", func(c *Config) { c.PackageURL = "/tmp/spot-agent_1_amd64.deb" },
+			`userdata: package URL: "/tmp/spot-agent_1_amd64.deb" is not an https:// or s3:// URL`},
+		{"a URL with a space", func(c *Config) { c.PackageURL = "https://example.com/a b.deb" },
+			`userdata: package URL: "https://example.com/a b.deb" has a space or control character at byte 21`},
+		{"a URL with user info", func(c *Config) { c.PackageURL = "https://me:pw@example.com/a.deb" },
+			`userdata: package URL: "https://me:pw@example.com/a.deb": want https://host/path or s3://bucket/key, without user info`},
+		{"an s3 URI without a bucket", func(c *Config) { c.PackageURL = "s3:///a.deb" },
+			`userdata: package URL: "s3:///a.deb": want https://host/path or s3://bucket/key, without user info`},
+		{"a URL that names no package", func(c *Config) { c.PackageURL = "https://example.com/spot-agent.tar.gz" },
+			`userdata: package URL: "https://example.com/spot-agent.tar.gz" does not name a .deb or .rpm file`},
+		{"an rpm for debian", func(c *Config) { c.PackageURL = "https://example.com/spot-agent-1.x86_64.rpm" },
+			`userdata: package URL: "https://example.com/spot-agent-1.x86_64.rpm" is a .rpm package; debian needs a .deb`},
+		{"a deb for al2023", func(c *Config) { c.Distribution = AL2023 },
+			`userdata: package URL: "https://example.com/spot-agent_1_amd64.deb" is a .deb package; al2023 needs a .rpm`},
+		{"an env key without the prefix", func(c *Config) { c.Env = map[string]string{"LISTEN": ":80"} },
+			`userdata: env: "LISTEN" does not match ^SPOT_AGENT_[A-Z0-9_]+$`},
+		{"a lower-case env key", func(c *Config) { c.Env = map[string]string{"SPOT_AGENT_listen": ":80"} },
+			`userdata: env: "SPOT_AGENT_listen" does not match ^SPOT_AGENT_[A-Z0-9_]+$`},
+		{"an env key that injects a line", func(c *Config) { c.Env = map[string]string{"SPOT_AGENT_X\nFOO": "1"} },
+			`userdata: env: "SPOT_AGENT_X\nFOO" does not match ^SPOT_AGENT_[A-Z0-9_]+$`},
+		{"an env value with a newline", func(c *Config) { c.Env = map[string]string{"SPOT_AGENT_TAG_KEY": "a\nSPOT_AGENT_DRY_RUN=true"} },
+			`userdata: env: SPOT_AGENT_TAG_KEY: the value has a control character ('\n' at byte 1): one line per setting`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.edit(&c)
+			err := c.Validate()
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Validate() = %v\nwant %s", err, tt.want)
+			}
+			var ie *InputError
+			if !errors.As(err, &ie) {
+				t.Errorf("%T is not an *InputError", err)
+			}
+			if out, err := Render(c); err == nil || out != nil {
+				t.Errorf("Render = %q, %v; want no output and the error", out, err)
+			}
+		})
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a valid config: %v", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	err := Config{Distribution: "arch", PackageURL: "ftp://x/y.deb", Env: map[string]string{"X": "1"}}.Validate()
+	want := `userdata: distribution: "arch" is not one of al2023, debian, ubuntu
+userdata: package URL: "ftp://x/y.deb" is not an https:// or s3:// URL
+userdata: env: "X" does not match ^SPOT_AGENT_[A-Z0-9_]+$`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Validate() = %v\nwant %s", err, want)
+	}
+}
+
+// A value full of shell and YAML metacharacters reaches the environment file
+// intact: read back by sh, which treats double quotes as systemd's
+// EnvironmentFile= does (\, ", $ and ` escaped, nothing expanded).
+func TestEnvValuesAreQuotedSafely(t *testing.T) {
+	value := `a "b" 'c' $HOME ${X} $(touch /tmp/pwned) ` + "`id`" + ` \n \\ # : - {x: [y]} &anchor *alias`
+	c := Config{Distribution: Ubuntu, PackageURL: "https://example.com/a.deb", Env: map[string]string{"SPOT_AGENT_TAG_KEY": value}}
+	out, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if s := strings.TrimSpace(l); strings.HasPrefix(s, "SPOT_AGENT_TAG_KEY=") {
+			line = s
+		}
+	}
+	if line == "" {
+		t.Fatalf("no SPOT_AGENT_TAG_KEY line in:\n%s", out)
+	}
+	f := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(f, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := exec.Command("sh", "-c", `. "$1" && printf %s "$SPOT_AGENT_TAG_KEY"`, "sh", f).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != value {
+		t.Fatalf("read back %q\nwant      %q\nfrom line %s", got, value, line)
+	}
+}
+
+// stubTools makes a PATH holding only fake curl, aws, dnf, apt-get, systemctl
+// and spot-agent (each logs its arguments to log) and the real rm.
+func stubTools(t *testing.T, log string, with ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	stubs := map[string]string{
+		// curl: the IMDSv2 token and region, or the package into -o FILE.
+		"curl": `case "$*" in
+*latest/api/token*) printf token123 ;;
+*meta-data/placement/region*) printf eu-west-1 ;;
+*) while [ $# -gt 0 ]; do [ "$1" = -o ] && printf pkg >"$2"; shift; done ;;
+esac`,
+		"aws":        `printf pkg >"$5"; echo "AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-}" >>"$STUB_LOG"`,
+		"dnf":        `:`,
+		"apt-get":    `:`,
+		"systemctl":  `:`,
+		"spot-agent": `echo "spot-agent 1.2.3"`,
+	}
+	for _, name := range with {
+		body := "#!/bin/sh\necho \"" + name + " $*\" >>\"$STUB_LOG\"\n" + stubs[name] + "\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rm, err := exec.LookPath("rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rm, filepath.Join(dir, "rm")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STUB_LOG", log)
+	return dir
+}
+
+// runScript renders the install script for c and runs it against stubs.
+func runScript(t *testing.T, c Config, tools ...string) (calls []string, output string, err error) {
+	t.Helper()
+	work := t.TempDir()
+	s, err := renderScript(c, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(work, "install.sh")
+	if err := os.WriteFile(f, s, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(work, "calls.log")
+	cmd := exec.Command("/bin/sh", f)
+	cmd.Env = []string{"PATH=" + stubTools(t, log, tools...), "STUB_LOG=" + log}
+	out, err := cmd.CombinedOutput()
+	b, _ := os.ReadFile(log)
+	calls = strings.Split(strings.TrimSpace(string(b)), "\n")
+	if _, serr := os.Stat(filepath.Join(work, "spot-agent."+c.Distribution.packageType())); serr == nil {
+		t.Errorf("the downloaded package was left behind")
+	}
+	return calls, string(out), err
+}
+
+func TestScriptInstallsAnHTTPSPackageWithDnf(t *testing.T) {
+	c := Config{Distribution: AL2023, PackageURL: "https://example.com/it's/spot-agent-1.x86_64.rpm"}
+	calls, out, err := runScript(t, c, "curl", "dnf", "systemctl", "spot-agent")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := []string{
+		"curl -fsSL --proto =https --retry 5 --retry-connrefused -o ",
+		"dnf install -y ",
+		"systemctl daemon-reload",
+		"systemctl enable --now spot-agent",
+		"spot-agent version",
+	}
+	assertCalls(t, calls, want)
+	if !strings.Contains(calls[0], "https://example.com/it's/spot-agent-1.x86_64.rpm") {
+		t.Errorf("curl got %q, want the URL intact", calls[0])
+	}
+	if !strings.Contains(out, "spot-agent user-data: spot-agent 1.2.3 installed and started") {
+		t.Errorf("output %q lacks the final line", out)
+	}
+}
+
+func TestScriptCopiesAnS3PackageWithTheRegionFromIMDSv2(t *testing.T) {
+	c := Config{Distribution: Debian, PackageURL: "s3://bucket/spot-agent_1_arm64.deb"}
+	calls, out, err := runScript(t, c, "curl", "aws", "apt-get", "systemctl", "spot-agent")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	assertCalls(t, calls, []string{
+		"curl -fsS --retry 3 -X PUT -H X-aws-ec2-metadata-token-ttl-seconds: 300 http://169.254.169.254/latest/api/token",
+		"curl -fsS --retry 3 -H X-aws-ec2-metadata-token: token123 http://169.254.169.254/latest/meta-data/placement/region",
+		"aws s3 cp --only-show-errors s3://bucket/spot-agent_1_arm64.deb ",
+		"AWS_DEFAULT_REGION=eu-west-1",
+		"apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ",
+		"systemctl daemon-reload",
+		"systemctl enable --now spot-agent",
+		"spot-agent version",
+	})
+}
+
+func TestScriptFailsClearlyWithoutTheAWSCLI(t *testing.T) {
+	c := Config{Distribution: Ubuntu, PackageURL: "s3://bucket/spot-agent_1_amd64.deb"}
+	calls, out, err := runScript(t, c, "curl", "apt-get", "systemctl")
+	if err == nil {
+		t.Fatalf("the script succeeded without aws; calls %q", calls)
+	}
+	want := "spot-agent user-data: s3://bucket/spot-agent_1_amd64.deb: an s3:// package needs the AWS CLI (aws), which this image lacks: use an https:// URL or install the AWS CLI first\n"
+	if out != want {
+		t.Fatalf("output %q\nwant   %q", out, want)
+	}
+	if len(calls) != 1 || calls[0] != "" {
+		t.Errorf("it ran %q before failing", calls)
+	}
+}
+
+func assertCalls(t *testing.T, calls, prefixes []string) {
+	t.Helper()
+	if len(calls) != len(prefixes) {
+		t.Fatalf("calls:\n%s\nwant %d calls starting with:\n%s", strings.Join(calls, "\n"), len(prefixes), strings.Join(prefixes, "\n"))
+	}
+	for i, p := range prefixes {
+		if !strings.HasPrefix(calls[i], p) {
+			t.Errorf("call %d = %q, want it to start with %q", i, calls[i], p)
+		}
+	}
+}
