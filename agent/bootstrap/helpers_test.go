@@ -50,11 +50,14 @@ func newStack(t testing.TB, endpoint string, cfg bootstrap.Config, opts ...func(
 	t.Helper()
 	rec := bootstrap.NewRecorder()
 	awsCfg := aws.Config{
-		Region:           cfg.Region,
-		Credentials:      credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint:     aws.String(endpoint),
-		APIOptions:       []func(*middleware.Stack) error{rec.APIOption},
-		RetryMaxAttempts: 1,
+		Region:       cfg.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: aws.String(endpoint),
+		APIOptions:   []func(*middleware.Stack) error{rec.APIOption},
+		// The SDK's default retries stay on, as in the CLI: moto sometimes
+		// closes a kept-alive connection as the next request goes out. The
+		// injected failures (403 AccessDenied) are not retried.
+		RetryMaxAttempts: 3,
 	}
 	o := bootstrap.Options{Progress: &logWriter{t: t}, PollInterval: 10 * time.Millisecond, Timeout: 30 * time.Second}
 	for _, f := range opts {

@@ -37,7 +37,9 @@ var _ imds.Observer = (*observed)(nil)
 
 func TestClientAgainstAEMMReadsIdentityAndTheSpotNoticeOnceItAppears(t *testing.T) {
 	t.Parallel()
-	at := time.Now().Add(2 * time.Second)
+	// Far enough ahead for a loaded machine (and the race detector) to read
+	// the identity and one 404 first.
+	at := time.Now().Add(5 * time.Second)
 	deadline := time.Now().Add(2 * time.Minute).Truncate(time.Second).UTC()
 	a := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: "i-0aaaaaaaaaaaaaaa1", Action: "stop", NoticeAt: at, NoticeTime: deadline})
 	obs := &observed{}
@@ -59,7 +61,7 @@ func TestClientAgainstAEMMReadsIdentityAndTheSpotNoticeOnceItAppears(t *testing.
 		t.Fatalf("observer saw %v, want one not_found", obs.calls)
 	}
 	var ia notice.InstanceAction
-	testbed.Eventually(t, 6*time.Second, "the spot notice", func() bool {
+	testbed.Eventually(t, 10*time.Second, "the spot notice", func() bool {
 		ia, err = c.InstanceAction(ctx)
 		return err == nil
 	})

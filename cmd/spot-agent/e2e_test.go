@@ -55,8 +55,8 @@ func (f fleet) registered(t *testing.T) bool {
 func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "terminate", 1, 30*time.Second, nil)
-	noticeAt := time.Now().Add(4 * time.Second)
-	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
+	noticeAt := time.Now().Add(6 * time.Second)
+	deadline := time.Now().Add(16 * time.Second).Truncate(time.Second)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s")
 	a.WaitReady(t, f.id)
@@ -139,7 +139,7 @@ func TestSpotStopAndHibernate(t *testing.T) {
 		t.Run(tc.action, func(t *testing.T) {
 			t.Parallel()
 			f := newFleet(t, "action-"+tc.action, 1, 30*time.Second, nil)
-			noticeAt := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+			noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
 			deadline := noticeAt.Add(10 * time.Second)
 			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: tc.action, NoticeAt: noticeAt, NoticeTime: deadline})
 			a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
@@ -208,7 +208,7 @@ func TestASGTerminationDrainsForTheDelayThenCompletesTheLifecycleAction(t *testi
 func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "two", 2, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(8 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: time.Now().Add(11 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 2)
@@ -252,7 +252,7 @@ func TestAMissingTagIsAClearErrorAndThePageKeepsServing(t *testing.T) {
 func TestAMissingTagStillDrainsAndSaysWhyNothingWasDeregistered(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "untagged-notice", 0, 0, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
 	testbed.Eventually(t, 10*time.Second, "no_target_groups", func() bool {
@@ -341,7 +341,7 @@ func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
 			return 0, "", false
 		}
 	})
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: time.Now().Add(12 * time.Second)})
 	env := append(f.moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL) // later entries win
 	a := startAgent(t, env, "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
@@ -398,7 +398,7 @@ func TestASecondSignalExitsAtOnce(t *testing.T) {
 func TestDryRunLogsTheCallsAndMakesNone(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "dry", 1, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: time.Now().Add(6 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--dry-run", "--target-group-arn", f.tgs[0], "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
 	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
@@ -464,7 +464,7 @@ func TestStaleNotices(t *testing.T) {
 		t.Parallel()
 		f := newFleet(t, "stale-past", 1, 30*time.Second, nil)
 		past := time.Now().Add(-time.Second)
-		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(3 * time.Second), NoticeTime: past})
+		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: past})
 		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
 		a.WaitReady(t, f.id)
 		a.WaitResolved(t, 1)
@@ -580,8 +580,8 @@ func TestAKilledAgentRestartedMidDrainResumesTheDrainAndDoesNotRegisterAgain(t *
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, "restart", 80, 30*time.Second)
 	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
-	noticeAt := time.Now().Add(4 * time.Second)
-	deadline := time.Now().Add(20 * time.Second).Truncate(time.Second)
+	noticeAt := time.Now().Add(6 * time.Second)
+	deadline := time.Now().Add(22 * time.Second).Truncate(time.Second)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: noticeAt, NoticeTime: deadline})
 	args := []string{"--imds-endpoint", imds.URL, "--register", "--exit-margin", "3s"}
 

@@ -143,7 +143,7 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	f := newFleet(t, "notifyhang", 1, 30*time.Second, nil)
 	h := newHook(t, true)
 	deadline := time.Now().Add(10 * time.Second).Truncate(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(2 * time.Second), NoticeTime: deadline})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s", "--notify-webhook", h.URL, "--notify-timeout", "1s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
