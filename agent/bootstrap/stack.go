@@ -183,10 +183,13 @@ func (s *state) roleNameFor() string { return s.prefixed() + "-instance" }
 func (s *state) fleetRoleName() string {
 	return s.prefixed() + "-spot-fleet"
 }
-func (s *state) topicName() string  { return s.prefixed() }
-func (s *state) ruleName() string   { return s.prefixed() + "-interruptions" }
-func (s *state) hookName() string   { return "spot-agent-drain" }
-func (s *state) policyName() string { return "spot-agent-requests-per-target" }
+func (s *state) topicName() string { return s.prefixed() }
+func (s *state) ruleName() string  { return s.prefixed() + "-interruptions" }
+
+// The hook and the policy are scoped to their group in AWS; the stack's name in
+// them still helps in the console, and moto keys policies by name alone.
+func (s *state) hookName() string   { return s.prefixed() + "-drain" }
+func (s *state) policyName() string { return s.prefixed() + "-requests-per-target" }
 func (s *state) bucketName() string {
 	return s.prefixed() + "-" + s.account + "-" + s.cfg.Region
 }

@@ -316,11 +316,11 @@ func checkFleetAndScaling(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, o
 				propagated[str(testbed.JSONPath(tag, "Key"))] = str(testbed.JSONPath(tag, "Value"))
 			}
 		}
-		if propagated["spot-agent:lifecycle-hook"] != "spot-agent-drain" || propagated["spot-agent:stack"] != cfg.Name {
+		if propagated["spot-agent:lifecycle-hook"] != "spot-agent-"+cfg.Name+"-drain" || propagated["spot-agent:stack"] != cfg.Name {
 			t.Errorf("propagated tags: %v", propagated)
 		}
 		hook := testbed.JSONPath(m.CLI(t, "autoscaling", "describe-lifecycle-hooks", "--auto-scaling-group-name", out.FleetID), "LifecycleHooks", "0")
-		if str(testbed.JSONPath(hook, "LifecycleHookName")) != "spot-agent-drain" || str(testbed.JSONPath(hook, "LifecycleTransition")) != "autoscaling:EC2_INSTANCE_TERMINATING" ||
+		if str(testbed.JSONPath(hook, "LifecycleHookName")) != "spot-agent-"+cfg.Name+"-drain" || str(testbed.JSONPath(hook, "LifecycleTransition")) != "autoscaling:EC2_INSTANCE_TERMINATING" ||
 			str(testbed.JSONPath(hook, "DefaultResult")) != "CONTINUE" {
 			t.Errorf("lifecycle hook: %v", hook)
 		}
