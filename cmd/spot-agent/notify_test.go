@@ -84,8 +84,8 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	}
 	h := newHook(t, false)
 
-	noticeAt := time.Now().Add(3 * time.Second)
-	deadline := time.Now().Add(12 * time.Second).Truncate(time.Second)
+	noticeAt := time.Now().Add(6 * time.Second)
+	deadline := time.Now().Add(15 * time.Second).Truncate(time.Second)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s",
 		"--notify-webhook", h.URL+"/hooks/spot", "--notify-sns-topic", *topic.TopicArn)
@@ -142,7 +142,7 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "notifyhang", 1, 30*time.Second, nil)
 	h := newHook(t, true)
-	deadline := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s", "--notify-webhook", h.URL, "--notify-timeout", "1s")
 	a.WaitReady(t, f.id)
