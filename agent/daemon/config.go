@@ -24,8 +24,9 @@ const DefaultAdminListen = "127.0.0.1:10190"
 // Reaction time is bounded by PollInterval: 200 ms keeps the notice-to-
 // deregistration p99 under 300 ms with ~6 IMDS reads per second (5 on the fast
 // tier, 1.5 on the slow one), well inside IMDS's per-instance limits. The
-// refresh (60 s) is shorter than the SDK's 90 s idle-connection timeout, so the
-// deregistration call finds a warm connection to the ELB endpoint.
+// refresh costs two ELB API calls per group, and the account's ELB API rate
+// limit is shared by the whole fleet: every 5 minutes (jittered), 100
+// instances use 0.7 of the ~10 requests per second an account gets.
 func DefaultConfig() Config {
 	return Config{
 		Listen:             ":80",
@@ -34,7 +35,7 @@ func DefaultConfig() Config {
 		PollInterval:       200 * time.Millisecond,
 		SlowPollInterval:   2 * time.Second,
 		TagKey:             "loadBalancerTargetGroup",
-		RefreshInterval:    60 * time.Second,
+		RefreshInterval:    5 * time.Minute,
 		DrainOnStop:        true,
 		DrainTimeout:       100 * time.Second,
 		ExitMargin:         10 * time.Second,

@@ -16,10 +16,15 @@ import (
 
 // Backoff between retries: full jitter over an exponential ceiling. Full jitter
 // spreads a fleet that was interrupted in the same second, so the account's ELB
-// API rate limit is shared instead of hit in waves.
+// API rate limit is shared instead of hit in waves. A throttled call backs off
+// further: the limit (about 10 requests per second per account) is shared by
+// the whole fleet, and a hundred instances retrying every few seconds would
+// keep it saturated; other errors (5xx, network) are retried sooner.
 const (
-	backoffBase = 100 * time.Millisecond
-	backoffCap  = 3 * time.Second
+	backoffBase          = 100 * time.Millisecond
+	backoffCap           = 3 * time.Second
+	throttledBackoffBase = 500 * time.Millisecond
+	throttledBackoffCap  = 10 * time.Second
 )
 
 // Deregistration results, as metric labels.
@@ -84,7 +89,7 @@ func (r *Resolver) resolveRetrying(ctx context.Context) (Resolution, error) {
 		if err == nil {
 			return res, nil
 		}
-		if !retryable(err) || !sleep(ctx, attempt) {
+		if !retryable(err) || !sleep(ctx, attempt, err) {
 			return Resolution{}, fmt.Errorf("resolve target groups: %w", err)
 		}
 	}
@@ -149,7 +154,7 @@ func (r *Resolver) retryOrGiveUp(ctx context.Context, o *Outcome, attempt int, e
 	if attempt == 0 || attempt%10 == 0 {
 		r.Log.Warn("deregister retrying", "target_group", o.ARN, "attempt", attempt+1, "err", err)
 	}
-	if !sleep(ctx, attempt) {
+	if !sleep(ctx, attempt, err) {
 		o.Result, o.Err = ResultTimeout, fmt.Errorf("deregister from %s: gave up at the deadline after %d attempts: %w", o.ARN, o.Attempts, err)
 		r.Log.Error("deregister failed", "target_group", o.ARN, "err", o.Err)
 		return true
@@ -192,7 +197,7 @@ func (r *Resolver) Register(ctx context.Context, port int32) error {
 				r.Log.Info("registered", "target_group", g.ARN, "port", port)
 				break
 			}
-			if !retryable(err) || !sleep(ctx, attempt) {
+			if !retryable(err) || !sleep(ctx, attempt, err) {
 				r.Observer.ObserveRegistration(ResultError)
 				errs = append(errs, fmt.Errorf("register in %s: %w", g.ARN, err))
 				break
@@ -215,11 +220,14 @@ func containsPort(ports []int32, p int32) bool {
 	return false
 }
 
-// sleep waits the backoff for attempt; false if ctx ends first.
-func sleep(ctx context.Context, attempt int) bool {
-	ceiling := backoffCap
+// sleep waits the backoff for attempt after err; false if ctx ends first.
+func sleep(ctx context.Context, attempt int, err error) bool {
+	base, ceiling := backoffBase, backoffCap
+	if throttled(err) {
+		base, ceiling = throttledBackoffBase, throttledBackoffCap
+	}
 	if attempt < 16 {
-		ceiling = min(backoffCap, backoffBase<<attempt)
+		ceiling = min(ceiling, base<<attempt)
 	}
 	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
 	t := time.NewTimer(d)
@@ -230,6 +238,15 @@ func sleep(ctx context.Context, attempt int) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// throttled reports whether err is the API's rate limit.
+func throttled(err error) bool {
+	switch apiCode(err) {
+	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException":
+		return true
+	}
+	return false
 }
 
 // retryable says whether an API error may go away by itself. Permission and

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -100,9 +101,11 @@ func (r *Resolver) Current() (Resolution, bool) {
 	return *r.current, true
 }
 
-// Run resolves at once, then every Refresh, until ctx is done. Errors are
-// logged (once per distinct error) and counted, and the previous view is kept;
-// after an error the next attempt comes sooner, backing off up to Refresh.
+// Run resolves at once, then about every Refresh, until ctx is done. Errors
+// are logged (once per distinct error) and counted, and the previous view is
+// kept; after an error the next attempt comes sooner, backing off up to
+// maxRetryWait. Every wait is jittered: a fleet launched together must not call
+// the ELB API in step (the account's rate limit is shared by every instance).
 func (r *Resolver) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -124,13 +127,24 @@ func (r *Resolver) Run(ctx context.Context) error {
 				r.lastErr = msg
 				r.Log.Error("resolve target groups", "err", err)
 			}
-			t.Reset(min(retry, r.Refresh))
-			retry = min(retry*2, r.Refresh)
+			t.Reset(between(retry/2, retry))
+			retry = min(retry*2, maxRetryWait, r.Refresh)
 		default:
 			r.lastErr, retry = "", time.Second
-			t.Reset(r.Refresh)
+			t.Reset(between(r.Refresh*9/10, r.Refresh*11/10))
 		}
 	}
+}
+
+// maxRetryWait caps the wait between failed resolutions.
+const maxRetryWait = 30 * time.Second
+
+// between returns a random duration in [lo, hi].
+func between(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(rand.Int64N(int64(hi-lo)+1))
 }
 
 // Resolve finds the groups, the ports this instance is registered on in each,
