@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -631,4 +632,50 @@ func TestTwoNoticesAtOnceRebalanceThenSpotShortensTheDrain(t *testing.T) {
 	if !strings.Contains(a.Logs(), "drain updated") || strings.Count(a.Logs(), "msg=deregistered") != 1 {
 		t.Fatalf("want one deregistration and a drain update:\n%s", a.Logs())
 	}
+}
+
+func TestABadTagValueIsAClearErrorAndNoAPICallIsMadeWithIt(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	twenty := make([]string, 20)
+	for i := range twenty {
+		twenty[i] = fmt.Sprintf("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg-%d/%016x", i, i+1)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"not an ARN", "my-target-group", `my-target-group\" is not a target group ARN (want arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)`},
+		{"a load balancer ARN", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/0123456789abcdef", "is not a target group ARN"},
+		{"empty", " , ", "no target group ARN in"},
+		{"twenty ARNs", strings.Join(twenty, ","), "20 target groups: at most 10 are handled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tc.value})
+			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
+			a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
+			a.WaitReady(t, id)
+			a.WaitLog(t, 10*time.Second, regexp.QuoteMeta(tc.want))
+			if v := a.Metric("spot_agent_target_group_resolve_errors_total"); v < 1 {
+				t.Errorf("resolve errors = %v", v)
+			}
+			m := a.Metrics()
+			if strings.Contains(m, `operation="elasticloadbalancing:`) {
+				t.Errorf("an ELB call was made with a bad tag value:\n%s", grepLines(m, "spot_agent_aws_requests_total"))
+			}
+			if code, _, _ := a.Get("/healthz"); code != 200 {
+				t.Errorf("readiness %d: a bad tag must not take the instance out of service", code)
+			}
+			a.Signal(syscall.SIGTERM)
+			a.Wait(10 * time.Second)
+		})
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
