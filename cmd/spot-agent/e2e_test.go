@@ -679,3 +679,26 @@ func grepLines(s, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestIMDSSlowerThanItsTimeoutIsCountedAndSurvived(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "imds-slow", 1, 30*time.Second, nil)
+	m := testbed.NewIMDS(t, f.id)
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", m.URL, "--imds-timeout", "300ms", "--exit-margin", "1s")
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	m.SetDelay(time.Second) // every answer now comes after the agent gave up on it
+	testbed.Eventually(t, 5*time.Second, "timeouts counted", func() bool {
+		return a.Metric(`spot_agent_imds_requests_total{path="spot/instance-action",result="timeout"}`) >= 3
+	})
+	if code, _, _ := a.Get("/healthz"); code != 200 {
+		t.Fatalf("readiness %d while IMDS is slow", code)
+	}
+	m.SetDelay(0)
+	deadline := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
+	m.Set("meta-data/spot/instance-action", fmt.Sprintf(`{"action":"terminate","time":"%s"}`, deadline.Format(time.RFC3339)))
+	exit, at := a.Wait(10 * time.Second)
+	if exit != 0 || !at.Before(deadline) || f.registered(t) {
+		t.Fatalf("exit %d at %s (deadline %s), registered %v", exit, at, deadline, f.registered(t))
+	}
+}
