@@ -47,8 +47,9 @@ type OptionError struct {
 func (e *OptionError) Error() string { return "--notify-" + e.Option + ": " + e.Problem }
 
 // Validate returns every problem, so that a bad template stops the agent at
-// start rather than at its first interruption: a template is rendered with a
-// sample event, and must give valid JSON when the content type is JSON.
+// start rather than at its first interruption: a template is tried on a
+// sample event of each phase, every branch taken (ParseTemplate), then
+// rendered with them, and must give valid JSON when the content type is JSON.
 func (o Options) Validate() []*OptionError {
 	var errs []*OptionError
 	bad := func(opt, format string, args ...any) {

@@ -9,9 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"text/template"
 )
 
 // DefaultContentType is the webhook body's Content-Type unless told otherwise:
@@ -23,7 +21,7 @@ const DefaultContentType = "application/json"
 type Webhook struct {
 	URL string
 	// Template renders the body; nil sends the event as JSON.
-	Template *template.Template
+	Template *Template
 	// ContentType of the body; DefaultContentType when empty.
 	ContentType string
 	// Client makes the requests; nil means one that follows no redirect
@@ -133,30 +131,4 @@ func Redacted(rawURL string) string {
 		s += "/..."
 	}
 	return s
-}
-
-// ParseTemplate reads a webhook template: s itself when it contains "{{",
-// else the file named s. Besides the Event's fields and methods (.Summary,
-// .Failed), the template can call json (a value as JSON, for strings inside a
-// JSON body) and join.
-func ParseTemplate(s string) (*template.Template, error) {
-	text := s
-	if !strings.Contains(s, "{{") {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			return nil, fmt.Errorf("not an inline template (no {{) and not a readable file: %w", err)
-		}
-		text = string(b)
-	}
-	t, err := template.New("notify-template").Funcs(template.FuncMap{
-		"json": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-		"join": strings.Join,
-	}).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
 }
