@@ -59,7 +59,7 @@ func run() int {
 			return 1
 		}
 	} else {
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/spot-agent")
+		build := exec.Command("go", "build", "-tags", "agentonly", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/spot-agent") // the on-instance build
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := build.CombinedOutput(); err != nil {
 			logf("bench: build: %v\n%s", err, b)

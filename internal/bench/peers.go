@@ -163,7 +163,8 @@ func startSpotAgent(bin string, n int) (*peer, *imdsHarness, *elbHarness, error)
 		return nil, nil, nil, err
 	}
 	elb.register(tgARN(n), id)
-	cmd, err := runAgent(bin, h, elb, tgARN(n), "--listen", addr)
+	// No drain on stop: the peer is stopped between sections, not interrupted.
+	cmd, err := runAgent(bin, h, elb, tgARN(n), "--listen", addr, "--drain-on-stop=false")
 	if err != nil {
 		return nil, nil, nil, err
 	}
