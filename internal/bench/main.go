@@ -29,7 +29,7 @@ func main() { os.Exit(run()) }
 func run() int {
 	out := flag.String("o", "BENCHMARKS.md", "report to write")
 	quick := flag.Bool("quick", false, "a short run to check the harness (fewer notices, shorter wrk runs); not for the report")
-	only := flag.String("only", "reaction,hello,footprint", "sections to run")
+	only := flag.String("only", "reaction,hello,footprint,bootstrap", "sections to run")
 	prebuilt := flag.String("bin", "", "measure this spot-agent binary instead of building one")
 	flag.Parse()
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
@@ -92,6 +92,15 @@ func run() int {
 			return 1
 		}
 	}
+	if slices.Contains(sections, "bootstrap") {
+		logf("bootstrap against moto")
+		rows, err := measureBootstrap(logf)
+		if err != nil {
+			logf("bench: bootstrap: %v", err)
+			return 1
+		}
+		r.boot = rows
+	}
 	r.took = time.Since(started)
 	text := r.markdown()
 	fmt.Print(text)
@@ -135,6 +144,7 @@ type report struct {
 	reaction  []reactionResult
 	helloRows []helloRow
 	foot      []footprintRow
+	boot      []bootstrapRow
 }
 
 // hello runs wrk against the three contenders, alternating their order in
@@ -310,6 +320,15 @@ func (r *report) markdown() string {
 			w("| %s | %s | %s | %s | %s | %s |\n", f.peer, mib(f.idleRSS), mib(f.anonRSS), load, cpu, bin)
 		}
 		w("\nTargets: idle RSS ≤ 10 MiB, idle CPU ≤ 0.2 %% of a core.\n")
+	}
+	if len(r.boot) > 0 {
+		w("\n## Bootstrap against moto\n\n")
+		w("`spot-agent bootstrap`'s code, driven against moto server 5.2.1 on loopback; API calls counted with an SDK middleware (reads are Describe, List and Get calls). ")
+		w("Wall times are moto's, not AWS's: a real ALB takes minutes to become active, instances minutes to boot.\n\n")
+		w("| fleet | fresh: reads / mutating | fresh wall | re-run: reads / mutating | re-run wall | teardown: calls | teardown wall |\n|---|---|---|---|---|---|---|\n")
+		for _, x := range r.boot {
+			w("| %s | %d / %d | %s | %d / %d | %s | %d | %s |\n", x.fleet, x.freshReads, x.freshChanges, x.fresh.Round(time.Millisecond), x.rerunReads, x.rerunChanges, x.rerun.Round(time.Millisecond), x.teardownReads+x.teardownMuts, x.teardown.Round(time.Millisecond))
+		}
 	}
 	b.WriteString(notes)
 	return b.String()

@@ -61,6 +61,9 @@ func StartMoto(t testing.TB) *Moto {
 	return m
 }
 
+// LaunchMoto starts a moto server for a program (the bench); Stop it when done.
+func LaunchMoto() (*Moto, error) { return startMoto() }
+
 func startMoto() (*Moto, error) {
 	py, err := MotoPython()
 	if err != nil {
