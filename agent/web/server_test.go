@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,31 +8,16 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/web"
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
-// syncBuffer is a log sink that the server's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output that goroutines write while the test reads it.
+type syncBuffer = testbed.Buffer
 
 // startServer listens on a loopback port and serves h until the test ends.
 func startServer(t *testing.T, name string, h http.Handler) (*web.Server, *syncBuffer, <-chan error) {

@@ -76,22 +76,27 @@ type Agent struct {
 	code    int
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer that goroutines (a process's output copier, a
+// server's logger) may write while a test reads it.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// syncBuffer is the package's own name for Buffer.
+type syncBuffer = Buffer
 
 // StartAgent runs `spot-agent run` with loopback listeners; env is added to a
 // clean environment (PATH and HOME only), so nothing of the machine leaks in.
