@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/apphealth"
 	"github.com/spot-agent/spot-agent/agent/notice"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
@@ -42,6 +43,10 @@ func DefaultConfig() Config {
 		LifecycleHookTag:   "spot-agent:lifecycle-hook",
 		LifecycleHeartbeat: 30 * time.Second,
 		Notify:             alert.Options{ContentType: alert.DefaultContentType, Timeout: alert.DefaultTimeout},
+		Hello:              true,
+		AppHealthInterval:  2 * time.Second,
+		AppHealthTimeout:   time.Second,
+		OnDrainDoneTimeout: 5 * time.Second,
 	}
 }
 
@@ -78,6 +83,16 @@ type Config struct {
 	DryRun bool
 
 	Notify alert.Options // --notify-*: who is told that a notice was seen and how the drain ended
+
+	// Beside an application.
+	Hello              bool          // serve the hello page on / (false: only /healthz)
+	AppHealthURL       string        // readiness also needs this URL to answer 2xx or 3xx
+	AppHealthInterval  time.Duration // between checks of AppHealthURL
+	AppHealthTimeout   time.Duration // bound on one check
+	OnDrainExec        string        // shell command run when a drain starts, bounded by ExitBy
+	OnDrainExecDelay   time.Duration // wait this long into the drain before OnDrainExec
+	OnDrainDoneExec    string        // shell command run when a drain ends, before the lifecycle action is completed
+	OnDrainDoneTimeout time.Duration // bound on OnDrainDoneExec (and never past a spot notice's time)
 }
 
 // FlagError is a configuration error that names the flag to fix.
@@ -137,6 +152,33 @@ func (c *Config) Validate() error {
 	if c.Region != "" && !validRegion(c.Region) {
 		bad("region", "%q is not a region name like us-east-1", c.Region)
 	}
+	if c.AppHealthURL != "" {
+		if err := apphealth.ValidateURL(c.AppHealthURL); err != nil {
+			bad("app-health-url", "%v", err)
+		} else if c.pointsAtSelf(c.AppHealthURL) {
+			bad("app-health-url", "%q is the agent's own traffic listener (--listen %s): readiness would wait for itself; give the application's URL", c.AppHealthURL, c.Listen)
+		}
+		positive("app-health-interval", c.AppHealthInterval, 100*time.Millisecond, 10*time.Minute)
+		positive("app-health-timeout", c.AppHealthTimeout, 10*time.Millisecond, time.Minute)
+		if c.AppHealthTimeout > c.AppHealthInterval {
+			bad("app-health-timeout", "%s is longer than --app-health-interval %s: checks would overlap", c.AppHealthTimeout, c.AppHealthInterval)
+		}
+	}
+	if !c.Hello && c.Register && c.RegisterPort == 0 {
+		bad("register-port", "is required with --register and --hello=false: the agent's own port serves only /healthz, so give the application's port")
+	}
+	for _, h := range []struct{ flag, cmd string }{{"on-drain-exec", c.OnDrainExec}, {"on-drain-done-exec", c.OnDrainDoneExec}} {
+		if h.cmd != "" && strings.TrimSpace(h.cmd) == "" {
+			bad(h.flag, "is blank: give a shell command, or leave it unset")
+		}
+		if strings.ContainsRune(h.cmd, 0) {
+			bad(h.flag, "contains a NUL byte")
+		}
+	}
+	if c.OnDrainDoneExec != "" {
+		positive("on-drain-done-timeout", c.OnDrainDoneTimeout, 100*time.Millisecond, 2*time.Minute)
+	}
+	positive("on-drain-exec-delay", c.OnDrainExecDelay, 0, 2*time.Minute)
 	for _, e := range c.Notify.Validate() {
 		bad("notify-"+e.Option, "%s", e.Problem)
 	}
@@ -170,6 +212,32 @@ func (c *Config) registerPort(bound net.Addr) int32 {
 		return int32(a.Port)
 	}
 	return 80
+}
+
+// pointsAtSelf reports whether raw is the agent's own traffic listener.
+func (c *Config) pointsAtSelf(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	_, listenPort, err := net.SplitHostPort(c.Listen)
+	if err != nil || listenPort == "0" {
+		return false
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if port != listenPort {
+		return false
+	}
+	host := u.Hostname()
+	listenHost, _, _ := net.SplitHostPort(c.Listen)
+	if host == "localhost" || host == listenHost {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }
 
 func validAddr(addr string) error {

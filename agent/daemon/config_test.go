@@ -66,6 +66,15 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "a register port", change: func(c *daemon.Config) { c.Register, c.RegisterPort = true, 65535 }},
 		{name: "a GovCloud region", change: func(c *daemon.Config) { c.Region = "us-gov-west-1" }},
+		{name: "a sidecar of an application on port 80", change: func(c *daemon.Config) {
+			c.Listen, c.Hello, c.AppHealthURL = ":8081", false, "http://127.0.0.1/health"
+			c.OnDrainExec, c.OnDrainExecDelay, c.OnDrainDoneExec = "nginx -s quit", 5*time.Second, "logger drained"
+		}},
+		{name: "a sidecar registering the application's port", change: func(c *daemon.Config) {
+			c.Hello, c.Register, c.RegisterPort = false, true, 8080
+		}},
+		{name: "an application health check on another loopback port", change: func(c *daemon.Config) { c.Listen, c.AppHealthURL = ":80", "http://localhost:8080/" }},
+		{name: "an application on another host, same port", change: func(c *daemon.Config) { c.Listen, c.AppHealthURL = "127.0.0.1:8080", "http://10.0.0.5:8080/" }},
 
 		// One problem each.
 		{name: "a listen address without a port", change: func(c *daemon.Config) { c.Listen = "x" },
@@ -122,6 +131,27 @@ func TestValidate(t *testing.T) {
 			want: `--region: "US-EAST-1" is not a region name like us-east-1`, flags: []string{"region"}},
 		{name: "a region without dashes", change: func(c *daemon.Config) { c.Region = "useast1" },
 			want: `--region: "useast1" is not a region name like us-east-1`, flags: []string{"region"}},
+
+		{name: "an application URL that is not one", change: func(c *daemon.Config) { c.AppHealthURL = "127.0.0.1:8080/health" },
+			want: `--app-health-url: "127.0.0.1:8080/health" is not an http:// or https:// URL (e.g. http://127.0.0.1:8080/health)`, flags: []string{"app-health-url"}},
+		{name: "an application URL that is the agent's own readiness", change: func(c *daemon.Config) { c.AppHealthURL = "http://127.0.0.1/healthz" },
+			want: `--app-health-url: "http://127.0.0.1/healthz" is the agent's own traffic listener (--listen :80): readiness would wait for itself; give the application's URL`, flags: []string{"app-health-url"}},
+		{name: "an application URL on localhost and the agent's port", change: func(c *daemon.Config) { c.Listen, c.AppHealthURL = ":8081", "http://localhost:8081/" },
+			want: `--app-health-url: "http://localhost:8081/" is the agent's own traffic listener (--listen :8081): readiness would wait for itself; give the application's URL`, flags: []string{"app-health-url"}},
+		{name: "an application check timeout longer than its interval", change: func(c *daemon.Config) {
+			c.AppHealthURL, c.AppHealthInterval, c.AppHealthTimeout = "http://127.0.0.1:8080/", time.Second, 2*time.Second
+		}, want: `--app-health-timeout: 2s is longer than --app-health-interval 1s: checks would overlap`, flags: []string{"app-health-timeout"}},
+		{name: "an application checked too often", change: func(c *daemon.Config) {
+			c.AppHealthURL, c.AppHealthInterval, c.AppHealthTimeout = "http://127.0.0.1:8080/", 10*time.Millisecond, 10*time.Millisecond
+		}, want: `--app-health-interval: 10ms is out of range 100ms..10m0s`, flags: []string{"app-health-interval"}},
+		{name: "self-registration without the hello page and without a port", change: func(c *daemon.Config) { c.Hello, c.Register = false, true },
+			want: `--register-port: is required with --register and --hello=false: the agent's own port serves only /healthz, so give the application's port`, flags: []string{"register-port"}},
+		{name: "a blank drain hook", change: func(c *daemon.Config) { c.OnDrainExec = "  " },
+			want: `--on-drain-exec: is blank: give a shell command, or leave it unset`, flags: []string{"on-drain-exec"}},
+		{name: "a drain-done hook without time to run", change: func(c *daemon.Config) { c.OnDrainDoneExec, c.OnDrainDoneTimeout = "true", 0 },
+			want: `--on-drain-done-timeout: 0s is out of range 100ms..2m0s`, flags: []string{"on-drain-done-timeout"}},
+		{name: "a negative hook delay", change: func(c *daemon.Config) { c.OnDrainExecDelay = -time.Second },
+			want: `--on-drain-exec-delay: -1s is out of range 0s..2m0s`, flags: []string{"on-drain-exec-delay"}},
 
 		// Several problems: all reported, in the order of the flags.
 		{name: "several problems are joined, one per line",

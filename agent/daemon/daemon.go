@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/apphealth"
 	"github.com/spot-agent/spot-agent/agent/imds"
 	"github.com/spot-agent/spot-agent/agent/lifecycle"
 	"github.com/spot-agent/spot-agent/agent/metrics"
@@ -102,6 +103,11 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	}
 	hm := m.HTTP()
 	d.hello = web.NewHello(hm, hm.InFlight)
+	d.hello.ServeHelloPage(cfg.Hello)
+	if cfg.AppHealthURL != "" {
+		d.hello.GateOnApp(cfg.AppHealthURL)
+	}
+	d.hello.ObserveReadiness(m)
 	if d.traffic, err = web.ListenTraffic(cfg.Listen, d.hello, web.DefaultLimits(), log); err != nil {
 		return nil, err
 	}
@@ -152,6 +158,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return wd.Run(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return d.identify(gctx, identity) })
+	if d.cfg.AppHealthURL != "" {
+		c := &apphealth.Checker{
+			URL: d.cfg.AppHealthURL, Interval: d.cfg.AppHealthInterval, Timeout: d.cfg.AppHealthTimeout,
+			UserAgent: "spot-agent (application health check)",
+			Gate:      d.hello, Observer: d.metrics, Log: d.log.With("component", "apphealth"),
+		}
+		g.Go(func() error { return c.Run(gctx) })
+	}
 	d.notify.Ready()
 	d.notify.Status("starting: reading instance identity")
 	d.log.Info("started", "poll_interval", d.cfg.PollInterval.String(), "slow_poll_interval", d.cfg.SlowPollInterval.String(), "dry_run", d.cfg.DryRun)
@@ -214,7 +228,7 @@ func (d *Daemon) loop(ctx, gctx context.Context, g *errgroup.Group, notices <-ch
 		regCancel()
 		dr = &drainState{decision: dec, updates: make(chan notice.Decision, 16), done: make(chan time.Time, 1)}
 		drainDone = dr.done
-		go func() { dr.done <- d.drain(ctx, dec, n.Seen, dr.updates) }()
+		go func() { dr.done <- d.drain(ctx, n, dec, dr.updates) }()
 		return false, time.Time{}
 	}
 

@@ -3,9 +3,12 @@ package daemon
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/hook"
 	"github.com/spot-agent/spot-agent/agent/notice"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
@@ -21,11 +24,38 @@ import (
 //
 // Later decisions arrive on updates and can only bring ExitBy and the deadline
 // closer. Nothing here follows the signal context: a drain runs to its end.
-func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time, updates <-chan notice.Decision) time.Time {
+func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision, updates <-chan notice.Decision) time.Time {
+	seen := n.Seen
 	d.hello.SetDraining()
 	d.metrics.SetDraining(true, dec.Deadline)
 	d.notify.Status("draining (%s): exit by %s", dec.Reason, dec.ExitBy.Format(time.RFC3339))
 	d.log.Warn("draining", "reason", dec.Reason, "deadline", dec.Deadline.Format(time.RFC3339Nano), "exit_by", dec.ExitBy.Format(time.RFC3339Nano), "since_notice", time.Since(seen).Round(time.Millisecond))
+
+	// --on-drain-exec runs beside the drain and is gone by ExitBy: SIGTERM
+	// one grace period before it, SIGKILL at it.
+	hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHook()
+	hookStop := time.NewTimer(time.Until(dec.ExitBy.Add(-hook.DefaultGrace)))
+	defer hookStop.Stop()
+	var hookDone chan struct{}
+	if d.cfg.OnDrainExec != "" {
+		hookDone = make(chan struct{})
+		env := d.hookEnv("drain", n, dec)
+		go func() {
+			defer close(hookDone)
+			if wait := d.cfg.OnDrainExecDelay; wait > 0 {
+				t := time.NewTimer(wait)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-hookCtx.Done():
+					d.log.Warn("drain hook not run: the drain ended before --on-drain-exec-delay passed", "delay", wait)
+					return
+				}
+			}
+			d.runHook(hookCtx, "drain", d.cfg.OnDrainExec, dec.ExitBy, env)
+		}()
+	}
 
 	awsCtx, cancelAWS := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAWS()
@@ -61,6 +91,7 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 			}
 			if !merged.ExitBy.Equal(dec.ExitBy) {
 				exit.Reset(time.Until(merged.ExitBy))
+				hookStop.Reset(time.Until(merged.ExitBy.Add(-hook.DefaultGrace)))
 			}
 			dec = merged
 			d.metrics.SetDraining(true, dec.Deadline)
@@ -69,8 +100,19 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 		case <-deadline.C:
 			deadlinePassed = true
 			cancelAWS()
+		case <-hookStop.C:
+			stopHook()
 		case <-exit.C:
 			waiting = false
+		}
+	}
+	stopHook()
+	if hookDone != nil {
+		// Killed by now at the latest; the wait covers the last output being read.
+		select {
+		case <-hookDone:
+		case <-time.After(hook.DefaultGrace + time.Second):
+			d.log.Error("the drain hook's process did not go away after SIGKILL; leaving it")
 		}
 	}
 	// Leave only once deregistration is over: done, or given up at the deadline.
@@ -88,12 +130,54 @@ func (d *Daemon) drain(ctx context.Context, dec notice.Decision, seen time.Time,
 		<-deregistered
 	}
 	stopHeartbeat()
-	d.alerts.Go(alert.Drained(dec, outcomes))
+	drained := alert.Drained(dec, outcomes)
+	if d.cfg.OnDrainDoneExec != "" {
+		// Before the lifecycle action is completed: the group may terminate
+		// the instance as soon as it is.
+		bound := time.Now().Add(d.cfg.OnDrainDoneTimeout)
+		if hard := dec.Deadline.Add(-hookExitReserve); dec.Deadline.After(dec.ExitBy) && hard.Before(bound) {
+			bound = hard // the instance goes away at the deadline
+		}
+		env := append(d.hookEnv("drain-done", n, dec), "SPOT_AGENT_DEREGISTERED="+strconv.FormatBool(!drained.Failed()))
+		d.runHook(context.WithoutCancel(ctx), "drain-done", d.cfg.OnDrainDoneExec, bound, env)
+	}
+	d.alerts.Go(drained)
 	if dec.CompleteLifecycle {
 		d.completeLifecycle(ctx)
 	}
 	d.log.Info("drain finished", "reason", dec.Reason, "left_before_deadline", time.Until(dec.Deadline).Round(time.Millisecond))
 	return dec.Deadline
+}
+
+// hookExitReserve is what the drain-done hook leaves of a hard deadline for
+// the agent's own exit.
+const hookExitReserve = time.Second
+
+// runHook runs one hook command, bounded by bound.
+func (d *Daemon) runHook(ctx context.Context, name, command string, bound time.Time, env []string) {
+	r := &hook.Runner{Name: name, Command: command, Log: d.log.With("component", "hook"), Observer: d.metrics}
+	r.Run(ctx, bound, env)
+}
+
+// hookEnv tells a hook what is happening, in SPOT_AGENT_* variables.
+func (d *Daemon) hookEnv(name string, n notice.Notice, dec notice.Decision) []string {
+	var id string
+	var groups []string
+	select {
+	case <-d.awsReady: // d.id and d.resolver are set, and no longer change
+		id, groups = d.id.InstanceID, d.groupARNs()
+	default:
+	}
+	return []string{
+		"SPOT_AGENT_HOOK=" + name,
+		"SPOT_AGENT_INSTANCE_ID=" + id,
+		"SPOT_AGENT_NOTICE=" + n.String(),
+		"SPOT_AGENT_ACTION=" + n.Action,
+		"SPOT_AGENT_REASON=" + dec.Reason,
+		"SPOT_AGENT_DEADLINE=" + dec.Deadline.UTC().Format(time.RFC3339),
+		"SPOT_AGENT_EXIT_BY=" + dec.ExitBy.UTC().Format(time.RFC3339),
+		"SPOT_AGENT_TARGET_GROUPS=" + strings.Join(groups, ","),
+	}
 }
 
 func (d *Daemon) deregister(ctx context.Context, seen time.Time) []targets.Outcome {

@@ -49,8 +49,17 @@ type Metrics struct {
 	notifications     *prometheus.CounterVec
 	notifyDuration    *prometheus.HistogramVec
 	lastPoll          prometheus.Gauge
+	readiness         *prometheus.GaugeVec
+	appHealthy        prometheus.Gauge
+	appChecks         *prometheus.CounterVec
+	hookRuns          *prometheus.CounterVec
+	hookExitCode      *prometheus.GaugeVec
+	hookDuration      *prometheus.GaugeVec
 	deadlineUnixMilli atomic.Int64
 }
+
+// readinessStates are the values of spot_agent_readiness's state label (web.State*).
+var readinessStates = []string{"ready", "starting", "draining", "app_unhealthy"}
 
 // New registers every metric on a new private registry.
 func New(b Build) *Metrics {
@@ -165,7 +174,64 @@ func New(b Build) *Metrics {
 		Help:    "Time to deliver one notification to one sink, retries included, by sink.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"sink"})
+	m.readiness = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "readiness"),
+		Help: "1 for the state /healthz answers with (ready, starting, draining, app_unhealthy), 0 for the others.",
+	}, []string{"state"})
+	m.SetReadiness("starting")
+	m.appHealthy = f.NewGauge(prometheus.GaugeOpts{
+		Name: name("app", "healthy"),
+		Help: "1 while the last check of --app-health-url passed, else 0 (0 too when no application is checked).",
+	})
+	m.appChecks = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("app", "health_checks_total"),
+		Help: "Checks of --app-health-url, by result (ok, failed).",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "failed"} {
+		m.appChecks.WithLabelValues(r)
+	}
+	m.hookRuns = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "hook_runs_total"),
+		Help: "Runs of --on-drain-exec (hook=drain) and --on-drain-done-exec (hook=drain-done), by result (ok, failed, timeout, error).",
+	}, []string{"hook", "result"})
+	m.hookExitCode = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "hook_exit_code"),
+		Help: "Exit status of the hook's last run; -1 when it was killed at its bound or could not start.",
+	}, []string{"hook"})
+	m.hookDuration = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "hook_duration_seconds"),
+		Help: "How long the hook's last run took.",
+	}, []string{"hook"})
 	return m
+}
+
+// SetReadiness publishes the state /healthz answers with.
+func (m *Metrics) SetReadiness(state string) {
+	for _, s := range readinessStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.readiness.WithLabelValues(s).Set(v)
+	}
+}
+
+// ObserveAppHealth counts one check of the application.
+func (m *Metrics) ObserveAppHealth(ok bool) {
+	if ok {
+		m.appHealthy.Set(1)
+		m.appChecks.WithLabelValues("ok").Inc()
+		return
+	}
+	m.appHealthy.Set(0)
+	m.appChecks.WithLabelValues("failed").Inc()
+}
+
+// ObserveHook records one run of a drain hook.
+func (m *Metrics) ObserveHook(hook, result string, exitCode int, took time.Duration) {
+	m.hookRuns.WithLabelValues(hook, result).Inc()
+	m.hookExitCode.WithLabelValues(hook).Set(float64(exitCode))
+	m.hookDuration.WithLabelValues(hook).Set(took.Seconds())
 }
 
 // SetIdentity publishes this instance's identity.

@@ -6,6 +6,7 @@ package web
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -27,15 +28,46 @@ type page struct {
 	head  []byte // status line and fixed headers of the 200 hello answer
 }
 
+// Readiness states, in the order they win: a starting agent is not ready
+// whatever the application says, and a drain hides the application's health.
+const (
+	StateReady        = "ready"
+	StateStarting     = "starting"
+	StateDraining     = "draining"
+	StateAppUnhealthy = "app_unhealthy"
+)
+
+// ReadinessObserver is told the readiness state whenever it changes.
+type ReadinessObserver interface {
+	SetReadiness(state string)
+}
+
 // Hello is the traffic listener's behaviour: "hello from <instance-id>" on /, readiness on
 // /healthz. Until the instance id is known both answer 503 "starting"; once a
 // drain starts /healthz answers 503 "draining" and every response carries
 // Connection: close so keep-alive clients move to other targets.
+//
+// As the sidecar of an application, the hello page can be off (/ is then 404)
+// and readiness can be gated on the application's health: /healthz answers 503
+// with the application's failure in the body while it is unhealthy.
 type Hello struct {
 	page     atomic.Pointer[page]
 	draining atomic.Bool
+	noHello  atomic.Bool
+	app      atomic.Pointer[appState] // nil: readiness is not gated on an application
 	count    Counter
 	inFlight Gauge
+
+	mu        sync.Mutex // serializes state changes, so the observer sees them in order
+	observer  ReadinessObserver
+	lastState string
+}
+
+// appState is the application's health as last probed.
+type appState struct {
+	ok     bool
+	probed bool   // false until the first health check answers or fails
+	body   []byte // the 503 body while !ok
 }
 
 var (
@@ -51,22 +83,84 @@ func NewHello(count Counter, inFlight Gauge) *Hello {
 	return &Hello{count: count, inFlight: inFlight}
 }
 
+// ObserveReadiness tells o the readiness state now and at every change.
+func (h *Hello) ObserveReadiness(o ReadinessObserver) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.observer, h.lastState = o, ""
+	h.publishLocked()
+}
+
+// ServeHelloPage turns the hello page on / on or off (404). Readiness on
+// /healthz is served either way.
+func (h *Hello) ServeHelloPage(on bool) { h.noHello.Store(!on) }
+
 // SetInstanceID makes the page answer and readiness pass (unless draining).
 func (h *Hello) SetInstanceID(id string) {
 	body := []byte("hello from " + id + "\n")
 	n := strconv.Itoa(len(body))
 	head := "HTTP/1.1 200 OK\r\nContent-Length: " + n + "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
-	h.page.Store(&page{hello: body, head: []byte(head)})
+	h.change(func() { h.page.Store(&page{hello: body, head: []byte(head)}) })
 }
 
 // SetDraining fails readiness from now on and closes connections after each response.
-func (h *Hello) SetDraining() { h.draining.Store(true) }
+func (h *Hello) SetDraining() { h.change(func() { h.draining.Store(true) }) }
 
 // Draining reports whether SetDraining was called.
 func (h *Hello) Draining() bool { return h.draining.Load() }
 
+// GateOnApp makes readiness wait for the application: /healthz answers 503
+// "starting" until the first SetAppHealth, then follows it.
+func (h *Hello) GateOnApp(what string) {
+	h.change(func() {
+		h.app.Store(&appState{body: []byte("starting: waiting for the application's first health check (" + what + ")\n")})
+	})
+}
+
+// SetAppHealth records the application's health; detail says what failed.
+func (h *Hello) SetAppHealth(ok bool, detail string) {
+	st := &appState{ok: ok, probed: true}
+	if !ok {
+		st.body = []byte("application unhealthy: " + detail + "\n")
+	}
+	h.change(func() { h.app.Store(st) })
+}
+
 // Ready reports whether /healthz answers 200.
-func (h *Hello) Ready() bool { return h.page.Load() != nil && !h.draining.Load() }
+func (h *Hello) Ready() bool { return h.state() == StateReady }
+
+// state is the readiness state as /healthz answers it.
+func (h *Hello) state() string {
+	switch a := h.app.Load(); {
+	case h.page.Load() == nil:
+		return StateStarting
+	case h.draining.Load():
+		return StateDraining
+	case a != nil && !a.probed:
+		return StateStarting
+	case a != nil && !a.ok:
+		return StateAppUnhealthy
+	}
+	return StateReady
+}
+
+// change applies f and tells the observer if the state moved.
+func (h *Hello) change(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f()
+	h.publishLocked()
+}
+
+func (h *Hello) publishLocked() {
+	if h.observer == nil {
+		return
+	}
+	if s := h.state(); s != h.lastState {
+		h.lastState = s
+		h.observer.SetReadiness(s)
+	}
+}
 
 // ServeHTTP answers one request.
 func (h *Hello) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -110,7 +204,7 @@ const (
 
 // route decides the status and body of a request; both servers use it.
 func (h *Hello) route(route int, methodOK, draining bool) (int, []byte) {
-	if route == routeNotFound {
+	if route == routeNotFound || (route == routeHello && h.noHello.Load()) {
 		return http.StatusNotFound, bodyNotFound
 	}
 	if !methodOK {
@@ -124,6 +218,9 @@ func (h *Hello) route(route int, methodOK, draining bool) (int, []byte) {
 		return http.StatusOK, p.hello
 	case draining:
 		return http.StatusServiceUnavailable, bodyDraining
+	}
+	if a := h.app.Load(); a != nil && !a.ok {
+		return http.StatusServiceUnavailable, a.body
 	}
 	return http.StatusOK, bodyOK
 }

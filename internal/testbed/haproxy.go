@@ -27,8 +27,27 @@ type HAProxy struct {
 	cmd      *exec.Cmd
 }
 
+// Backend is one server behind HAProxy: traffic to Addr, health checks of
+// /healthz to CheckPort on the same host (0: Addr's port), as an ALB target
+// group's health check port can differ from its traffic port.
+type Backend struct {
+	Name      string
+	Addr      string
+	CheckPort int
+}
+
 // StartHAProxy balances over servers (name → host:port).
 func StartHAProxy(t testing.TB, servers map[string]string) *HAProxy {
+	t.Helper()
+	var backends []Backend
+	for n, a := range servers {
+		backends = append(backends, Backend{Name: n, Addr: a})
+	}
+	return StartHAProxyBackends(t, backends)
+}
+
+// StartHAProxyBackends balances over backends.
+func StartHAProxyBackends(t testing.TB, backends []Backend) *HAProxy {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	Need(t, "haproxy", err)
@@ -54,13 +73,20 @@ backend agents
   http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
   default-server inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2
 `, h.socket, h.Frontend)
-	names := make([]string, 0, len(servers))
-	for n := range servers {
-		names = append(names, n)
+	byName := map[string]Backend{}
+	names := make([]string, 0, len(backends))
+	for _, be := range backends {
+		byName[be.Name] = be
+		names = append(names, be.Name)
 	}
 	sortStrings(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "  server %s %s check\n", n, servers[n])
+		be := byName[n]
+		check := "check"
+		if be.CheckPort != 0 {
+			check += fmt.Sprintf(" port %d", be.CheckPort)
+		}
+		fmt.Fprintf(&b, "  server %s %s %s\n", n, be.Addr, check)
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
