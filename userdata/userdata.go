@@ -1,5 +1,7 @@
 // Package userdata renders the EC2 user-data (#cloud-config) that installs
-// spot-agent from its deb or rpm package, writes its settings and starts it.
+// spot-agent from its deb or rpm package, writes its settings and starts it,
+// combined, when the user has their own, with that into one MIME multipart
+// document.
 package userdata
 
 import (
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"unicode/utf8"
 )
 
 // Distribution is the instance's operating system, which decides the package
@@ -56,11 +59,16 @@ type Config struct {
 	// Env holds the service's settings, SPOT_AGENT_<FLAG> to value; empty
 	// leaves the package's default environment file (every setting commented).
 	Env map[string]string
+	// UserData is the user's own user-data, a #cloud-config document or a
+	// script starting with #! (see CheckUserData). When given, Render returns
+	// a MIME multipart document: this part first, then the agent's
+	// cloud-config (see combine for why in that order).
+	UserData []byte
 }
 
 // InputError is one invalid input.
 type InputError struct {
-	Input   string // which input: distribution, package URL, env
+	Input   string // which input: distribution, package URL, env, user data, size
 	Problem string
 }
 
@@ -87,6 +95,13 @@ func (c Config) Validate() error {
 		}
 		if i := strings.IndexFunc(c.Env[k], isControl); i >= 0 {
 			bad("env", "%s: the value has a control character (%q at byte %d): one line per setting", k, c.Env[k][i], i)
+		} else if !utf8.ValidString(c.Env[k]) {
+			bad("env", "%s: the value is not UTF-8 (systemd ignores such a setting)", k)
+		}
+	}
+	if c.UserData != nil {
+		if _, err := CheckUserData(c.UserData); err != nil {
+			bad("user data", "%v", err)
 		}
 	}
 	return errors.Join(errs...)
@@ -139,11 +154,36 @@ var (
 // /var/lib/spot-agent, the service's own StateDirectory=.
 const scriptDir = "/var/lib/spot-agent-bootstrap"
 
-// Render validates c and returns the #cloud-config user-data.
+// Render validates c and returns the #cloud-config user-data, or with
+// c.UserData the MIME multipart document of both. A user-data over MaxSize is
+// an *InputError (Input "size").
 func Render(c Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	agent, err := renderCloudConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	out := agent
+	if c.UserData != nil {
+		kind, _ := CheckUserData(c.UserData) // checked by Validate
+		if out, err = combine(agent, c.UserData, kind); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) > MaxSize {
+		problem := fmt.Sprintf("%d bytes, over EC2's %d-byte limit", len(out), MaxSize)
+		if c.UserData != nil {
+			problem += fmt.Sprintf(" (the user's part is %d bytes, the agent's cloud-config %d)", len(c.UserData), len(agent))
+		}
+		return nil, &InputError{Input: "size", Problem: problem}
+	}
+	return out, nil
+}
+
+// renderCloudConfig returns the agent's #cloud-config.
+func renderCloudConfig(c Config) ([]byte, error) {
 	s, err := renderScript(c, scriptDir)
 	if err != nil {
 		return nil, err

@@ -60,22 +60,7 @@ func TestRenderMatchesGoldenFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".yaml")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./userdata -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Render differs from %s (go test ./userdata -update, then review the diff):\n%s", golden, got)
-			}
+			checkGolden(t, filepath.Join("testdata", name+".yaml"), got)
 		})
 	}
 }
@@ -365,5 +350,25 @@ func assertCalls(t *testing.T, calls, prefixes []string) {
 		if !strings.HasPrefix(calls[i], p) {
 			t.Errorf("call %d = %q, want it to start with %q", i, calls[i], p)
 		}
+	}
+}
+
+// checkGolden compares got with the golden file, rewriting it with -update.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./userdata -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Render differs from %s (go test ./userdata -update, then review the diff):\n%s", golden, got)
 	}
 }

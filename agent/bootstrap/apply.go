@@ -79,8 +79,12 @@ type Result struct {
 }
 
 // Plan looks every resource up and says what Apply would do, making no
-// mutating call.
+// mutating call. A --user-data-file that will not do is a *FlagError before
+// any call.
 func (st *Stack) Plan(ctx context.Context) (*Plan, error) {
+	if err := st.preflight(); err != nil {
+		return nil, err
+	}
 	s, err := st.newState(ctx, st.cfg)
 	if err != nil {
 		return nil, err
@@ -125,12 +129,16 @@ func recreateError(p *Plan) error {
 		ErrRecreate, strings.Join(parts, "; "), p.Stack)
 }
 
-// Apply builds the stack or brings it to the configuration: it looks every
-// resource up first, refuses before any change if something would have to be
-// recreated, then creates or updates each resource in order. A failure stops
-// at the step that failed; running Apply again resumes from there.
+// Apply builds the stack or brings it to the configuration: it checks
+// --user-data-file and the user-data's size (a *FlagError before any AWS
+// call), looks every resource up, refuses before any change if something would
+// have to be recreated, then creates or updates each resource in order. A
+// failure stops at the step that failed; running Apply again resumes from there.
 func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 	start := time.Now()
+	if err := st.preflight(); err != nil {
+		return nil, err
+	}
 	s, err := st.newState(ctx, st.cfg)
 	if err != nil {
 		return nil, err

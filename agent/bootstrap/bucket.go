@@ -30,10 +30,18 @@ type bucket struct {
 
 func (r *bucket) name() string { return "agent-bucket" }
 
-func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
+// setAgentObject sets where an uploaded agent goes (--agent-file): the
+// stack's bucket and the object's key.
+func (s *state) setAgentObject() {
 	s.bucket = s.bucketName()
 	if s.cfg.AgentFile != "" {
 		s.objectKey = "agent/" + filepath.Base(s.cfg.AgentFile)
+	}
+}
+
+func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
+	s.setAgentObject()
+	if s.cfg.AgentFile != "" {
 		read := s.opts.ReadFile
 		if read == nil {
 			read = os.ReadFile

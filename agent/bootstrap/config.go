@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Fleet kinds.
@@ -51,6 +52,24 @@ type Config struct {
 	AgentPort    int    // the agent's traffic port (its --listen port)
 	AdminPort    int    // the agent's admin port (its --admin-listen port)
 
+	// AppPort is the port of the application the instances serve beside the
+	// agent: the target group's traffic port, while its health check goes to
+	// the agent's /healthz on AgentPort, which follows the application's
+	// health. 0: no application, the agent's hello page is what is served.
+	AppPort int
+	// AppHealthPath is the path on AppPort the agent checks (2xx or 3xx is
+	// healthy); empty means "/".
+	AppHealthPath string
+	// AgentEnv holds extra settings for the agent's environment file on the
+	// instances, SPOT_AGENT_<FLAG> to value; the settings bootstrap writes
+	// itself (ManagesAgentSetting) cannot be among them.
+	AgentEnv map[string]string
+	// UserDataFile is the user's own user-data, a #cloud-config document or a
+	// script starting with #!, combined with the agent's cloud-config into a
+	// MIME multipart user-data. It is read (with Options.ReadFile) and checked
+	// by Plan and Apply before any AWS call.
+	UserDataFile string
+
 	NotifyEmail string // optional email subscription to the topic
 }
 
@@ -69,7 +88,50 @@ func DefaultConfig() Config {
 		Distribution:        "al2023",
 		AgentPort:           80,
 		AdminPort:           10190,
+		AppHealthPath:       "/",
 	}
+}
+
+// AppAgentPort is the agent's port the command line defaults to with an
+// application (--app-port), which then owns port 80.
+const AppAgentPort = 8081
+
+// managedAgentSettings are the agent settings bootstrap writes itself, each
+// with the flags that decide it.
+var managedAgentSettings = map[string]string{
+	"SPOT_AGENT_LISTEN":         "--agent-port",
+	"SPOT_AGENT_ADMIN_LISTEN":   "--admin-port and --metrics-cidr",
+	"SPOT_AGENT_REGISTER":       "--fleet: EC2 Fleet instances register themselves",
+	"SPOT_AGENT_REGISTER_PORT":  "--app-port (EC2 Fleet instances register on it)",
+	"SPOT_AGENT_HELLO":          "--app-port (an application replaces the hello page)",
+	"SPOT_AGENT_APP_HEALTH_URL": "--app-port and --app-health-path",
+}
+
+// ManagedAgentSettings lists the agent settings bootstrap writes itself.
+func ManagedAgentSettings() []string { return sortedKeys(managedAgentSettings) }
+
+// ManagesAgentSetting tells whether bootstrap writes the agent setting key
+// (SPOT_AGENT_<FLAG>) itself, from its own flags, so that --agent-env may not.
+func ManagesAgentSetting(key string) bool {
+	_, ok := managedAgentSettings[key]
+	return ok
+}
+
+// appHealthURL is the agent's --app-health-url with an application.
+func (c *Config) appHealthURL() string {
+	p := c.AppHealthPath
+	if p == "" {
+		p = "/"
+	}
+	return "http://127.0.0.1:" + itoa(c.AppPort) + p
+}
+
+// trafficPort is the target group's port: the application's, else the agent's.
+func (c *Config) trafficPort() int {
+	if c.AppPort != 0 {
+		return c.AppPort
+	}
+	return c.AgentPort
 }
 
 // MaxNameLen keeps derived names within AWS's limits: the ALB and target
@@ -92,6 +154,7 @@ var (
 	subnetIDRE     = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
 	amiRE          = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
 	emailRE        = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	agentEnvKeyRE  = regexp.MustCompile(`^SPOT_AGENT_[A-Z0-9_]+$`)
 )
 
 // FlagError is a configuration error that names the flag to fix.
@@ -247,12 +310,70 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.AgentPort == c.AdminPort {
-		bad("admin-port", "must differ from --agent-port")
+		bad("admin-port", "%d is also --agent-port: the metrics need a port of their own; leave --admin-port out (%d) or pick another", c.AdminPort, DefaultConfig().AdminPort)
 	}
+	c.validateApp(bad)
+	c.validateAgentEnv(bad)
 	if c.NotifyEmail != "" && !emailRE.MatchString(c.NotifyEmail) {
 		bad("notify-email", "%q is not an email address", c.NotifyEmail)
 	}
 	return errors.Join(errs...)
+}
+
+// validateApp checks --app-port and --app-health-path.
+func (c *Config) validateApp(bad func(flag, format string, args ...any)) {
+	if c.AppPort == 0 {
+		if c.AppHealthPath != "" && c.AppHealthPath != "/" {
+			bad("app-health-path", "only with --app-port: without an application the agent has nothing to check")
+		}
+		return
+	}
+	if c.AppPort < 0 || c.AppPort > 65535 {
+		bad("app-port", "%d is not a port (0: no application, the agent's hello page is served)", c.AppPort)
+		return
+	}
+	if c.AgentPort == c.AppPort {
+		bad("agent-port", "%d is also --app-port: the agent needs a port of its own beside the application; leave --agent-port out (%d with --app-port) or pick another", c.AgentPort, AppAgentPort)
+	}
+	if c.AdminPort == c.AppPort {
+		bad("admin-port", "%d is also --app-port: the agent's metrics need a port the application does not use; leave --admin-port out (%d) or pick another", c.AdminPort, DefaultConfig().AdminPort)
+	}
+	p := c.AppHealthPath
+	switch {
+	case p == "":
+	case !strings.HasPrefix(p, "/"):
+		bad("app-health-path", "%q must start with /, e.g. /health", p)
+	case strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		bad("app-health-path", "%q has a space or control character: percent-encode it", p)
+	case strings.Contains(p, "#"):
+		bad("app-health-path", "%q has a #fragment, which is never sent to the application", p)
+	default:
+		if _, err := url.Parse(c.appHealthURL()); err != nil {
+			bad("app-health-path", "%q does not make a URL: %v", p, err)
+		}
+	}
+}
+
+// validateAgentEnv checks --agent-env: names of the agent's settings that
+// bootstrap does not write itself, one line each. Whether a name is a flag of
+// `spot-agent run` is the command line's to check: it has the flags.
+func (c *Config) validateAgentEnv(bad func(flag, format string, args ...any)) {
+	for _, k := range sortedKeys(c.AgentEnv) {
+		v := c.AgentEnv[k]
+		switch {
+		case !agentEnvKeyRE.MatchString(k):
+			bad("agent-env", "%q is not an agent setting: give SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit'", k)
+		case ManagesAgentSetting(k):
+			bad("agent-env", "%s is set by bootstrap itself, from %s: it cannot be given here", k, managedAgentSettings[k])
+		case strings.ContainsAny(v, "\n\r"):
+			bad("agent-env", "%s: the value has a line break: the settings file holds one line per setting (join the commands with ; or &&)", k)
+		case strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			i := strings.IndexFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f })
+			bad("agent-env", "%s: the value has a control character (%q at byte %d)", k, v[i], i)
+		case !utf8.ValidString(v):
+			bad("agent-env", "%s: the value is not UTF-8 (systemd would ignore the setting)", k)
+		}
+	}
 }
 
 // Warnings are settings that work but defeat the stack's purpose.

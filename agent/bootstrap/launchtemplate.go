@@ -76,10 +76,14 @@ func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
 	return r.found, nil
 }
 
-// env is the agent's environment on the instances: only what differs from
-// its defaults or what the fleet kind needs.
+// agentEnv is the agent's environment on the instances: the --agent-env
+// settings, and what differs from the agent's defaults or what the fleet kind
+// or the application needs.
 func (s *state) agentEnv() map[string]string {
 	env := map[string]string{}
+	for k, v := range s.cfg.AgentEnv {
+		env[k] = v
+	}
 	if s.cfg.AgentPort != 80 {
 		env["SPOT_AGENT_LISTEN"] = ":" + itoa(s.cfg.AgentPort)
 	}
@@ -89,18 +93,34 @@ func (s *state) agentEnv() map[string]string {
 	case s.cfg.AdminPort != 10190:
 		env["SPOT_AGENT_ADMIN_LISTEN"] = "127.0.0.1:" + itoa(s.cfg.AdminPort)
 	}
+	if s.cfg.AppPort != 0 {
+		// The application serves the traffic; the agent's /healthz, which the
+		// target group checks, follows the application's health.
+		env["SPOT_AGENT_HELLO"] = "false"
+		env["SPOT_AGENT_APP_HEALTH_URL"] = s.cfg.appHealthURL()
+	}
 	if s.cfg.Fleet == FleetEC2Fleet {
-		// EC2 Fleet has no load balancer integration: the agent registers itself.
+		// EC2 Fleet has no load balancer integration: the agent registers
+		// itself, on the application's port when there is one.
 		env["SPOT_AGENT_REGISTER"] = "true"
+		if s.cfg.AppPort != 0 {
+			env["SPOT_AGENT_REGISTER_PORT"] = itoa(s.cfg.AppPort)
+		}
 	}
 	return env
 }
 
-func (s *state) userData() (string, error) {
+// renderUserData renders the launch template's user-data.
+func (s *state) renderUserData() ([]byte, error) {
 	if s.opts.UserData == nil {
-		return "", errors.New("no user-data renderer")
+		return nil, errors.New("no user-data renderer")
 	}
-	b, err := s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), Env: s.agentEnv()})
+	return s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), Env: s.agentEnv(), UserData: s.userPart})
+}
+
+// userData is the launch template's user-data, base64-encoded.
+func (s *state) userData() (string, error) {
+	b, err := s.renderUserData()
 	if err != nil {
 		return "", fmt.Errorf("render user-data: %w", err)
 	}
@@ -210,7 +230,7 @@ func (r *launchTemplate) plan(s *state) Change {
 		{"name", s.ltName()}, {"ami", s.ami}, {"instance-profile", s.roleName}, {"security-group", orPending(s.instanceSG)},
 		{"metadata", "HttpTokens=required HopLimit=1 InstanceMetadataTags=enabled"},
 		{"instance-tags", mapString(s.instanceTags())},
-		{"user-data", s.cfg.Distribution + ", agent from " + s.agentURL() + ", env " + mapString(s.agentEnv())},
+		{"user-data", s.userDataSummary()},
 	}}
 	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 { // teardown and status: nothing to compare
 		c.Action = Unchanged
@@ -230,6 +250,15 @@ func (r *launchTemplate) plan(s *state) Change {
 		c.Action, c.Note = Update, "a new default version; instances launched from now on use it"
 	}
 	return c
+}
+
+// userDataSummary describes the user-data in the plan.
+func (s *state) userDataSummary() string {
+	sum := s.cfg.Distribution + ", agent from " + s.agentURL() + ", env " + mapString(s.agentEnv())
+	if s.cfg.UserDataFile != "" {
+		sum += fmt.Sprintf("; MIME multipart with %s (%d bytes) first", s.cfg.UserDataFile, len(s.userPart))
+	}
+	return sum
 }
 
 func (r *launchTemplate) create(ctx context.Context, s *state) error {

@@ -45,7 +45,22 @@ func (s *state) checkELBTag(ctx context.Context, arn, what string) error {
 	return fmt.Errorf("%s %s exists but does not carry %s=%s: it is not this stack's; rename the stack or remove it", what, arn, StackTag, s.cfg.Name)
 }
 
-// targetGroup is HTTP on the agent's port, health-checked on /healthz.
+// healthCheckOnTrafficPort is the HealthCheckPort that means the target's own
+// port: AWS's default, and what a target group without an application has.
+const healthCheckOnTrafficPort = "traffic-port"
+
+// healthCheckPort is where the target group checks /healthz: the agent's
+// port, which is the traffic port unless the application owns that.
+func (s *state) healthCheckPort() string {
+	if s.cfg.AppPort != 0 {
+		return itoa(s.cfg.AgentPort)
+	}
+	return healthCheckOnTrafficPort
+}
+
+// targetGroup is HTTP on the agent's port, health-checked on /healthz; with
+// an application (--app-port), HTTP on the application's port, health-checked
+// on the agent's /healthz on the agent's port.
 type targetGroup struct {
 	found bool
 	tg    elbtypes.TargetGroup
@@ -90,9 +105,13 @@ func (r *targetGroup) wantAttrs(s *state) [][2]string {
 }
 
 func (r *targetGroup) plan(s *state) Change {
+	on := "the traffic port"
+	if hp := s.healthCheckPort(); hp != healthCheckOnTrafficPort {
+		on = "port " + hp
+	}
 	c := Change{Resource: r.name(), ID: s.tgARN, Settings: []Setting{
-		{"name", s.tgName()}, {"target", "HTTP:" + itoa(s.cfg.AgentPort) + " instance"},
-		{"health-check", fmt.Sprintf("GET %s every %ds, timeout %ds, healthy/unhealthy after %d", healthPath, healthInterval, healthTimeout, healthThreshold)},
+		{"name", s.tgName()}, {"target", "HTTP:" + itoa(s.cfg.trafficPort()) + " instance"},
+		{"health-check", fmt.Sprintf("GET %s on %s every %ds, timeout %ds, healthy/unhealthy after %d", healthPath, on, healthInterval, healthTimeout, healthThreshold)},
 	}}
 	for _, a := range r.wantAttrs(s) {
 		c.Settings = append(c.Settings, Setting{a[0], a[1]})
@@ -102,8 +121,9 @@ func (r *targetGroup) plan(s *state) Change {
 		return c
 	}
 	tg := r.tg
-	if deref(tg.Port) != int32(s.cfg.AgentPort) {
-		c.Diffs = append(c.Diffs, Diff{"port", itoa(deref(tg.Port)), itoa(s.cfg.AgentPort)})
+	if deref(tg.Port) != int32(s.cfg.trafficPort()) {
+		c.Diffs = append(c.Diffs, Diff{"port", itoa(deref(tg.Port)), itoa(s.cfg.trafficPort())})
+		c.Note = "AWS cannot change a target group's port, which is --app-port (or --agent-port without one); a new health-check port alone would be changed in place"
 	}
 	if tg.Protocol != elbtypes.ProtocolEnumHttp {
 		c.Diffs = append(c.Diffs, Diff{"protocol", string(tg.Protocol), "HTTP"})
@@ -111,11 +131,9 @@ func (r *targetGroup) plan(s *state) Change {
 	if s.vpcID != "" && deref(tg.VpcId) != s.vpcID {
 		c.Diffs = append(c.Diffs, Diff{"vpc", deref(tg.VpcId), s.vpcID})
 	}
-	if len(c.Diffs) > 0 {
-		c.Action = Recreate
-		return c
-	}
+	recreate := len(c.Diffs) > 0
 	for _, d := range [][3]string{
+		{"health-check.port", deref(tg.HealthCheckPort), s.healthCheckPort()},
 		{"health-check.path", deref(tg.HealthCheckPath), healthPath},
 		{"health-check.interval", itoa(deref(tg.HealthCheckIntervalSeconds)), itoa(healthInterval)},
 		{"health-check.timeout", itoa(deref(tg.HealthCheckTimeoutSeconds)), itoa(healthTimeout)},
@@ -131,18 +149,22 @@ func (r *targetGroup) plan(s *state) Change {
 			c.Diffs = append(c.Diffs, Diff{a[0], orNone(r.attrs[a[0]]), a[1]})
 		}
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
+	switch {
+	case recreate: // the in-place differences are shown too
+		c.Action = Recreate
+	case len(c.Diffs) > 0:
 		c.Action = Update
+	default:
+		c.Action = Unchanged
 	}
 	return c
 }
 
 func (r *targetGroup) create(ctx context.Context, s *state) error {
 	out, err := s.c.ELB.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
-		Name: aws.String(s.tgName()), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(s.cfg.AgentPort)),
+		Name: aws.String(s.tgName()), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(s.cfg.trafficPort())),
 		VpcId: aws.String(s.vpcID), TargetType: elbtypes.TargetTypeEnumInstance,
-		HealthCheckProtocol: elbtypes.ProtocolEnumHttp, HealthCheckPath: aws.String(healthPath),
+		HealthCheckProtocol: elbtypes.ProtocolEnumHttp, HealthCheckPort: aws.String(s.healthCheckPort()), HealthCheckPath: aws.String(healthPath),
 		HealthCheckIntervalSeconds: aws.Int32(healthInterval), HealthCheckTimeoutSeconds: aws.Int32(healthTimeout),
 		HealthyThresholdCount: aws.Int32(healthThreshold), UnhealthyThresholdCount: aws.Int32(healthThreshold),
 		Matcher: &elbtypes.Matcher{HttpCode: aws.String("200")},
@@ -180,7 +202,8 @@ func (r *targetGroup) update(ctx context.Context, s *state, c Change) error {
 	for _, d := range c.Diffs {
 		if len(d.Field) > 12 && d.Field[:12] == "health-check" {
 			_, err := s.c.ELB.ModifyTargetGroup(ctx, &elbv2.ModifyTargetGroupInput{
-				TargetGroupArn: aws.String(s.tgARN), HealthCheckProtocol: elbtypes.ProtocolEnumHttp, HealthCheckPath: aws.String(healthPath),
+				TargetGroupArn: aws.String(s.tgARN), HealthCheckProtocol: elbtypes.ProtocolEnumHttp,
+				HealthCheckPort: aws.String(s.healthCheckPort()), HealthCheckPath: aws.String(healthPath),
 				HealthCheckIntervalSeconds: aws.Int32(healthInterval), HealthCheckTimeoutSeconds: aws.Int32(healthTimeout),
 				HealthyThresholdCount: aws.Int32(healthThreshold), UnhealthyThresholdCount: aws.Int32(healthThreshold),
 				Matcher: &elbtypes.Matcher{HttpCode: aws.String("200")},

@@ -37,8 +37,8 @@ func (i ingress) permission() ec2types.IpPermission {
 }
 
 // securityGroup is the ALB's group (port 80 from --ingress-cidr) or the
-// instances' (the traffic port from the ALB's group only; the admin port from
-// --metrics-cidr when given).
+// instances' (the agent's port, and the application's with --app-port, from
+// the ALB's group only; the admin port from --metrics-cidr when given).
 type securityGroup struct {
 	component string // alb-sg or instance-sg
 	found     bool
@@ -67,6 +67,11 @@ func (r *securityGroup) want(s *state) []ingress {
 		return []ingress{{port: 80, cidr: s.cfg.IngressCIDR}}
 	}
 	w := []ingress{{port: int32(s.cfg.AgentPort), group: orPending(s.albSG)}}
+	if s.cfg.AppPort != 0 {
+		// The load balancer sends the traffic to the application and checks
+		// the agent's /healthz.
+		w = append(w, ingress{port: int32(s.cfg.AppPort), group: orPending(s.albSG)})
+	}
 	if s.cfg.MetricsCIDR != "" {
 		w = append(w, ingress{port: int32(s.cfg.AdminPort), cidr: s.cfg.MetricsCIDR})
 	}

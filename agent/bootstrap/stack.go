@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -92,7 +93,7 @@ type Options struct {
 	Timeout time.Duration
 	// UserData renders the launch template's user-data (default RenderUserData).
 	UserData UserData
-	// ReadFile reads --agent-file (default os.ReadFile).
+	// ReadFile reads --agent-file and --user-data-file (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
 }
 
@@ -104,6 +105,7 @@ type UserDataSpec struct {
 	Distribution string            // al2023, debian or ubuntu
 	AgentURL     string            // https:// URL or s3://BUCKET/KEY of the package or binary
 	Env          map[string]string // SPOT_AGENT_* variables for the agent's environment file
+	UserData     []byte            // the user's own user-data (--user-data-file), to combine with the agent's; nil if none
 }
 
 // Stack drives one stack.
@@ -112,6 +114,8 @@ type Stack struct {
 	c    Clients
 	opts Options
 	log  io.Writer
+
+	userPart []byte // --user-data-file, read by preflight
 }
 
 // New returns a Stack for cfg. For status and teardown only Name and Region matter.
@@ -128,6 +132,9 @@ func New(cfg Config, c Clients, opts Options) *Stack {
 	if opts.UserData == nil {
 		opts.UserData = RenderUserData
 	}
+	if opts.ReadFile == nil {
+		opts.ReadFile = os.ReadFile
+	}
 	return &Stack{cfg: cfg, c: c, opts: opts, log: opts.Progress}
 }
 
@@ -138,6 +145,7 @@ type state struct {
 	opts      Options
 	account   string
 	partition string
+	userPart  []byte // the user's own user-data, nil if none
 
 	ami         string
 	vpcID       string
@@ -247,7 +255,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region)}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

@@ -13,14 +13,24 @@ import (
 
 // Status is the stack as the console would show it.
 type Status struct {
-	Stack     string           `json:"stack"`
-	Region    string           `json:"region"`
-	URL       string           `json:"alb_url,omitempty"`
-	Fleet     *FleetStatus     `json:"fleet,omitempty"`
-	Instances []InstanceStatus `json:"instances"`
-	Targets   []TargetStatus   `json:"targets"`
-	Resources []Change         `json:"resources"`
-	Outputs   Outputs          `json:"outputs"`
+	Stack       string             `json:"stack"`
+	Region      string             `json:"region"`
+	URL         string             `json:"alb_url,omitempty"`
+	TargetGroup *TargetGroupStatus `json:"target_group,omitempty"`
+	Fleet       *FleetStatus       `json:"fleet,omitempty"`
+	Instances   []InstanceStatus   `json:"instances"`
+	Targets     []TargetStatus     `json:"targets"`
+	Resources   []Change           `json:"resources"`
+	Outputs     Outputs            `json:"outputs"`
+}
+
+// TargetGroupStatus is where the load balancer sends the traffic and its
+// health checks: with an application (--app-port) the traffic goes to the
+// application's port and the checks to the agent's.
+type TargetGroupStatus struct {
+	Port            int32  `json:"port"`
+	HealthCheckPort string `json:"health_check_port"` // a port, or traffic-port
+	HealthCheckPath string `json:"health_check_path"`
 }
 
 // FleetStatus is the fleet's capacity.
@@ -75,6 +85,8 @@ func (st *Stack) Status(ctx context.Context) (*Status, error) {
 			continue
 		}
 		switch f := r.(type) {
+		case *targetGroup:
+			out.TargetGroup = &TargetGroupStatus{Port: deref(f.tg.Port), HealthCheckPort: deref(f.tg.HealthCheckPort), HealthCheckPath: deref(f.tg.HealthCheckPath)}
 		case *asgFleet:
 			out.Fleet = &FleetStatus{Type: FleetASG, ID: s.fleetID, Desired: deref(f.g.DesiredCapacity), Min: f.g.MinSize, Max: f.g.MaxSize}
 			for _, i := range f.g.Instances {
@@ -172,6 +184,13 @@ func (st *Status) WriteText(w io.Writer) {
 	}
 	if st.URL != "" {
 		fmt.Fprintf(w, "url: %s\n", st.URL)
+	}
+	if tg := st.TargetGroup; tg != nil {
+		on := "the traffic port"
+		if tg.HealthCheckPort != healthCheckOnTrafficPort {
+			on = "port " + tg.HealthCheckPort
+		}
+		fmt.Fprintf(w, "target group: HTTP:%d, health check GET %s on %s\n", tg.Port, tg.HealthCheckPath, on)
 	}
 	if f := st.Fleet; f != nil {
 		fmt.Fprintf(w, "fleet: %s %s  desired %d  fulfilled %g", f.Type, f.ID, f.Desired, f.Fulfilled)

@@ -1,13 +1,108 @@
 package bootstrap
 
-import "github.com/spot-agent/spot-agent/userdata"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spot-agent/spot-agent/userdata"
+)
 
 // RenderUserData renders the user-data with the userdata package: the same
-// #cloud-config template the packages ship. It is the default Options.UserData.
+// #cloud-config template the packages ship, combined with the user's own
+// user-data into a MIME multipart document when there is one. It is the
+// default Options.UserData.
 func RenderUserData(spec UserDataSpec) ([]byte, error) {
 	return userdata.Render(userdata.Config{
 		Distribution: userdata.Distribution(spec.Distribution),
 		PackageURL:   spec.AgentURL,
 		Env:          spec.Env,
+		UserData:     spec.UserData,
 	})
+}
+
+// standInAccount takes the place of the account id before it is known: the
+// user-data holds it only in an uploaded agent's bucket name, and every
+// account id has 12 digits, so the size comes out the same.
+const standInAccount = "000000000000"
+
+// preflight reads and checks --user-data-file and renders the launch
+// template's user-data once, before any AWS call: a file that will not do, or
+// a user-data over EC2's limit, is a *FlagError while nothing has been asked
+// of AWS yet.
+func (st *Stack) preflight() error {
+	st.userPart = nil
+	if f := st.cfg.UserDataFile; f != "" {
+		b, err := st.opts.ReadFile(f)
+		if err != nil {
+			return &FlagError{"user-data-file", fmt.Sprintf("cannot be read: %v", err)}
+		}
+		if _, err := userdata.CheckUserData(b); err != nil {
+			return &FlagError{"user-data-file", fmt.Sprintf("%s %v", f, err)}
+		}
+		st.userPart = b
+	}
+	s := &state{cfg: st.cfg, opts: st.opts, partition: partitionOf(st.cfg.Region), account: standInAccount, userPart: st.userPart}
+	s.setAgentObject()
+	b, err := s.renderUserData()
+	if err == nil && len(b) > userdata.MaxSize { // a renderer other than RenderUserData
+		err = &userdata.InputError{Input: "size", Problem: fmt.Sprintf("%d bytes, over EC2's %d-byte limit", len(b), userdata.MaxSize)}
+	}
+	if err == nil {
+		return nil
+	}
+	// Too big: the user's file, unless the agent's part alone is too big.
+	agentOnly := *s
+	agentOnly.userPart = nil
+	b, aerr := agentOnly.renderUserData()
+	var ie *userdata.InputError
+	tooBig := (aerr == nil && len(b) > userdata.MaxSize) || (errors.As(aerr, &ie) && ie.Input == "size")
+	return st.userDataFlagError(err, tooBig)
+}
+
+// userDataFlagError names the flag behind each problem the renderer found;
+// agentTooBig tells whether the agent's part alone is over the size limit.
+func (st *Stack) userDataFlagError(err error, agentTooBig bool) error {
+	var errs []error
+	for _, e := range flatten(err) {
+		var ie *userdata.InputError
+		if !errors.As(e, &ie) {
+			errs = append(errs, fmt.Errorf("render user-data: %w", e))
+			continue
+		}
+		fe := &FlagError{Problem: ie.Problem}
+		switch ie.Input {
+		case "distribution":
+			fe.Flag = "distribution"
+		case "package URL":
+			fe.Flag = "agent-url"
+			if st.cfg.AgentFile != "" {
+				fe.Flag = "agent-file"
+			}
+		case "env":
+			fe.Flag = "agent-env"
+		case "user data":
+			fe.Flag, fe.Problem = "user-data-file", st.cfg.UserDataFile+" "+ie.Problem
+		case "size":
+			fe.Flag, fe.Problem = "agent-env", "the launch template's user-data would be "+ie.Problem+": fewer or shorter settings"
+			if st.cfg.UserDataFile != "" && !agentTooBig {
+				fe.Flag, fe.Problem = "user-data-file", st.cfg.UserDataFile+": with it the launch template's user-data would be "+ie.Problem
+			}
+		default:
+			fe.Flag = "user-data-file"
+		}
+		errs = append(errs, fe)
+	}
+	return errors.Join(errs...)
+}
+
+// flatten lists the errors inside an errors.Join.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

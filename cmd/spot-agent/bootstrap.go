@@ -8,19 +8,25 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
+	"github.com/spot-agent/spot-agent/agent/daemon"
 )
 
 // bootstrapFlags registers every flag of `spot-agent bootstrap` on fs, filling
-// cfg. The returned function copies the list flags into cfg once parsing is done.
-func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dryRun *bool) (finish func()) {
+// cfg. The returned function, once parsing is done, copies the list flags into
+// cfg, reads --agent-env, and gives the agent port its default with
+// --app-port.
+func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dryRun *bool) (finish func() error) {
 	def := bootstrap.DefaultConfig()
 	*cfg = def
 	types := &listFlag{values: def.InstanceTypes}
 	types.fromEnv = true // the default is replaced, not extended, by the command line
 	subnets := &listFlag{}
+	agentEnv := &agentEnvFlag{}
 	sf.register(fs, true)
 	fs.StringVar(&cfg.Fleet, "fleet", def.Fleet, "fleet kind: asg (Auto Scaling group, MixedInstancesPolicy), spot-fleet (the workshop's Spot Fleet request) or ec2-fleet (EC2 Fleet; the agent registers itself)")
 	fs.Var(types, "instance-types", "instance types of the Spot pools, comma-separated or repeated")
@@ -40,11 +46,92 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.Distribution, "distribution", def.Distribution, "the AMI's distribution: al2023, debian or ubuntu (decides rpm or deb)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install")
 	fs.StringVar(&cfg.AgentFile, "agent-file", "", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url")
-	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, "the agent's traffic port on the instances (target group port)")
+	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, fmt.Sprintf("the agent's port on the instances: the target group's, or with --app-port the one its health check goes to (then %d unless given)", bootstrap.AppAgentPort))
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
+	fs.IntVar(&cfg.AppPort, "app-port", 0, "the port of your application on the instances: the target group sends the traffic there and health-checks the agent, whose /healthz follows the application's health and notices (0: none, the agent's hello page is served)")
+	fs.StringVar(&cfg.AppHealthPath, "app-health-path", def.AppHealthPath, "with --app-port: the path the agent checks the application on (2xx or 3xx is healthy)")
+	fs.Var(agentEnv, "agent-env", "an agent setting for the instances, SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit' (repeatable)")
+	fs.StringVar(&cfg.UserDataFile, "user-data-file", "", "your own user-data, a #cloud-config document or a #! script; it runs before the agent's install (the two go into one MIME multipart user-data)")
 	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
 	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
-	return func() { cfg.InstanceTypes, cfg.Subnets = types.values, subnets.values }
+	return func() error {
+		cfg.InstanceTypes, cfg.Subnets = types.values, subnets.values
+		if cfg.AppPort != 0 && !given(fs, "agent-port") {
+			cfg.AgentPort = bootstrap.AppAgentPort // the application owns 80
+		}
+		env, err := agentEnv.settings()
+		cfg.AgentEnv = env
+		return err
+	}
+}
+
+// given reports whether a flag was set, on the command line or from the environment.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// agentEnvFlag is --agent-env KEY=VALUE, repeatable; a value is taken whole,
+// commas and all. A value from the environment (SPOT_AGENT_AGENT_ENV, one
+// setting) is replaced, not extended, by the command line.
+type agentEnvFlag struct{ values []string }
+
+func (f *agentEnvFlag) String() string { return strings.Join(f.values, " ") }
+
+func (f *agentEnvFlag) Set(v string) error {
+	f.values = append(f.values, v)
+	return nil
+}
+
+// settings returns the settings, each checked to be KEY=VALUE, given once, and
+// for a SPOT_AGENT_ key, the setting of a flag of `spot-agent run` (unless
+// bootstrap writes it itself, which Config.Validate refuses with the flag to
+// use instead).
+func (f *agentEnvFlag) settings() (map[string]string, error) {
+	values := f.values
+	// The environment is applied before the command line: its value comes first.
+	if v, ok := os.LookupEnv(envName("agent-env")); ok && len(values) > 1 && values[0] == v {
+		values = values[1:]
+	}
+	if len(values) == 0 {
+		return nil, nil
+	}
+	run := runSettings()
+	env := map[string]string{}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, &bootstrap.FlagError{Flag: "agent-env", Problem: fmt.Sprintf(format, args...)})
+	}
+	for _, kv := range values {
+		k, v, ok := strings.Cut(kv, "=")
+		switch _, dup := env[k]; {
+		case !ok || k == "":
+			bad("%q is not KEY=VALUE, e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit'", kv)
+			continue
+		case dup:
+			bad("%s is given twice", k)
+		case strings.HasPrefix(k, envPrefix) && !run[k] && !bootstrap.ManagesAgentSetting(k):
+			flagName := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, envPrefix)), "_", "-")
+			if norm := envName(flagName); run[norm] {
+				bad("%s: the setting of --%s is spelt %s", k, flagName, norm)
+				break
+			}
+			bad("%s is not a setting of 'spot-agent run': it has no --%s flag ('spot-agent run -h' lists them)", k, flagName)
+		}
+		env[k] = v
+	}
+	return env, errors.Join(errs...)
+}
+
+// runSettings are the environment names (SPOT_AGENT_<FLAG>) of the flags of
+// `spot-agent run`, from its own flag set.
+func runSettings() map[string]bool {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	runFlags(fs, &daemon.Config{}, &logFlags{})
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { names[envName(f.Name)] = true })
+	return names
 }
 
 func bootstrapCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,7 +149,9 @@ security groups, load balancer, target group and listener, instance role,
 launch template with the agent's user-data, the fleet, target tracking, and
 an SNS topic with an EventBridge rule for interruption warnings. Every
 resource carries the tag spot-agent:stack=NAME and is found by it again:
-re-running changes nothing, and says so.
+re-running changes nothing, and says so. With --app-port, the instances'
+own application (set up by --user-data-file) serves the traffic and the
+agent its health and drain.
 Every flag can also be set as SPOT_AGENT_<FLAG>.
 
 Flags:`)
@@ -71,7 +160,9 @@ Flags:`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	finish()
+	if err := finish(); err != nil {
+		return &usageError{err}
+	}
 	cfg.Name = sf.name
 	if err := sf.validate(true); err != nil {
 		return &usageError{err}

@@ -5,9 +5,11 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,6 +147,17 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 	base := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}
 	withRegion := append(append([]string{}, base...), "AWS_REGION=us-east-1")
 	ok := []string{"bootstrap", "--name", "flags", "--agent-url", testAgentURL}
+	dir := t.TempDir()
+	userData := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	notCloudConfig := userData("plain.yaml", "packages: [nginx]\n")
+	badYAML := userData("bad.yaml", "#cloud-config\npackages: [nginx\n")
+	tooBig := userData("big.sh", "#!/bin/sh\n"+strings.Repeat("echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n", 250))
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -167,6 +180,20 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"deb on al2023", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/a.deb"}, "--agent-url"},
 		{"subnets without vpc", withRegion, append(ok, "--subnets", "subnet-0123456789abcdef0"), "--subnets"},
 		{"bad value from the environment", append(withRegion, "SPOT_AGENT_MIN=x"), ok, "SPOT_AGENT_MIN (--min)"},
+		{"app on the agent's port", withRegion, append(ok, "--app-port", "8080", "--agent-port", "8080"), "--agent-port: 8080 is also --app-port: the agent needs a port of its own beside the application; leave --agent-port out (8081 with --app-port) or pick another"},
+		{"app on the metrics port", withRegion, append(ok, "--app-port", "10190"), "--admin-port: 10190 is also --app-port"},
+		{"relative health path", withRegion, append(ok, "--app-port", "8080", "--app-health-path", "health"), `--app-health-path: "health" must start with /`},
+		{"health path without app", withRegion, append(ok, "--app-health-path", "/health"), "--app-health-path: only with --app-port"},
+		{"agent-env no run flag", withRegion, append(ok, "--agent-env", "SPOT_AGENT_ON_DRAIN_EXC=x"), "--agent-env: SPOT_AGENT_ON_DRAIN_EXC is not a setting of 'spot-agent run'"},
+		{"agent-env bootstrap's own", withRegion, append(ok, "--agent-env", "SPOT_AGENT_LISTEN=:9000"), "--agent-env: SPOT_AGENT_LISTEN is set by bootstrap itself, from --agent-port"},
+		{"agent-env hello", withRegion, append(ok, "--app-port", "8080", "--agent-env", "SPOT_AGENT_HELLO=true"), "--agent-env: SPOT_AGENT_HELLO is set by bootstrap itself, from --app-port"},
+		{"agent-env from the environment", append(append([]string{}, withRegion...), "SPOT_AGENT_AGENT_ENV=SPOT_AGENT_REGISTER_PORT=1"), ok, "--agent-env: SPOT_AGENT_REGISTER_PORT is set by bootstrap itself"},
+		{"agent-env line break", withRegion, append(ok, "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=a\nSPOT_AGENT_LISTEN=:1"), "--agent-env: SPOT_AGENT_ON_DRAIN_EXEC: the value has a line break"},
+		{"agent-env not KEY=VALUE", withRegion, append(ok, "--agent-env", "on-drain-exec"), `--agent-env: "on-drain-exec" is not KEY=VALUE`},
+		{"user-data-file missing", withRegion, append(ok, "--user-data-file", filepath.Join(dir, "missing")), "--user-data-file: cannot be read: open "},
+		{"user-data-file not cloud-config", withRegion, append(ok, "--user-data-file", notCloudConfig), `--user-data-file: ` + notCloudConfig + ` starts with "packages: [nginx]": it must start with the line #cloud-config`},
+		{"user-data-file bad YAML", withRegion, append(ok, "--user-data-file", badYAML), "is #cloud-config but not valid YAML"},
+		{"user-data-file too big", withRegion, append(ok, "--user-data-file", tooBig, "--dry-run"), "over EC2's 16384-byte limit"},
 		{"status without name", withRegion, []string{"status"}, "--name"},
 		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
 		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
@@ -188,5 +215,32 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 	}
 	if n := conns.Load(); n != 0 {
 		t.Errorf("-h reached the AWS endpoint %d times", n)
+	}
+}
+
+// The dry run of a stack with an application shows where the traffic and the
+// health checks go, the agent's settings and the user's user-data.
+func TestBootstrapDryRunWithAnApplication(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	ud := filepath.Join(t.TempDir(), "app.yaml")
+	content := "#cloud-config\npackages: [nginx]\nruncmd:\n  - [systemctl, enable, --now, nginx]\n"
+	if err := os.WriteFile(ud, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, moto.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--dry-run",
+		"--app-port", "80", "--app-health-path", "/health", "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx", "--user-data-file", ud)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"target: HTTP:80 instance", "health-check: GET /healthz on port 8081 every 5s",
+		"ingress: tcp/8081 from (new); tcp/80 from (new)",
+		"SPOT_AGENT_APP_HEALTH_URL=http://127.0.0.1:80/health,SPOT_AGENT_HELLO=false,SPOT_AGENT_LISTEN=:8081,SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx",
+		fmt.Sprintf("; MIME multipart with %s (%d bytes) first", ud, len(content)), "no change made",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the dry run lacks %q:\n%s", want, stdout)
+		}
 	}
 }

@@ -1,0 +1,73 @@
+package bootstrap_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/spot-agent/spot-agent/agent/bootstrap"
+)
+
+// The application's and the agent's settings: each problem is a *FlagError
+// naming the flag to fix and saying how.
+func TestValidateAppAndAgentEnv(t *testing.T) {
+	valid := testConfig("v", bootstrap.FleetASG)
+	valid.AppPort, valid.AgentPort = 80, bootstrap.AppAgentPort
+	valid.AgentEnv = map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC": `systemctl stop nginx && logger "it's drained"`, "SPOT_AGENT_DRY_RUN": ""}
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("a valid configuration: %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*bootstrap.Config)
+		flag string
+		want string
+	}{
+		{"the agent on the application's port", func(c *bootstrap.Config) { c.AgentPort = 80 }, "agent-port",
+			"--agent-port: 80 is also --app-port: the agent needs a port of its own beside the application; leave --agent-port out (8081 with --app-port) or pick another"},
+		{"the metrics on the application's port", func(c *bootstrap.Config) { c.AdminPort = 80 }, "admin-port",
+			"--admin-port: 80 is also --app-port: the agent's metrics need a port the application does not use; leave --admin-port out (10190) or pick another"},
+		{"the metrics on the agent's port", func(c *bootstrap.Config) { c.AdminPort = 8081 }, "admin-port",
+			"--admin-port: 8081 is also --agent-port: the metrics need a port of their own; leave --admin-port out (10190) or pick another"},
+		{"not a port", func(c *bootstrap.Config) { c.AppPort = 70000 }, "app-port", "--app-port: 70000 is not a port"},
+		{"a relative health path", func(c *bootstrap.Config) { c.AppHealthPath = "health" }, "app-health-path",
+			`--app-health-path: "health" must start with /, e.g. /health`},
+		{"a health path with a space", func(c *bootstrap.Config) { c.AppHealthPath = "/a b" }, "app-health-path", "has a space or control character"},
+		{"a health path with a fragment", func(c *bootstrap.Config) { c.AppHealthPath = "/a#b" }, "app-health-path", "has a #fragment"},
+		{"a health path without an application", func(c *bootstrap.Config) { c.AppPort, c.AgentPort, c.AppHealthPath = 0, 80, "/health" }, "app-health-path",
+			"--app-health-path: only with --app-port"},
+		{"a setting that is no agent setting", func(c *bootstrap.Config) { c.AgentEnv = map[string]string{"PATH": "/tmp"} }, "agent-env",
+			`--agent-env: "PATH" is not an agent setting: give SPOT_AGENT_<FLAG>=VALUE`},
+		{"a line break", func(c *bootstrap.Config) {
+			c.AgentEnv = map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC": "systemctl stop nginx\nSPOT_AGENT_LISTEN=:1"}
+		}, "agent-env", "--agent-env: SPOT_AGENT_ON_DRAIN_EXEC: the value has a line break: the settings file holds one line per setting"},
+		{"a carriage return", func(c *bootstrap.Config) { c.AgentEnv = map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC": "a\rb"} }, "agent-env", "has a line break"},
+		{"a tab", func(c *bootstrap.Config) { c.AgentEnv = map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC": "a\tb"} }, "agent-env", `control character ('\t' at byte 1)`},
+		{"not UTF-8", func(c *bootstrap.Config) { c.AgentEnv = map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC": "caf\xe9"} }, "agent-env", "is not UTF-8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.edit(&c)
+			err := c.Validate()
+			var fe *bootstrap.FlagError
+			if !errors.As(err, &fe) || fe.Flag != tt.flag || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v\nwant a *FlagError on --%s with %q", err, tt.flag, tt.want)
+			}
+		})
+	}
+	// Bootstrap's own settings cannot be given, whatever the value.
+	for key, flag := range map[string]string{
+		"SPOT_AGENT_LISTEN": "--agent-port", "SPOT_AGENT_ADMIN_LISTEN": "--admin-port", "SPOT_AGENT_REGISTER": "--fleet",
+		"SPOT_AGENT_REGISTER_PORT": "--app-port", "SPOT_AGENT_HELLO": "--app-port", "SPOT_AGENT_APP_HEALTH_URL": "--app-health-path",
+	} {
+		if !bootstrap.ManagesAgentSetting(key) {
+			t.Errorf("ManagesAgentSetting(%s) = false", key)
+		}
+		c := valid
+		c.AgentEnv = map[string]string{key: "x"}
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "--agent-env: "+key+" is set by bootstrap itself, from ") || !strings.Contains(err.Error(), flag) {
+			t.Errorf("--agent-env %s=x: %v, want a refusal naming %s", key, err, flag)
+		}
+	}
+}

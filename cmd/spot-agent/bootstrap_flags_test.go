@@ -1,0 +1,135 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/spot-agent/spot-agent/agent/bootstrap"
+)
+
+// parseBootstrap parses args (and the SPOT_AGENT_* environment) as bootstrap
+// does and returns the configuration, valid apart from what the flags break.
+func parseBootstrap(t *testing.T, args ...string) (bootstrap.Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+	fs.SetOutput(new(bytes.Buffer))
+	var cfg bootstrap.Config
+	var sf stackFlags
+	var dryRun bool
+	finish := bootstrapFlags(fs, &cfg, &sf, &dryRun)
+	if err := parse(fs, append([]string{"--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm"}, args...)); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	err := finish()
+	cfg.Name, cfg.Region = sf.name, "us-east-1"
+	return cfg, err
+}
+
+func TestBootstrapAgentPortIs8081WithAnApplicationUnlessGiven(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		env   string // SPOT_AGENT_AGENT_PORT
+		agent int
+		valid bool
+	}{
+		{nil, "", 80, true},
+		{[]string{"--app-port", "0"}, "", 80, true},
+		{[]string{"--app-port", "80"}, "", 8081, true},
+		{[]string{"--app-port", "8080", "--agent-port", "9000"}, "", 9000, true},
+		{[]string{"--app-port", "8080"}, "9001", 9001, true},
+		{[]string{"--app-port", "80", "--agent-port", "80"}, "", 80, false},
+	} {
+		t.Run(strings.Join(tt.args, " ")+" "+tt.env, func(t *testing.T) {
+			clearAgentEnv(t)
+			if tt.env != "" {
+				t.Setenv("SPOT_AGENT_AGENT_PORT", tt.env)
+			}
+			cfg, err := parseBootstrap(t, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.AgentPort != tt.agent {
+				t.Errorf("agent port %d, want %d", cfg.AgentPort, tt.agent)
+			}
+			if err := cfg.Validate(); (err == nil) != tt.valid {
+				t.Errorf("Validate() = %v", err)
+			}
+		})
+	}
+}
+
+// --agent-env takes the setting of every flag of `spot-agent run`, read from
+// run's own flag set, except those bootstrap writes itself; every setting
+// bootstrap writes is one of run's flags.
+func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
+	clearAgentEnv(t)
+	run := runSettings()
+	if len(run) < 20 || !run["SPOT_AGENT_POLL_INTERVAL"] || !run["SPOT_AGENT_LOG_LEVEL"] {
+		t.Fatalf("run's settings: %v", run)
+	}
+	for _, key := range bootstrap.ManagedAgentSettings() {
+		if !run[key] {
+			t.Errorf("bootstrap writes %s, which is no flag of spot-agent run: the agent would ignore it", key)
+		}
+	}
+	for key := range run {
+		cfg, err := parseBootstrap(t, "--agent-env", key+"=x y")
+		if err != nil {
+			t.Errorf("--agent-env %s=x: %v", key, err)
+			continue
+		}
+		if cfg.AgentEnv[key] != "x y" {
+			t.Errorf("--agent-env %s=x y gave %v", key, cfg.AgentEnv)
+		}
+		err = cfg.Validate()
+		var fe *bootstrap.FlagError
+		switch managed := bootstrap.ManagesAgentSetting(key); {
+		case managed && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key+" is set by bootstrap itself")):
+			t.Errorf("--agent-env %s (bootstrap's own): %v", key, err)
+		case !managed && err != nil:
+			t.Errorf("--agent-env %s: %v", key, err)
+		}
+	}
+	for _, tt := range []struct{ arg, want string }{
+		{"SPOT_AGENT_ON_DRAIN_EXC=x", "--agent-env: SPOT_AGENT_ON_DRAIN_EXC is not a setting of 'spot-agent run': it has no --on-drain-exc flag ('spot-agent run -h' lists them)"},
+		{"SPOT_AGENT_AGENT_PORT=1", "--agent-env: SPOT_AGENT_AGENT_PORT is not a setting of 'spot-agent run'"},
+		{"SPOT_AGENT_on-drain-exec=x", "--agent-env: SPOT_AGENT_on-drain-exec: the setting of --on-drain-exec is spelt SPOT_AGENT_ON_DRAIN_EXEC"},
+		{"SPOT_AGENT_DRAIN_ON", `--agent-env: "SPOT_AGENT_DRAIN_ON" is not KEY=VALUE`},
+		{"=x", `--agent-env: "=x" is not KEY=VALUE`},
+	} {
+		_, err := parseBootstrap(t, "--agent-env", tt.arg)
+		var fe *bootstrap.FlagError
+		if !errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("--agent-env %s: %v\nwant %s", tt.arg, err, tt.want)
+		}
+	}
+	if _, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_DRAIN_ON=rebalance", "--agent-env", "SPOT_AGENT_DRAIN_ON=scheduled"); err == nil ||
+		!strings.Contains(err.Error(), "--agent-env: SPOT_AGENT_DRAIN_ON is given twice") {
+		t.Errorf("a setting given twice: %v", err)
+	}
+}
+
+// A value is taken whole, commas and equal signs included; the environment's
+// value is replaced, not extended, by the command line.
+func TestAgentEnvValuesAndTheEnvironment(t *testing.T) {
+	clearAgentEnv(t)
+	cfg, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_DRAIN_ON=rebalance,scheduled", "--agent-env", `SPOT_AGENT_ON_DRAIN_EXEC=sh -c 'a=b; echo "$a"'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.AgentEnv) != 2 || cfg.AgentEnv["SPOT_AGENT_DRAIN_ON"] != "rebalance,scheduled" || cfg.AgentEnv["SPOT_AGENT_ON_DRAIN_EXEC"] != `sh -c 'a=b; echo "$a"'` {
+		t.Errorf("settings %q", cfg.AgentEnv)
+	}
+	t.Setenv("SPOT_AGENT_AGENT_ENV", "SPOT_AGENT_LOG_LEVEL=debug")
+	if cfg, err := parseBootstrap(t); err != nil || len(cfg.AgentEnv) != 1 || cfg.AgentEnv["SPOT_AGENT_LOG_LEVEL"] != "debug" {
+		t.Errorf("from the environment: %q, %v", cfg.AgentEnv, err)
+	}
+	if cfg, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_LOG_FORMAT=json"); err != nil || len(cfg.AgentEnv) != 1 || cfg.AgentEnv["SPOT_AGENT_LOG_FORMAT"] != "json" {
+		t.Errorf("the command line over the environment: %q, %v", cfg.AgentEnv, err)
+	}
+}
