@@ -1,0 +1,78 @@
+package main_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
+)
+
+// recipeCommand returns the shell command of the recipe's fenced block that
+// starts with prefix, continuation lines joined.
+func recipeCommand(t *testing.T, doc, prefix string) string {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case !in && strings.HasPrefix(line, prefix):
+			in = true
+		case in && strings.HasPrefix(line, "```"):
+			return strings.Join(cmd, "\n")
+		}
+		if in {
+			cmd = append(cmd, line)
+		}
+	}
+	t.Fatalf("%s has no block starting with %q", doc, prefix)
+	return ""
+}
+
+// The recipe's bootstrap command, run as written (by sh, from the repository
+// root, with `spot-agent` on PATH) against moto with --dry-run: its flags,
+// its --agent-env settings and its --user-data-file are all accepted, and the
+// plan is the one the recipe describes.
+func TestTheApplicationRecipesBootstrapCommandWorks(t *testing.T) {
+	t.Parallel()
+	moto := testbed.SharedMoto(t)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	command := recipeCommand(t, filepath.Join(root, "docs", "recipes", "application.md"), "spot-agent bootstrap --name koel")
+	bin := t.TempDir()
+	if err := os.Symlink(binary, filepath.Join(bin, "spot-agent")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", command+" --dry-run")
+	cmd.Dir = root
+	cmd.Env = append([]string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_EC2_METADATA_DISABLED=true"}, moto.Env()...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s --dry-run: %v\nstdout:\n%s\nstderr:\n%s", command, err, &stdout, &stderr)
+	}
+	for _, want := range []string{
+		"target: HTTP:80 instance",
+		"health-check: GET /healthz on port 8081",
+		"SPOT_AGENT_APP_HEALTH_URL=http://127.0.0.1:80/health",
+		"SPOT_AGENT_HELLO=false",
+		"SPOT_AGENT_LISTEN=:8081",
+		"SPOT_AGENT_ON_DRAIN_EXEC=systemctl start --no-block koel-drain.service",
+		"SPOT_AGENT_ON_DRAIN_EXEC_DELAY=10s",
+		"MIME multipart with docs/recipes/koel/cloud-config.yaml",
+		"no change made",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the plan lacks %q:\n%s", want, &stdout)
+		}
+	}
+}
