@@ -362,7 +362,7 @@ func (c *Config) validateAgentEnv(bad func(flag, format string, args ...any)) {
 		v := c.AgentEnv[k]
 		switch {
 		case !agentEnvKeyRE.MatchString(k):
-			bad("agent-env", "%q is not an agent setting: give SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit'", k)
+			bad("agent-env", "%q is not an agent setting: give SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_DRAIN_ON=rebalance", k)
 		case ManagesAgentSetting(k):
 			bad("agent-env", "%s is set by bootstrap itself, from %s: it cannot be given here", k, managedAgentSettings[k])
 		case strings.ContainsAny(v, "\n\r"):

@@ -50,7 +50,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "the port of your application on the instances: the target group sends the traffic there and health-checks the agent, whose /healthz follows the application's health and notices (0: none, the agent's hello page is served)")
 	fs.StringVar(&cfg.AppHealthPath, "app-health-path", def.AppHealthPath, "with --app-port: the path the agent checks the application on (2xx or 3xx is healthy)")
-	fs.Var(agentEnv, "agent-env", "an agent setting for the instances, SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit' (repeatable)")
+	fs.Var(agentEnv, "agent-env", "an agent setting for the instances, SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_DRAIN_ON=rebalance (repeatable)")
 	fs.StringVar(&cfg.UserDataFile, "user-data-file", "", "your own user-data, a #cloud-config document or a #! script; it runs before the agent's install (the two go into one MIME multipart user-data)")
 	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
 	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
@@ -107,7 +107,7 @@ func (f *agentEnvFlag) settings() (map[string]string, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		switch _, dup := env[k]; {
 		case !ok || k == "":
-			bad("%q is not KEY=VALUE, e.g. SPOT_AGENT_ON_DRAIN_EXEC='nginx -s quit'", kv)
+			bad("%q is not KEY=VALUE, e.g. SPOT_AGENT_DRAIN_ON=rebalance", kv)
 			continue
 		case dup:
 			bad("%s is given twice", k)
