@@ -71,3 +71,35 @@ func TestValidateAppAndAgentEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestWarningsNameWhatDefeatsTheStack(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*bootstrap.Config)
+		want   []string // each a prefix of one warning, in order
+	}{
+		{"the defaults", func(*bootstrap.Config) {}, nil},
+		{"a deregistration delay longer than the notice allows", func(c *bootstrap.Config) { c.DeregistrationDelay = 115 },
+			[]string{"--deregistration-delay 115: the drain does not fit"}},
+		{"an EC2 Fleet with a range", func(c *bootstrap.Config) { c.Fleet, c.Min, c.Max = bootstrap.FleetEC2Fleet, 2, 4 },
+			[]string{"EC2 Fleet has no target tracking"}},
+		{"agent settings that undo the stack's wiring, and one that does not", func(c *bootstrap.Config) {
+			c.AgentEnv = map[string]string{"SPOT_AGENT_DRY_RUN": "true", "SPOT_AGENT_TAG_KEY": "tg", "SPOT_AGENT_ON_DRAIN_EXEC": "true"}
+		}, []string{"--agent-env SPOT_AGENT_DRY_RUN: the agent makes no AWS call", "--agent-env SPOT_AGENT_TAG_KEY: the instances carry the stack's target group in the loadBalancerTargetGroup tag"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := bootstrap.DefaultConfig()
+			tt.change(&c)
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %d: %q, want it to start %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
