@@ -103,11 +103,7 @@ func (r *bucket) plan(s *state) Change {
 	if s.objectKey != "" && r.haveSHA != r.wantSHA {
 		c.Diffs = append(c.Diffs, Diff{"object sha256", orNone(r.haveSHA), r.wantSHA})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *bucket) create(ctx context.Context, s *state) error {

@@ -136,11 +136,7 @@ func (r *asgFleet) plan(s *state) Change {
 	if lt != s.ltID {
 		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (s *state) fleetIDIf(kind string) string {
@@ -341,11 +337,7 @@ func (r *spotFleet) plan(s *state) Change {
 			c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
 		}
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *spotFleet) ltConfigs(s *state) []ec2types.LaunchTemplateConfig {
@@ -506,11 +498,7 @@ func (r *ec2Fleet) plan(s *state) Change {
 	if lt != s.ltID {
 		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *ec2Fleet) ltConfigs(s *state) []ec2types.FleetLaunchTemplateConfigRequest {

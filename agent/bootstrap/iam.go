@@ -202,11 +202,7 @@ func (r *instanceRole) plan(s *state) Change {
 	} else if !r.profileRole {
 		c.Diffs = append(c.Diffs, Diff{"instance-profile.role", "(none)", s.roleName})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *instanceRole) create(ctx context.Context, s *state) error {

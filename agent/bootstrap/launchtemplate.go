@@ -245,9 +245,8 @@ func (r *launchTemplate) plan(s *state) Change {
 		return c
 	}
 	c.Diffs = r.diff(s, r.want(s))
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action, c.Note = Update, "a new default version; instances launched from now on use it"
+	if c = c.updateOnDiffs(); c.Action == Update {
+		c.Note = "a new default version; instances launched from now on use it"
 	}
 	return c
 }

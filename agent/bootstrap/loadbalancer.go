@@ -277,11 +277,7 @@ func (r *loadBalancer) plan(s *state) Change {
 	if !sameSet(r.lb.SecurityGroups, []string{s.albSG}) {
 		c.Diffs = append(c.Diffs, Diff{"security-groups", join(r.lb.SecurityGroups), orPending(s.albSG)})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *loadBalancer) create(ctx context.Context, s *state) error {

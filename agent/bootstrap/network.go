@@ -440,11 +440,7 @@ func (r *routeTable) plan(s *state) Change {
 	if m := r.missing(s); len(m) > 0 || len(s.subnetIDs) < len(subnetComponents) {
 		c.Diffs = append(c.Diffs, Diff{"associations", join(sortedKeys(r.assoc)), orPending(join(s.subnetIDs))})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -111,11 +111,7 @@ func (r *topic) plan(s *state) Change {
 	if s.cfg.NotifyEmail != "" && !r.emails[s.cfg.NotifyEmail] {
 		c.Diffs = append(c.Diffs, Diff{"email", join(sortedKeys(r.emails)), s.cfg.NotifyEmail})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *topic) create(ctx context.Context, s *state) error {
@@ -222,11 +218,7 @@ func (r *rule) plan(s *state) Change {
 	if r.target != s.topicARN || s.topicARN == "" {
 		c.Diffs = append(c.Diffs, Diff{"target", orNone(r.target), orPending(s.topicARN)})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *rule) create(ctx context.Context, s *state) error {

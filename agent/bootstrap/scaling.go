@@ -209,11 +209,7 @@ func (r *scaling) plan(s *state) Change {
 		c.Diffs = append(c.Diffs, Diff{"policy", fmt.Sprintf("%s %s %v", orNone(r.metric), orNone(r.label), r.value),
 			fmt.Sprintf("%s %s %v", requestCountMetric, s.resourceLabel(), s.cfg.RequestsPerTarget)})
 	}
-	c.Action = Unchanged
-	if len(c.Diffs) > 0 {
-		c.Action = Update
-	}
-	return c
+	return c.updateOnDiffs()
 }
 
 func (r *scaling) create(ctx context.Context, s *state) error { return r.update(ctx, s, Change{}) }

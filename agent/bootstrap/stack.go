@@ -70,6 +70,16 @@ type Change struct {
 	Note     string    `json:"note,omitempty"`
 }
 
+// updateOnDiffs is the plan of a resource that exists: Update when anything
+// differs from what the configuration wants, else Unchanged.
+func (c Change) updateOnDiffs() Change {
+	c.Action = Unchanged
+	if len(c.Diffs) > 0 {
+		c.Action = Update
+	}
+	return c
+}
+
 // resource is one part of the stack. find looks it up (by the stack tag, or by
 // its derived name then the tag) and records its ids in the state; plan is pure
 // and compares what find saw with what the configuration wants; create and
