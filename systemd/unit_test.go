@@ -13,22 +13,8 @@ import (
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
-
-// requireTool returns the path of a tool, skipping the test without it; under
-// CI=true a missing tool fails instead (CI installs every one).
-func requireTool(t *testing.T, name, apt string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not on PATH (apt-get install %s); CI=true allows no skip", name, apt)
-	}
-	t.Skipf("%s is not on PATH: apt-get install %s", name, apt)
-	return ""
-}
 
 // settings returns every Key=Value of the unit, values of repeated keys in order.
 func settings(t *testing.T) map[string][]string {
@@ -134,7 +120,7 @@ func unitWithBinary(t *testing.T) string {
 // systemd-analyze verify exits 0 on unknown keys and typos and only warns on
 // stderr: any output is a failure.
 func TestSystemdAnalyzeVerifyIsSilent(t *testing.T) {
-	sa := requireTool(t, "systemd-analyze", "systemd")
+	sa := testbed.Tool(t, "systemd-analyze", "systemd")
 	cmd := exec.Command(sa, "verify", unitWithBinary(t))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -144,7 +130,7 @@ func TestSystemdAnalyzeVerifyIsSilent(t *testing.T) {
 }
 
 func TestSystemdAnalyzeSecurityExposureAtMost2(t *testing.T) {
-	sa := requireTool(t, "systemd-analyze", "systemd")
+	sa := testbed.Tool(t, "systemd-analyze", "systemd")
 	out, err := exec.Command(sa, "security", "--offline=true", "--threshold=20", "--no-pager", unitWithBinary(t)).CombinedOutput()
 	m := regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`).FindSubmatch(out)
 	if err != nil || m == nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 // userCloudConfig is a user's own cloud-config: an application on port 8080.
@@ -77,7 +79,7 @@ func TestCombinedUserDataMatchesGoldenFiles(t *testing.T) {
 // #! line of the cloud-init command), with its cloudinit package importable.
 func cloudInitPython(t *testing.T) string {
 	t.Helper()
-	cloudInit := requireTool(t, "cloud-init", "cloud-init")
+	cloudInit := testbed.Tool(t, "cloud-init", "cloud-init")
 	f, err := os.Open(cloudInit)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +134,7 @@ func expand(t *testing.T, userData []byte) ([]cloudInitPart, map[string]any) {
 	if err := json.Unmarshal(out, &parts); err != nil {
 		t.Fatalf("expand-user-data.py output: %v\n%s", err, out)
 	}
-	schema := exec.Command(requireTool(t, "cloud-init", "cloud-init"), "schema", "--config-file", merged)
+	schema := exec.Command(testbed.Tool(t, "cloud-init", "cloud-init"), "schema", "--config-file", merged)
 	schema.Env = append(os.Environ(), "HOME="+dir)
 	res, err := schema.CombinedOutput()
 	mergedText, _ := os.ReadFile(merged)

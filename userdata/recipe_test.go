@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 // recipeUserData is docs/recipes/application.md's cloud-config for koel.
@@ -61,8 +63,8 @@ func TestTheApplicationRecipesCloudConfigWorksWithTheAgents(t *testing.T) {
 	}
 
 	t.Run("the drain unit passes systemd-analyze verify", func(t *testing.T) {
-		sa := requireTool(t, "systemd-analyze", "systemd")
-		requireTool(t, "nginx", "nginx") // ExecStart= must name an existing program
+		sa := testbed.Tool(t, "systemd-analyze", "systemd")
+		testbed.Tool(t, "nginx", "nginx") // ExecStart= must name an existing program
 		unit := filepath.Join(t.TempDir(), "koel-drain.service")
 		if err := os.WriteFile(unit, []byte(content["/etc/systemd/system/koel-drain.service"]), 0o644); err != nil {
 			t.Fatal(err)
@@ -76,7 +78,7 @@ func TestTheApplicationRecipesCloudConfigWorksWithTheAgents(t *testing.T) {
 	})
 
 	t.Run("the server block passes nginx -t", func(t *testing.T) {
-		nginx := requireTool(t, "nginx", "nginx")
+		nginx := testbed.Tool(t, "nginx", "nginx")
 		dir := t.TempDir()
 		server := strings.ReplaceAll(content["/etc/nginx/conf.d/koel.conf"], "listen 80 ", "listen 127.0.0.1:1 ")
 		conf := fmt.Sprintf("pid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n  include %[2]s;\n}\n", dir, filepath.Join(dir, "koel.conf"))
@@ -95,7 +97,7 @@ func TestTheApplicationRecipesCloudConfigWorksWithTheAgents(t *testing.T) {
 // The recipe's polkit rule, run by Node.js with the polkit API it uses, lets
 // the agent's user start koel-drain.service and nothing else.
 func TestTheApplicationRecipesPolkitRuleAllowsOnlyStartingTheDrainUnit(t *testing.T) {
-	node := requireTool(t, "node", "nodejs")
+	node := testbed.Tool(t, "node", "nodejs")
 	user, err := os.ReadFile(recipeUserData)
 	if err != nil {
 		t.Fatal(err)

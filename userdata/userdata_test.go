@@ -9,24 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// requireTool returns the path of a tool, skipping the test without it; under
-// CI=true a missing tool fails instead (CI installs every one).
-func requireTool(t *testing.T, name, apt string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not on PATH (apt-get install %s); CI=true allows no skip", name, apt)
-	}
-	t.Skipf("%s is not on PATH: apt-get install %s", name, apt)
-	return ""
-}
 
 // goldenConfigs is one user-data per distribution, covering both URL kinds,
 // with and without settings.
@@ -66,7 +53,7 @@ func TestRenderMatchesGoldenFiles(t *testing.T) {
 }
 
 func TestRenderedUserDataPassesCloudInitSchema(t *testing.T) {
-	cloudInit := requireTool(t, "cloud-init", "cloud-init")
+	cloudInit := testbed.Tool(t, "cloud-init", "cloud-init")
 	for name, c := range goldenConfigs {
 		t.Run(name, func(t *testing.T) {
 			out, err := Render(c)
@@ -103,7 +90,7 @@ func TestRenderedScriptIsShellcheckClean(t *testing.T) {
 			if out, err := exec.Command("sh", "-n", f).CombinedOutput(); err != nil {
 				t.Fatalf("sh -n: %v\n%s\n%s", err, out, s)
 			}
-			shellcheck := requireTool(t, "shellcheck", "shellcheck")
+			shellcheck := testbed.Tool(t, "shellcheck", "shellcheck")
 			if out, err := exec.Command(shellcheck, "-s", "sh", f).CombinedOutput(); err != nil {
 				t.Fatalf("shellcheck: %v\n%s\n%s", err, out, s)
 			}

@@ -49,8 +49,7 @@ func StartHAProxy(t testing.TB, servers map[string]string) *HAProxy {
 // StartHAProxyBackends balances over backends.
 func StartHAProxyBackends(t testing.TB, backends []Backend) *HAProxy {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	Need(t, "haproxy", err)
+	bin := Tool(t, "haproxy", "haproxy")
 	dir := t.TempDir()
 	h := &HAProxy{Frontend: fmt.Sprintf("127.0.0.1:%d", Port(t)), socket: filepath.Join(dir, "admin.sock")}
 	var b strings.Builder

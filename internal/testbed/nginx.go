@@ -40,14 +40,7 @@ const NginxPage = "hello from the application\n"
 // StartNginx writes the configuration and starts nginx in the foreground.
 func StartNginx(t testing.TB) *Nginx {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr == nil {
-			bin, err = "/usr/sbin/nginx", nil
-		}
-	}
-	Need(t, "nginx", err)
-	n := &Nginx{t: t, Bin: bin, Addr: fmt.Sprintf("127.0.0.1:%d", Port(t)), Prefix: t.TempDir()}
+	n := &Nginx{t: t, Bin: Tool(t, "nginx", "nginx"), Addr: fmt.Sprintf("127.0.0.1:%d", Port(t)), Prefix: t.TempDir()}
 	www := filepath.Join(n.Prefix, "www")
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		t.Fatal(err)
@@ -110,11 +103,17 @@ http {
 // Command is nginx's command line for this instance with extra arguments,
 // as a shell word list: what a drain hook runs, e.g. Command("-s", "quit").
 func (n *Nginx) Command(args ...string) string {
-	words := append([]string{n.Bin, "-p", n.Prefix, "-e", filepath.Join(n.Prefix, "error.log"), "-c", n.Conf}, args...)
+	words := n.argv(args...)
 	for i, w := range words {
 		words[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
 	return strings.Join(words, " ")
+}
+
+// argv is nginx's command line for this instance's prefix, logs and
+// configuration, then args.
+func (n *Nginx) argv(args ...string) []string {
+	return append([]string{n.Bin, "-p", n.Prefix, "-e", filepath.Join(n.Prefix, "error.log"), "-c", n.Conf}, args...)
 }
 
 // Start runs nginx (again, after Quit) and waits until it listens.
@@ -122,7 +121,8 @@ func (n *Nginx) Start() {
 	n.t.Helper()
 	n.logs = &Buffer{}
 	n.done = make(chan struct{})
-	n.cmd = exec.Command(n.Bin, "-p", n.Prefix, "-e", filepath.Join(n.Prefix, "error.log"), "-c", n.Conf)
+	argv := n.argv()
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	// Its own group, so the workers go with the master when the test ends.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -27,6 +29,26 @@ func Need(t testing.TB, what string, err error) {
 		t.Fatalf("%s is required under CI=true: %v", what, err)
 	}
 	t.Skipf("%s not available: %v (set up the machine as .ci/run does)", what, err)
+}
+
+// Tool returns the path of a program the test runs, skipping the test (or,
+// under CI=true, failing it) when the machine lacks it. Programs in /usr/sbin
+// are found even when it is not on PATH; apt names the Debian package.
+func Tool(t testing.TB, name, apt string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if sbin := filepath.Join("/usr/sbin", name); isExecutable(sbin) {
+			return sbin
+		}
+	}
+	Need(t, fmt.Sprintf("%s (apt-get install %s)", name, apt), err)
+	return p
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // Port returns a free TCP port on 127.0.0.1 below 32768: AEMM cannot pick its
