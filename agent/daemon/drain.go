@@ -40,7 +40,7 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 	var hookDone chan struct{}
 	if d.cfg.OnDrainExec != "" {
 		hookDone = make(chan struct{})
-		env := d.hookEnv("drain", n, dec)
+		env, bound := d.hookEnv("drain", n, dec), dec.ExitBy // dec changes as later notices merge in
 		go func() {
 			defer close(hookDone)
 			if wait := d.cfg.OnDrainExecDelay; wait > 0 {
@@ -53,7 +53,7 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 					return
 				}
 			}
-			d.runHook(hookCtx, "drain", d.cfg.OnDrainExec, dec.ExitBy, env)
+			d.runHook(hookCtx, "drain", d.cfg.OnDrainExec, bound, env)
 		}()
 	}
 
