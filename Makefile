@@ -1,10 +1,12 @@
 # spot-agent: the common tasks. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
 GO ?= go
-# Release and test builds use Go 1.26.10: 1.26.8 (the machine's) has ten
-# standard-library vulnerabilities that 1.26.9 and 1.26.10 fix; govulncheck
-# finds none with 1.26.10 (scripts/check-vulns.sh). The module proxy serves it.
-export GOTOOLCHAIN ?= go1.26.10
+# go.mod requires Go 1.26.10: 1.26.8 (the machine's) has ten standard-library
+# vulnerabilities that 1.26.9 and 1.26.10 fix; govulncheck finds none with
+# 1.26.10 (scripts/check-vulns.sh). GOTOOLCHAIN=auto lets the go command fetch
+# that toolchain from the module proxy when the machine's Go is older (Debian's
+# Go installs default to GOTOOLCHAIN=local, which refuses with a clear error).
+export GOTOOLCHAIN ?= auto
 BIN := bin/spot-agent
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -50,7 +52,7 @@ fuzz: ## each IMDS parser, the request parser and the webhook template fuzzed fo
 		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x || exit 1; \
 	done
 	$(GO) test ./agent/web -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
-	$(GO) test ./agent/alert -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
+	$(GO) test ./agent/notify -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 
 clean:
 	rm -rf bin dist

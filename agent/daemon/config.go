@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/apphealth"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
 
@@ -42,7 +42,7 @@ func DefaultConfig() Config {
 		ExitMargin:         10 * time.Second,
 		LifecycleHookTag:   "spot-agent:lifecycle-hook",
 		LifecycleHeartbeat: 30 * time.Second,
-		Notify:             alert.Options{ContentType: alert.DefaultContentType, Timeout: alert.DefaultTimeout},
+		Notify:             notify.Options{ContentType: notify.DefaultContentType, Timeout: notify.DefaultTimeout},
 		Hello:              true,
 		AppHealthInterval:  2 * time.Second,
 		AppHealthTimeout:   time.Second,
@@ -82,7 +82,7 @@ type Config struct {
 	Region string
 	DryRun bool
 
-	Notify alert.Options // --notify-*: who is told that a notice was seen and how the drain ended
+	Notify notify.Options // --notify-*: who is told that a notice was seen and how the drain ended
 
 	// Beside an application.
 	Hello              bool          // serve the hello page on / (false: only /healthz)

@@ -23,12 +23,12 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/apphealth"
 	"github.com/spot-agent/spot-agent/agent/imds"
 	"github.com/spot-agent/spot-agent/agent/lifecycle"
 	"github.com/spot-agent/spot-agent/agent/metrics"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/sdnotify"
 	"github.com/spot-agent/spot-agent/agent/tags"
 	"github.com/spot-agent/spot-agent/agent/targets"
@@ -56,14 +56,14 @@ type Daemon struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics.Metrics
-	notify   *sdnotify.Notifier
+	systemd  *sdnotify.Notifier
 	hello    *web.Hello
 	imds     *imds.Client
 	traffic  *web.Traffic
 	admin    *web.Server
 	bootTime time.Time
 	drainOn  map[notice.Kind]bool
-	alerts   *alert.Fanout // fired from the loop and the drain, waited for only at exit
+	alerts   *notify.Fanout // fired from the loop and the drain, waited for only at exit
 
 	// Set by the loop when the identity is known, then awsReady is closed;
 	// the drain goroutine reads them only after awsReady.
@@ -84,9 +84,9 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	}
 	drainOn, _ := cfg.drainOn()
 	m := metrics.New(build)
-	notify := cfg.Notify
-	notify.IMDSEndpoint, notify.DryRun = cfg.IMDSEndpoint, cfg.DryRun
-	alerts, err := alert.New(context.Background(), notify, m, log.With("component", "alert"))
+	opts := cfg.Notify
+	opts.IMDSEndpoint, opts.DryRun = cfg.IMDSEndpoint, cfg.DryRun
+	alerts, err := notify.New(context.Background(), opts, m, log.With("component", "notify"))
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 		cfg:      cfg,
 		log:      log,
 		metrics:  m,
-		notify:   sdnotify.New(log.With("component", "sdnotify")),
+		systemd:  sdnotify.New(log.With("component", "sdnotify")),
 		bootTime: bootTime(),
 		drainOn:  drainOn,
 		alerts:   alerts,
@@ -139,7 +139,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stop()
 	g, gctx := errgroup.WithContext(bg)
 
-	wd, err := d.notify.NewWatchdog()
+	wd, err := d.systemd.NewWatchdog()
 	if err != nil {
 		d.log.Warn("systemd watchdog disabled", "err", err)
 	}
@@ -166,13 +166,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		g.Go(func() error { return c.Run(gctx) })
 	}
-	d.notify.Ready()
-	d.notify.Status("starting: reading instance identity")
+	d.systemd.Ready()
+	d.systemd.Status("starting: reading instance identity")
 	d.log.Info("started", "poll_interval", d.cfg.PollInterval.String(), "slow_poll_interval", d.cfg.SlowPollInterval.String(), "dry_run", d.cfg.DryRun)
 
 	end, runErr := d.loop(ctx, gctx, g, notices, identity)
 
-	d.notify.Stopping()
+	d.systemd.Stopping()
 	d.shutdown(end)
 	stop()
 	if err := g.Wait(); err != nil && runErr == nil {
@@ -266,7 +266,7 @@ func (d *Daemon) loop(ctx, gctx context.Context, g *errgroup.Group, notices <-ch
 			})
 		default:
 			d.log.Warn("notice", append(attrs, "deadline", dec.Deadline.Format(time.RFC3339Nano), "exit_by", dec.ExitBy.Format(time.RFC3339Nano))...)
-			d.alerts.Go(alert.Detected(n, dec, d.groupARNs()))
+			d.alerts.Go(notify.Detected(n, dec, d.groupARNs()))
 			return act(n, dec)
 		}
 		return false, time.Time{}
@@ -392,7 +392,7 @@ func (d *Daemon) onIdentity(ctx context.Context, g *errgroup.Group, id imds.Iden
 	d.completer = &lifecycle.Completer{API: asgc, Observer: d.metrics, Log: d.log.With("component", "lifecycle")}
 	close(d.awsReady)
 	if !draining {
-		d.notify.Status("in service as %s", id.InstanceID)
+		d.systemd.Status("in service as %s", id.InstanceID)
 	}
 	g.Go(func() error { return d.resolver.Run(ctx) })
 	if d.cfg.Register && !draining {

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
-	"github.com/spot-agent/spot-agent/agent/hook"
+	"github.com/spot-agent/spot-agent/agent/drainexec"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
 
@@ -28,14 +28,14 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 	seen := n.Seen
 	d.hello.SetDraining()
 	d.metrics.SetDraining(true, dec.Deadline)
-	d.notify.Status("draining (%s): exit by %s", dec.Reason, dec.ExitBy.Format(time.RFC3339))
+	d.systemd.Status("draining (%s): exit by %s", dec.Reason, dec.ExitBy.Format(time.RFC3339))
 	d.log.Warn("draining", "reason", dec.Reason, "deadline", dec.Deadline.Format(time.RFC3339Nano), "exit_by", dec.ExitBy.Format(time.RFC3339Nano), "since_notice", time.Since(seen).Round(time.Millisecond))
 
 	// --on-drain-exec runs beside the drain and is gone by ExitBy: SIGTERM
 	// one grace period before it, SIGKILL at it.
 	hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHook()
-	hookStop := time.NewTimer(time.Until(dec.ExitBy.Add(-hook.DefaultGrace)))
+	hookStop := time.NewTimer(time.Until(dec.ExitBy.Add(-drainexec.DefaultGrace)))
 	defer hookStop.Stop()
 	var hookDone chan struct{}
 	if d.cfg.OnDrainExec != "" {
@@ -91,7 +91,7 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 			}
 			if !merged.ExitBy.Equal(dec.ExitBy) {
 				exit.Reset(time.Until(merged.ExitBy))
-				hookStop.Reset(time.Until(merged.ExitBy.Add(-hook.DefaultGrace)))
+				hookStop.Reset(time.Until(merged.ExitBy.Add(-drainexec.DefaultGrace)))
 			}
 			dec = merged
 			d.metrics.SetDraining(true, dec.Deadline)
@@ -111,7 +111,7 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 		// Killed by now at the latest; the wait covers the last output being read.
 		select {
 		case <-hookDone:
-		case <-time.After(hook.DefaultGrace + time.Second):
+		case <-time.After(drainexec.DefaultGrace + time.Second):
 			d.log.Error("the drain hook's process did not go away after SIGKILL; leaving it")
 		}
 	}
@@ -130,7 +130,7 @@ func (d *Daemon) drain(ctx context.Context, n notice.Notice, dec notice.Decision
 		<-deregistered
 	}
 	stopHeartbeat()
-	drained := alert.Drained(dec, outcomes)
+	drained := notify.Drained(dec, outcomes)
 	if d.cfg.OnDrainDoneExec != "" {
 		// Before the lifecycle action is completed: the group may terminate
 		// the instance as soon as it is.
@@ -155,7 +155,7 @@ const hookExitReserve = time.Second
 
 // runHook runs one hook command, bounded by bound.
 func (d *Daemon) runHook(ctx context.Context, name, command string, bound time.Time, env []string) {
-	r := &hook.Runner{Name: name, Command: command, Log: d.log.With("component", "hook"), Observer: d.metrics}
+	r := &drainexec.Runner{Name: name, Command: command, Log: d.log.With("component", "hook"), Observer: d.metrics}
 	r.Run(ctx, bound, env)
 }
 

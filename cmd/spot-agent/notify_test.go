@@ -156,7 +156,7 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	if exit != 0 || !at.Before(deadline) || at.Before(deadline.Add(-4*time.Second)) {
 		t.Fatalf("exit %d at %s; want 0 within the exit margin before %s", exit, at, deadline)
 	}
-	if !strings.Contains(a.Logs(), `msg="notification failed" component=alert sink=webhook phase=drained`) {
+	if !strings.Contains(a.Logs(), `msg="notification failed" component=notify sink=webhook phase=drained`) {
 		t.Errorf("the drained notification's timeout is not logged:\n%s", a.Logs())
 	}
 }

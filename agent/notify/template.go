@@ -1,4 +1,4 @@
-package alert
+package notify
 
 import (
 	"encoding/json"
@@ -269,7 +269,7 @@ func (t *Template) check(e Event) error {
 // record is a struct as a template sees it: its fields by name, and the
 // struct itself, which printing and json show as text/template did.
 type record struct {
-	typ    string // as text/template named it: alert.Event
+	typ    string // as text/template named it: notify.Event
 	names  []string
 	fields map[string]any
 	value  any
@@ -308,7 +308,7 @@ func eventData(e Event) *record {
 		for j, p := range o.Ports {
 			ports[j] = p
 		}
-		outcomes[i] = newRecord("alert.Outcome", o,
+		outcomes[i] = newRecord("notify.Outcome", o,
 			"TargetGroup", o.TargetGroup,
 			"Ports", &list{typ: "[]int32", items: ports, value: o.Ports},
 			"Result", o.Result,
@@ -322,7 +322,7 @@ func eventData(e Event) *record {
 	for i, g := range e.TargetGroups {
 		groups[i] = g
 	}
-	return newRecord("alert.Event", e,
+	return newRecord("notify.Event", e,
 		"ID", e.ID,
 		"Phase", e.Phase,
 		"InstanceID", e.InstanceID,
@@ -338,7 +338,7 @@ func eventData(e Event) *record {
 		"Reason", e.Reason,
 		"Stale", e.Stale,
 		"TargetGroups", &list{typ: "[]string", items: groups, value: e.TargetGroups},
-		"Outcomes", &list{typ: "[]alert.Outcome", items: outcomes, value: e.Outcomes},
+		"Outcomes", &list{typ: "[]notify.Outcome", items: outcomes, value: e.Outcomes},
 		"DryRun", e.DryRun,
 		"Time", e.Time,
 		"Summary", e.Summary(),
@@ -366,7 +366,7 @@ func typeName(v any) string {
 	case *list:
 		return x.typ
 	case Phase:
-		return "alert.Phase"
+		return "notify.Phase"
 	}
 	return fmt.Sprintf("%T", v)
 }

@@ -1,4 +1,4 @@
-package alert_test
+package notify_test
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
-// motoEnv points the SDK's default chain (what alert.New uses) at moto.
+// motoEnv points the SDK's default chain (what notify.New uses) at moto.
 func motoEnv(t *testing.T, m *testbed.Moto) {
 	for _, kv := range m.Env() {
 		k, v, _ := strings.Cut(kv, "=")
@@ -86,14 +86,14 @@ func TestSNSPublishReachesASubscribedQueue(t *testing.T) {
 	topic, queue := subscribedQueue(t, m, "spot-interruptions")
 	motoEnv(t, m)
 	obs := &observer{}
-	f, err := alert.New(context.Background(), alert.Options{SNSTopicARN: topic}, obs, nil)
+	f, err := notify.New(context.Background(), notify.Options{SNSTopicARN: topic}, obs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.SetIdentity("i-0feed", "c6g.large", "us-east-1c", "us-east-1")
 	seen := time.Now().Truncate(time.Millisecond)
 	n := notice.Notice{Kind: notice.KindSpot, Action: "stop", Time: seen.Add(2 * time.Minute), Seen: seen}
-	f.Go(alert.Detected(n, notice.Decide(n, notice.Policy{ExitMargin: 10 * time.Second}, seen), []string{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/73e2d6bc24d8a067"}))
+	f.Go(notify.Detected(n, notice.Decide(n, notice.Policy{ExitMargin: 10 * time.Second}, seen), []string{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/73e2d6bc24d8a067"}))
 	if err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +115,11 @@ func TestSNSPublishReachesASubscribedQueue(t *testing.T) {
 	if want := "spot stop on i-0feed (c6g.large, us-east-1c), deadline "; !strings.HasPrefix(env.Subject, want) || !strings.HasSuffix(env.Subject, " (in 2m0s)") {
 		t.Errorf("subject = %q, want it to start %q", env.Subject, want)
 	}
-	var e alert.Event
+	var e notify.Event
 	if err := json.Unmarshal([]byte(env.Message), &e); err != nil {
 		t.Fatalf("message is not an event: %v\n%s", err, env.Message)
 	}
-	if e.Phase != alert.PhaseDetected || e.InstanceID != "i-0feed" || e.AvailabilityZone != "us-east-1c" || e.Kind != "spot" || e.Action != "stop" ||
+	if e.Phase != notify.PhaseDetected || e.InstanceID != "i-0feed" || e.AvailabilityZone != "us-east-1c" || e.Kind != "spot" || e.Action != "stop" ||
 		!e.Deadline.Equal(seen.Add(2*time.Minute)) || len(e.TargetGroups) != 1 || e.ID != fmt.Sprintf("i-0feed/detected/%s", seen.UTC().Format("20060102T150405.000Z")) {
 		t.Errorf("message = %+v", e)
 	}
@@ -133,8 +133,8 @@ func TestSNSPublishReachesASubscribedQueue(t *testing.T) {
 func TestSNSUnknownTopicIsRejectedAtOnce(t *testing.T) {
 	m := testbed.SharedMoto(t)
 	obs := &observer{}
-	s := &alert.SNS{API: sns.NewFromConfig(m.Config()), TopicARN: "arn:aws:sns:us-east-1:123456789012:no-such-topic", Observer: obs}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "sns", Sender: s}}, Observer: obs}
+	s := &notify.SNS{API: sns.NewFromConfig(m.Config()), TopicARN: "arn:aws:sns:us-east-1:123456789012:no-such-topic", Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "sns", Sender: s}}, Observer: obs}
 	start := time.Now()
 	if err := f.Send(context.Background(), event()); err == nil {
 		t.Fatal("publishing to a missing topic succeeded")
@@ -155,7 +155,7 @@ func TestSNSFIFOTopicGetsAGroupAndADeduplicationID(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create FIFO topic: %v", err)
 	}
-	s := &alert.SNS{API: sns.NewFromConfig(m.Config()), TopicARN: *out.TopicArn}
+	s := &notify.SNS{API: sns.NewFromConfig(m.Config()), TopicARN: *out.TopicArn}
 	if err := s.Send(context.Background(), event()); err != nil {
 		t.Errorf("publish to a FIFO topic: %v", err)
 	}
@@ -166,7 +166,7 @@ func TestSNSDryRunOnlyLogs(t *testing.T) {
 	topic, queue := subscribedQueue(t, m, "spot-dry-run")
 	motoEnv(t, m)
 	var logs bytes.Buffer
-	f, err := alert.New(context.Background(), alert.Options{SNSTopicARN: topic, DryRun: true}, &observer{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	f, err := notify.New(context.Background(), notify.Options{SNSTopicARN: topic, DryRun: true}, &observer{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

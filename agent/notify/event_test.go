@@ -1,25 +1,25 @@
-package alert_test
+package notify_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
 
 func TestSummary(t *testing.T) {
-	detected := alert.SampleEvent(alert.PhaseDetected)
-	drained := alert.SampleEvent(alert.PhaseDrained)
-	failed := alert.SampleEvent(alert.PhaseDrained)
-	failed.Outcomes = append(failed.Outcomes, alert.Outcome{TargetGroup: "arn:tg/b", Result: "error"})
+	detected := notify.SampleEvent(notify.PhaseDetected)
+	drained := notify.SampleEvent(notify.PhaseDrained)
+	failed := notify.SampleEvent(notify.PhaseDrained)
+	failed.Outcomes = append(failed.Outcomes, notify.Outcome{TargetGroup: "arn:tg/b", Result: "error"})
 	dry := detected
 	dry.DryRun = true
-	anonymous := alert.Event{Phase: alert.PhaseDetected, Kind: "signal", Action: "terminated"}
+	anonymous := notify.Event{Phase: notify.PhaseDetected, Kind: "signal", Action: "terminated"}
 	for _, tc := range []struct {
 		name string
-		e    alert.Event
+		e    notify.Event
 		want string
 	}{
 		{"a detected spot notice gives its deadline and the time left", detected, "spot terminate on i-0123456789abcdef0 (c5.large, us-east-1a), deadline 12:02:00Z (in 2m0s)"},
@@ -37,7 +37,7 @@ func TestSummary(t *testing.T) {
 }
 
 func TestDrainedWithoutGroupsReportsNoTargetGroups(t *testing.T) {
-	e := alert.Drained(notice.Decision{Reason: "spot terminate", Deadline: time.Now()}, nil)
+	e := notify.Drained(notice.Decision{Reason: "spot terminate", Deadline: time.Now()}, nil)
 	if len(e.Outcomes) != 1 || e.Outcomes[0].Result != targets.ResultNoGroups || !e.Failed() {
 		t.Errorf("outcomes = %+v, want one no_target_groups, failed", e.Outcomes)
 	}
@@ -55,7 +55,7 @@ func TestFailed(t *testing.T) {
 		{targets.ResultTimeout, true},
 		{targets.ResultNoGroups, true},
 	} {
-		e := alert.Event{Phase: alert.PhaseDrained, Outcomes: []alert.Outcome{{Result: targets.ResultSuccess}, {Result: tc.result}}}
+		e := notify.Event{Phase: notify.PhaseDrained, Outcomes: []notify.Outcome{{Result: targets.ResultSuccess}, {Result: tc.result}}}
 		if got := e.Failed(); got != tc.want {
 			t.Errorf("Failed() with a %s outcome = %v, want %v", tc.result, got, tc.want)
 		}

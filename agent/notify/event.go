@@ -1,4 +1,4 @@
-// Package alert tells people about an interruption while it happens: once when
+// Package notify tells people about an interruption while it happens: once when
 // the agent acts on a notice (phase "detected") and once when the drain is over
 // (phase "drained", with each target group's outcome). A Webhook or an SNS
 // topic receives an Event; Fanout sends to all of them at once, retrying with
@@ -8,7 +8,7 @@
 // Metrics are pulled, and an interrupted instance is gone a few seconds after
 // its drain: its last scrape may never show how the drain ended. The drained
 // notification is pushed before the agent exits, so it does.
-package alert
+package notify
 
 import (
 	"fmt"

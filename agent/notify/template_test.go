@@ -1,4 +1,4 @@
-package alert_test
+package notify_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/notify"
 )
 
 // The reference: text/template with the functions the subset has beyond
@@ -30,26 +30,26 @@ func textTemplate(text string) (*template.Template, error) {
 }
 
 // templateEvents are the events the outputs are compared on.
-func templateEvents() map[string]alert.Event {
-	failed := alert.SampleEvent(alert.PhaseDrained)
-	failed.Outcomes = append(failed.Outcomes, alert.Outcome{
+func templateEvents() map[string]notify.Event {
+	failed := notify.SampleEvent(notify.PhaseDrained)
+	failed.Outcomes = append(failed.Outcomes, notify.Outcome{
 		TargetGroup: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/fedcba9876543210",
 		Result:      "error", Attempts: 3, Error: `deregister: "quoted" <failure> & ünïcode`,
 	})
 	failed.TargetGroups = append(failed.TargetGroups, failed.Outcomes[1].TargetGroup)
 	cet := time.FixedZone("CET", 3600)
-	local := alert.SampleEvent(alert.PhaseDetected)
+	local := notify.SampleEvent(notify.PhaseDetected)
 	local.NoticeTime, local.Seen, local.Deadline, local.ExitBy, local.Time =
 		local.NoticeTime.In(cet), local.Seen.In(cet), local.Deadline.In(cet), local.ExitBy.In(cet), local.Time.In(cet)
 	local.Stale, local.DryRun = true, true
-	local.Outcomes = []alert.Outcome{} // empty, not nil
-	return map[string]alert.Event{
-		"detected": alert.SampleEvent(alert.PhaseDetected),
-		"drained":  alert.SampleEvent(alert.PhaseDrained),
+	local.Outcomes = []notify.Outcome{} // empty, not nil
+	return map[string]notify.Event{
+		"detected": notify.SampleEvent(notify.PhaseDetected),
+		"drained":  notify.SampleEvent(notify.PhaseDrained),
 		"failed":   failed,
 		"local":    local,
 		// Before the identity is known: zero times, nil lists.
-		"bare": {Phase: alert.PhaseDetected, Kind: "signal", Action: "terminated"},
+		"bare": {Phase: notify.PhaseDetected, Kind: "signal", Action: "terminated"},
 	}
 }
 
@@ -99,15 +99,15 @@ func TestTemplateGivesWhatTextTemplateGives(t *testing.T) {
 	cases := append([]string{string(slack)}, templateCases...)
 	// Every field and every method without arguments (Summary, Failed) of
 	// Event and Outcome: the data model must have them all.
-	for _, name := range exported(reflect.TypeFor[alert.Event]()) {
+	for _, name := range exported(reflect.TypeFor[notify.Event]()) {
 		cases = append(cases, `{{.`+name+`}}|{{json .`+name+`}}|{{printf "%v|%T" .`+name+` .`+name+`}}`)
 	}
-	for _, name := range exported(reflect.TypeFor[alert.Outcome]()) {
+	for _, name := range exported(reflect.TypeFor[notify.Outcome]()) {
 		cases = append(cases, `{{range .Outcomes}}{{.`+name+`}}|{{json .`+name+`}}|{{printf "%v|%T" .`+name+` .`+name+`}};{{end}}`)
 	}
 	events := templateEvents()
 	for _, text := range cases {
-		ours, err := alert.ParseTemplate(text)
+		ours, err := notify.ParseTemplate(text)
 		if err != nil {
 			t.Errorf("ParseTemplate(%q): %v", text, err)
 			continue
@@ -163,7 +163,7 @@ func TestSlackTemplateIsUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err := alert.ParseTemplate(text)
+	ours, err := notify.ParseTemplate(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,19 +195,19 @@ func TestTemplateRefusesWhatItDoesNotSupportAtParse(t *testing.T) {
 			at + `1:11: executing "notify-template" at <.Deadline.UTC.Format>: UTC is a method of time.Time, and templates call no method here; format a time with the time function: {{time "2006-01-02T15:04:05Z07:00" .Deadline}}`},
 		{"a misspelt field suggests the right one",
 			`{{.InstanceId}}`,
-			at + `1:2: executing "notify-template" at <.InstanceId>: can't evaluate field InstanceId in type alert.Event (did you mean InstanceID?)`},
+			at + `1:2: executing "notify-template" at <.InstanceId>: can't evaluate field InstanceId in type notify.Event (did you mean InstanceID?)`},
 		{"an unknown field lists the fields",
 			`{{range .Outcomes}}{{.InstanceID}}{{end}}`,
-			drained + `1:21: executing "notify-template" at <.InstanceID>: can't evaluate field InstanceID in type alert.Outcome; its fields are TargetGroup, Ports, Result, Attempts, Error`},
+			drained + `1:21: executing "notify-template" at <.InstanceID>: can't evaluate field InstanceID in type notify.Outcome; its fields are TargetGroup, Ports, Result, Attempts, Error`},
 		{"a branch the sample does not take is checked too",
 			`{{if .Stale}}{{.Nope}}{{end}}`,
-			at + `1:15: executing "notify-template" at <.Nope>: can't evaluate field Nope in type alert.Event; its fields are ID, Phase, InstanceID, InstanceType, AvailabilityZone, Region, Kind, Action, NoticeTime, Seen, Deadline, ExitBy, Reason, Stale, TargetGroups, Outcomes, DryRun, Time, Summary, Failed`},
+			at + `1:15: executing "notify-template" at <.Nope>: can't evaluate field Nope in type notify.Event; its fields are ID, Phase, InstanceID, InstanceType, AvailabilityZone, Region, Kind, Action, NoticeTime, Seen, Deadline, ExitBy, Reason, Stale, TargetGroups, Outcomes, DryRun, Time, Summary, Failed`},
 		{"so is the side of an and that is not evaluated",
 			`{{and .Stale (upper .Stale)}}`,
 			at + `1:14: executing "notify-template" at <upper .Stale>: error calling upper: wrong type for value; expected string; got bool`},
 		{"a with on an empty list is checked",
 			`{{with .Outcomes}}{{.Result}}{{end}}`,
-			at + `1:20: executing "notify-template" at <.Result>: can't evaluate field Result in type []alert.Outcome`},
+			at + `1:20: executing "notify-template" at <.Result>: can't evaluate field Result in type []notify.Outcome`},
 		{"another function is not defined",
 			`{{index .TargetGroups 0}}`,
 			`template: notify-template:1: function "index" not defined (the functions are and, eq, join, json, len, lower, ne, not, or, printf, time, upper)`},
@@ -249,7 +249,7 @@ func TestTemplateRefusesWhatItDoesNotSupportAtParse(t *testing.T) {
 			`template: notify-template:1: unclosed action`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := alert.ParseTemplate(tc.text)
+			_, err := notify.ParseTemplate(tc.text)
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("ParseTemplate(%q) = %v,\nwant %s", tc.text, err, tc.want)
 			}
@@ -273,7 +273,7 @@ func FuzzTemplate(f *testing.F) {
 		if !strings.Contains(text, "{{") {
 			return // a file name
 		}
-		ours, err := alert.ParseTemplate(text)
+		ours, err := notify.ParseTemplate(text)
 		if err != nil {
 			return
 		}

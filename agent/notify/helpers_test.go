@@ -1,4 +1,4 @@
-package alert_test
+package notify_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
@@ -33,7 +33,7 @@ type observer struct {
 	api   []string
 }
 
-var _ alert.Observer = (*observer)(nil)
+var _ notify.Observer = (*observer)(nil)
 
 func (o *observer) ObserveNotification(sink, phase, result string, took time.Duration) {
 	o.mu.Lock()
@@ -102,15 +102,15 @@ func drain(reqs <-chan request) []request {
 }
 
 // event is a complete detected event.
-func event() alert.Event {
-	e := alert.SampleEvent(alert.PhaseDetected)
+func event() notify.Event {
+	e := notify.SampleEvent(notify.PhaseDetected)
 	e.Time = time.Now()
 	return e
 }
 
 // senderFunc is a hand-written fake Sender.
-type senderFunc func(ctx context.Context, e alert.Event) error
+type senderFunc func(ctx context.Context, e notify.Event) error
 
-func (f senderFunc) Send(ctx context.Context, e alert.Event) error { return f(ctx, e) }
+func (f senderFunc) Send(ctx context.Context, e notify.Event) error { return f(ctx, e) }
 
-var _ alert.Sender = senderFunc(nil)
+var _ notify.Sender = senderFunc(nil)

@@ -1,4 +1,4 @@
-package alert_test
+package notify_test
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
+	"github.com/spot-agent/spot-agent/agent/notify"
 )
 
 func TestWebhookPostsTheEventAsJSON(t *testing.T) {
 	url, reqs := receiver(t, http.StatusNoContent)
 	obs := &observer{}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: url}}}, Observer: obs}
 	e := event()
 	if err := f.Send(context.Background(), e); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -68,13 +68,13 @@ func TestWebhookPostsTheEventAsJSON(t *testing.T) {
 }
 
 func TestWebhookTemplateForSlackGivesItsJSON(t *testing.T) {
-	tmpl, err := alert.ParseTemplate("../../packaging/notify/slack.json.tmpl")
+	tmpl, err := notify.ParseTemplate("../../packaging/notify/slack.json.tmpl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, reqs := receiver(t, http.StatusOK)
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url, Template: tmpl}}}}
-	e := alert.SampleEvent(alert.PhaseDrained)
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: url, Template: tmpl}}}}
+	e := notify.SampleEvent(notify.PhaseDrained)
 	e.Outcomes[0].Result, e.Outcomes[0].Error = "timeout", `deregister: "quoted" failure`
 	if err := f.Send(context.Background(), e); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -109,13 +109,13 @@ func TestWebhookTemplateForSlackGivesItsJSON(t *testing.T) {
 }
 
 func TestWebhookInlineTemplateWithItsContentType(t *testing.T) {
-	tmpl, err := alert.ParseTemplate(`{{.InstanceID}} {{.Phase}} {{join .TargetGroups ","}}`)
+	tmpl, err := notify.ParseTemplate(`{{.InstanceID}} {{.Phase}} {{join .TargetGroups ","}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, reqs := receiver(t, http.StatusAccepted)
-	w := &alert.Webhook{URL: url, Template: tmpl, ContentType: "text/plain; charset=utf-8"}
-	if err := (&alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: w}}}).Send(context.Background(), event()); err != nil {
+	w := &notify.Webhook{URL: url, Template: tmpl, ContentType: "text/plain; charset=utf-8"}
+	if err := (&notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: w}}}).Send(context.Background(), event()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	r := drain(reqs)[0]
@@ -127,7 +127,7 @@ func TestWebhookInlineTemplateWithItsContentType(t *testing.T) {
 func TestWebhookRetriesA500ThenSucceeds(t *testing.T) {
 	url, reqs := receiver(t, http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusOK)
 	obs := &observer{}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: url}}}, Observer: obs}
 	e := event()
 	if err := f.Send(context.Background(), e); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -159,9 +159,9 @@ func TestWebhookDoesNotRetryWhatWillNotChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			url, reqs := receiver(t, tc.code)
 			obs := &observer{}
-			f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: url}}}, Observer: obs}
+			f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: url}}}, Observer: obs}
 			err := f.Send(context.Background(), event())
-			var se *alert.StatusError
+			var se *notify.StatusError
 			if !errors.As(err, &se) || se.Error() != tc.want {
 				t.Errorf("Send error = %v, want %q", err, tc.want)
 			}
@@ -189,7 +189,7 @@ func TestWebhookBoundHoldsWhenTheReceiverHangs(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	obs := &observer{}
 	const bound = 400 * time.Millisecond
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: &alert.Webhook{URL: srv.URL}}}, Timeout: bound, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: srv.URL}}}, Timeout: bound, Observer: obs}
 
 	start := time.Now()
 	f.Go(event())
@@ -216,7 +216,7 @@ func TestWebhookErrorsDoNotShowTheSecretPath(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: connection refused
-	w := &alert.Webhook{URL: "http://" + addr + "/services/T000/B000/s3cr3t"}
+	w := &notify.Webhook{URL: "http://" + addr + "/services/T000/B000/s3cr3t"}
 	err = w.Send(context.Background(), event())
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "http://"+addr+"/...") {
 		t.Errorf("error = %v, want one naming the host only", err)

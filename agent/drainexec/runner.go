@@ -1,7 +1,7 @@
-// Package hook runs the operator's commands when a drain starts and ends
+// Package drainexec runs the operator's commands when a drain starts and ends
 // (--on-drain-exec, --on-drain-done-exec): how an application beside the
 // agent is told to finish its in-flight work.
-package hook
+package drainexec
 
 import (
 	"bytes"

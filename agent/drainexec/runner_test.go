@@ -1,4 +1,4 @@
-package hook_test
+package drainexec_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/hook"
+	"github.com/spot-agent/spot-agent/agent/drainexec"
 	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
@@ -60,15 +60,15 @@ func (l *logBuffer) outputLines(t *testing.T, stream string) []string {
 	return lines
 }
 
-func runner(cmd string) (*hook.Runner, *observer, *logBuffer) {
+func runner(cmd string) (*drainexec.Runner, *observer, *logBuffer) {
 	o, lb := &observer{}, &logBuffer{}
-	return &hook.Runner{Name: "drain", Command: cmd, Log: slog.New(slog.NewJSONHandler(lb, nil)), Observer: o, Grace: 300 * time.Millisecond}, o, lb
+	return &drainexec.Runner{Name: "drain", Command: cmd, Log: slog.New(slog.NewJSONHandler(lb, nil)), Observer: o, Grace: 300 * time.Millisecond}, o, lb
 }
 
 func TestRunPassesTheEnvironmentAndLogsOutputLineByLine(t *testing.T) {
 	r, o, lb := runner(`echo "id=$SPOT_AGENT_INSTANCE_ID"; printf 'no newline at the end'; echo "to stderr $SPOT_AGENT_DEADLINE" >&2; echo "path set: ${PATH:+yes}"`)
 	res := r.Run(context.Background(), time.Now().Add(10*time.Second), []string{"SPOT_AGENT_INSTANCE_ID=i-0abc", "SPOT_AGENT_DEADLINE=2026-11-27T10:00:00Z"})
-	if res.Outcome != hook.ResultOK || res.ExitCode != 0 || res.Err != nil {
+	if res.Outcome != drainexec.ResultOK || res.ExitCode != 0 || res.Err != nil {
 		t.Fatalf("result %+v", res)
 	}
 	if got := lb.outputLines(t, "stdout"); strings.Join(got, "|") != "id=i-0abc|no newline at the endpath set: yes" {
@@ -85,7 +85,7 @@ func TestRunPassesTheEnvironmentAndLogsOutputLineByLine(t *testing.T) {
 func TestRunReportsAFailingExitStatus(t *testing.T) {
 	r, o, _ := runner("exit 3")
 	res := r.Run(context.Background(), time.Now().Add(10*time.Second), nil)
-	if res.Outcome != hook.ResultFailed || res.ExitCode != 3 {
+	if res.Outcome != drainexec.ResultFailed || res.ExitCode != 3 {
 		t.Errorf("result %+v, want failed with 3", res)
 	}
 	if o.runs[0].result != "failed" || o.runs[0].code != 3 {
@@ -97,7 +97,7 @@ func TestRunReportsACommandThatCannotStart(t *testing.T) {
 	r, o, _ := runner("true")
 	r.Shell = filepath.Join(t.TempDir(), "no-such-shell")
 	res := r.Run(context.Background(), time.Now().Add(10*time.Second), nil)
-	if res.Outcome != hook.ResultError || res.ExitCode != -1 || res.Err == nil {
+	if res.Outcome != drainexec.ResultError || res.ExitCode != -1 || res.Err == nil {
 		t.Errorf("result %+v, want error, -1", res)
 	}
 	if o.runs[0].result != "error" || o.runs[0].code != -1 {
@@ -114,7 +114,7 @@ func TestRunKillsTheWholeGroupByTheBound(t *testing.T) {
 	bound := time.Now().Add(time.Second)
 	res := r.Run(context.Background(), bound, nil)
 	end := time.Now()
-	if res.Outcome != hook.ResultTimeout || res.ExitCode != -1 {
+	if res.Outcome != drainexec.ResultTimeout || res.ExitCode != -1 {
 		t.Errorf("result %+v, want timeout, -1", res)
 	}
 	if end.After(bound.Add(300 * time.Millisecond)) {
@@ -151,7 +151,7 @@ func TestRunStopsWhenItsContextEnds(t *testing.T) {
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
 	res := r.Run(ctx, time.Now().Add(time.Minute), nil)
-	if res.Outcome != hook.ResultTimeout {
+	if res.Outcome != drainexec.ResultTimeout {
 		t.Errorf("result %+v, want timeout", res)
 	}
 	if took := time.Since(start); took > 2*time.Second {
@@ -162,7 +162,7 @@ func TestRunStopsWhenItsContextEnds(t *testing.T) {
 func TestRunBoundsTheOutputItLogs(t *testing.T) {
 	r, _, lb := runner(`i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\0' x; echo`)
 	res := r.Run(context.Background(), time.Now().Add(10*time.Second), nil)
-	if res.Outcome != hook.ResultOK {
+	if res.Outcome != drainexec.ResultOK {
 		t.Fatalf("result %+v", res)
 	}
 	lines := lb.outputLines(t, "stdout")
@@ -184,7 +184,7 @@ func TestRunDoesNotWaitForABackgroundProcessHoldingItsOutput(t *testing.T) {
 	r, _, _ := runner("sleep 5 & echo started")
 	start := time.Now()
 	res := r.Run(context.Background(), time.Now().Add(time.Minute), nil)
-	if res.Outcome != hook.ResultOK {
+	if res.Outcome != drainexec.ResultOK {
 		t.Errorf("result %+v, want ok: the command itself exited 0", res)
 	}
 	if took := time.Since(start); took > 3*time.Second {

@@ -1,4 +1,4 @@
-package alert_test
+package notify_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spot-agent/spot-agent/agent/alert"
 	"github.com/spot-agent/spot-agent/agent/notice"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/targets"
 )
 
@@ -20,7 +20,7 @@ func TestFanoutSendsToEverySinkAtOnce(t *testing.T) {
 	started.Add(2)
 	both := make(chan struct{})
 	go func() { started.Wait(); close(both) }()
-	meet := senderFunc(func(ctx context.Context, _ alert.Event) error {
+	meet := senderFunc(func(ctx context.Context, _ notify.Event) error {
 		started.Done()
 		select {
 		case <-both:
@@ -30,7 +30,7 @@ func TestFanoutSendsToEverySinkAtOnce(t *testing.T) {
 		}
 	})
 	obs := &observer{}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: meet}, {Name: "sns", Sender: meet}}, Timeout: time.Second, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: meet}, {Name: "sns", Sender: meet}}, Timeout: time.Second, Observer: obs}
 	if err := f.Send(context.Background(), event()); err != nil {
 		t.Fatalf("Send: %v (the sinks were not sent to concurrently)", err)
 	}
@@ -44,10 +44,10 @@ func TestFanoutSendsToEverySinkAtOnce(t *testing.T) {
 func TestFanoutBoundHoldsEvenForASinkThatIgnoresItsContext(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	stuck := senderFunc(func(context.Context, alert.Event) error { <-release; return nil })
-	quick := senderFunc(func(context.Context, alert.Event) error { return nil })
+	stuck := senderFunc(func(context.Context, notify.Event) error { <-release; return nil })
+	quick := senderFunc(func(context.Context, notify.Event) error { return nil })
 	obs := &observer{}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: stuck}, {Name: "sns", Sender: quick}}, Timeout: 200 * time.Millisecond, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: stuck}, {Name: "sns", Sender: quick}}, Timeout: 200 * time.Millisecond, Observer: obs}
 	start := time.Now()
 	err := f.Send(context.Background(), event())
 	if took := time.Since(start); took > time.Second {
@@ -66,17 +66,17 @@ func TestFanoutBoundHoldsEvenForASinkThatIgnoresItsContext(t *testing.T) {
 func TestFanoutRetriesUntilTheBoundThenReportsAnError(t *testing.T) {
 	var mu sync.Mutex
 	attempts := 0
-	failing := senderFunc(func(context.Context, alert.Event) error {
+	failing := senderFunc(func(context.Context, notify.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts++
-		return &alert.StatusError{Code: 502}
+		return &notify.StatusError{Code: 502}
 	})
 	obs := &observer{}
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: failing}}, Timeout: 500 * time.Millisecond, Observer: obs}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: failing}}, Timeout: 500 * time.Millisecond, Observer: obs}
 	start := time.Now()
 	err := f.Send(context.Background(), event())
-	var se *alert.StatusError
+	var se *notify.StatusError
 	if !errors.As(err, &se) || se.Code != 502 {
 		t.Errorf("Send error = %v, want the last 502", err)
 	}
@@ -95,25 +95,25 @@ func TestFanoutRetriesUntilTheBoundThenReportsAnError(t *testing.T) {
 
 func TestGoFillsInIdentityAndTheNoticeThatStartedTheDrain(t *testing.T) {
 	var mu sync.Mutex
-	var got []alert.Event
-	rec := senderFunc(func(_ context.Context, e alert.Event) error {
+	var got []notify.Event
+	rec := senderFunc(func(_ context.Context, e notify.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, e)
 		return nil
 	})
-	f := &alert.Fanout{Sinks: []alert.Sink{{Name: "webhook", Sender: rec}}, DryRun: true}
+	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: rec}}, DryRun: true}
 	f.SetIdentity("i-0abc", "m5.large", "eu-west-1b", "eu-west-1")
 
 	seen := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	n := notice.Notice{Kind: notice.KindSpot, Action: "terminate", Time: seen.Add(2 * time.Minute), Seen: seen}
 	dec := notice.Decide(n, notice.Policy{ExitMargin: 10 * time.Second}, seen)
-	f.Go(alert.Detected(n, dec, nil))
+	f.Go(notify.Detected(n, dec, nil))
 	if err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	out := []targets.Outcome{{ARN: "arn:tg/a", Ports: []int32{80}, Result: "success", Attempts: 1}, {ARN: "arn:tg/b", Result: "timeout", Attempts: 7, Err: errors.New("deadline")}}
-	f.Go(alert.Drained(dec, out))
+	f.Go(notify.Drained(dec, out))
 	if err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -139,8 +139,8 @@ func TestGoFillsInIdentityAndTheNoticeThatStartedTheDrain(t *testing.T) {
 }
 
 func TestAnEmptyFanoutDoesNothing(t *testing.T) {
-	var nilFanout *alert.Fanout
-	for _, f := range []*alert.Fanout{nilFanout, {}} {
+	var nilFanout *notify.Fanout
+	for _, f := range []*notify.Fanout{nilFanout, {}} {
 		f.SetIdentity("i-0abc", "", "", "")
 		f.Go(event())
 		if f.Enabled() || f.Wait(context.Background()) != nil || f.Send(context.Background(), event()) != nil {
