@@ -30,6 +30,6 @@ if [ "$fresh" = yes ]; then
 			echo "spot-agent: the service did not start: journalctl -u spot-agent" >&2
 	fi
 elif [ "$running" = yes ] && systemctl is-active --quiet spot-agent.service; then
-	echo "spot-agent: upgraded; 'systemctl restart spot-agent' runs the new version (it drains this instance first)"
+	echo "spot-agent: upgraded; 'systemctl restart spot-agent' runs the new version (it drains this instance first, then goes back into its target groups)"
 fi
 exit 0

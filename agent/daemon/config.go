@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +83,10 @@ type Config struct {
 	Region string
 	DryRun bool
 
+	// StateDir keeps what a stop or hibernation took the instance out of,
+	// so that the next start puts it back; empty: nothing is kept.
+	StateDir string
+
 	Notify notify.Options // --notify-*: who is told that a notice was seen and how the drain ended
 
 	// Beside an application.
@@ -149,6 +154,9 @@ func (c *Config) Validate() error {
 	if c.RegisterPort < 0 || c.RegisterPort > 65535 {
 		bad("register-port", "%d is not a port", c.RegisterPort)
 	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		bad("state-dir", "%q is not an absolute path", c.StateDir)
+	}
 	if c.Region != "" && !validRegion(c.Region) {
 		bad("region", "%q is not a region name like us-east-1", c.Region)
 	}
@@ -203,13 +211,14 @@ func (c *Config) drainOn() (map[notice.Kind]bool, error) {
 	return out, nil
 }
 
-// registerPort is the port to register on: --register-port, else the traffic port.
-func (c *Config) registerPort(bound net.Addr) int32 {
+// registerPort is the port to register on: --register-port, else the traffic
+// listener's bound port.
+func (c *Config) registerPort(bound int32) int32 {
 	if c.RegisterPort > 0 {
 		return int32(c.RegisterPort)
 	}
-	if a, ok := bound.(*net.TCPAddr); ok {
-		return int32(a.Port)
+	if bound > 0 {
+		return bound
 	}
 	return 80
 }

@@ -41,6 +41,7 @@ type Metrics struct {
 	deregistrations   *prometheus.CounterVec
 	noticeToDereg     prometheus.Histogram
 	registrations     *prometheus.CounterVec
+	rejoins           *prometheus.CounterVec
 	targetGroups      prometheus.Gauge
 	resolveErrors     prometheus.Counter
 	lifecycle         *prometheus.CounterVec
@@ -143,7 +144,11 @@ func New(b Build) *Metrics {
 	})
 	m.registrations = f.NewCounterVec(prometheus.CounterOpts{
 		Name: name("", "registrations_total"),
-		Help: "Target group registrations made by --register, by result.",
+		Help: "Target group registrations made by --register or by a return after a stop or hibernation, by result.",
+	}, []string{"result"})
+	m.rejoins = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("", "rejoins_total"),
+		Help: "Returns into the target groups a stop or hibernation took this instance out of, by result (success, error, skipped: the record was another instance's).",
 	}, []string{"result"})
 	m.targetGroups = f.NewGauge(prometheus.GaugeOpts{
 		Name: name("", "target_groups"),
@@ -294,6 +299,12 @@ func (m *Metrics) ObserveDeregistration(result string, sinceNotice time.Duration
 // ObserveRegistration counts one registration outcome.
 func (m *Metrics) ObserveRegistration(result string) {
 	m.registrations.WithLabelValues(result).Inc()
+}
+
+// ObserveRejoin counts one return into the target groups a stop or
+// hibernation left.
+func (m *Metrics) ObserveRejoin(result string) {
+	m.rejoins.WithLabelValues(result).Inc()
 }
 
 // ObserveResolve publishes the outcome of a target group resolution.

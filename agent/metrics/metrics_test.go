@@ -44,6 +44,7 @@ func driven(t *testing.T) (m *metrics.Metrics, before, after time.Time) {
 	m.ObserveDeregistration("success", 120*time.Millisecond)
 	m.ObserveDeregistration("error", 0)
 	m.ObserveRegistration("success")
+	m.ObserveRejoin("success")
 	m.ObserveResolve(2, nil)
 	m.ObserveResolve(0, errors.New("no loadBalancerTargetGroup tag"))
 	m.ObserveLifecycle("complete", "success")

@@ -69,6 +69,13 @@ type Decision struct {
 	ExitBy time.Time
 	// CompleteLifecycle asks for CompleteLifecycleAction once the drain is done.
 	CompleteLifecycle bool
+	// Suspend: the instance sleeps instead of ending (hibernation). After the
+	// drain the agent waits, out of service, for the resume, and then goes
+	// back into the groups it left.
+	Suspend bool
+	// Reversible: the instance stays (a stop or restart of the agent, not a
+	// notice), so the next start puts it back into the groups it left.
+	Reversible bool
 	// Reason explains the decision in a few words, for logs.
 	Reason string
 }
@@ -97,12 +104,17 @@ func Decide(n Notice, p Policy, now time.Time) Decision {
 		if !p.DrainOnSignal {
 			return Decision{Verdict: Exit, ExitBy: now, Deadline: now, Reason: "signal " + n.Action + " (drain on stop is off)"}
 		}
-		return drainFor(p, now, "signal "+n.Action)
+		d := drainFor(p, now, "signal "+n.Action)
+		d.Reversible = true
+		return d
 	}
 	return Decision{Verdict: Ignore, Reason: "unknown notice kind " + string(n.Kind)}
 }
 
 func decideSpot(n Notice, p Policy, now time.Time) Decision {
+	if n.Action == ActionWithdrawn {
+		return Decision{Verdict: Ignore, Reason: "spot notice withdrawn: the instance is running again (resumed from hibernation)"}
+	}
 	if !p.BootTime.IsZero() && n.Time.Before(p.BootTime) {
 		return Decision{Verdict: Ignore, Stale: true,
 			Reason: fmt.Sprintf("spot %s notice for %s is from before this boot (%s): left over from a stop or hibernation",
@@ -110,7 +122,9 @@ func decideSpot(n Notice, p Policy, now time.Time) Decision {
 	}
 	switch {
 	case n.Action == ActionHibernate:
-		return immediate(now, false, "spot hibernate: hibernation starts at once")
+		d := immediate(now, false, "spot hibernate: hibernation starts at once")
+		d.Suspend = true
+		return d
 	case !n.Time.After(now):
 		return immediate(now, true, fmt.Sprintf("spot %s notice time %s already passed", n.Action, n.Time.Format(time.RFC3339)))
 	}
@@ -154,7 +168,9 @@ func immediate(now time.Time, stale bool, reason string) Decision {
 
 // Merge folds a later decision into a drain already under way: the earlier
 // deadline and exit win (a spot notice during a rebalance drain shortens it;
-// nothing lengthens it), and a lifecycle action still gets completed.
+// nothing lengthens it), a lifecycle action still gets completed, and the drain
+// stays reversible, or ends in a suspend, only if both say so: a spot
+// terminate during a stop-drain is for good.
 func (d Decision) Merge(o Decision) Decision {
 	if o.Verdict < Exit {
 		return d
@@ -166,6 +182,8 @@ func (d Decision) Merge(o Decision) Decision {
 	d.ExitBy = earlier(d.ExitBy, o.ExitBy)
 	d.CompleteLifecycle = d.CompleteLifecycle || o.CompleteLifecycle
 	d.Stale = d.Stale || o.Stale
+	d.Suspend = d.Suspend && o.Suspend
+	d.Reversible = d.Reversible && o.Reversible
 	if o.Reason != "" && o.Reason != d.Reason {
 		d.Reason += "; then " + o.Reason
 	}

@@ -39,6 +39,7 @@ func scheduled(state string, at time.Time) notice.Notice {
 func sameDecision(t *testing.T, got, want notice.Decision, reason string) {
 	t.Helper()
 	if got.Verdict != want.Verdict || got.Stale != want.Stale || got.CompleteLifecycle != want.CompleteLifecycle ||
+		got.Suspend != want.Suspend || got.Reversible != want.Reversible ||
 		!got.StartAt.Equal(want.StartAt) || !got.Deadline.Equal(want.Deadline) || !got.ExitBy.Equal(want.ExitBy) {
 		t.Errorf("got  %s\nwant %s", show(got), show(want))
 	}
@@ -57,6 +58,7 @@ func show(d notice.Decision) string {
 		return "now" + signed(t.Sub(now))
 	}
 	return d.Verdict.String() + " stale=" + boolString(d.Stale) + " lifecycle=" + boolString(d.CompleteLifecycle) +
+		" suspend=" + boolString(d.Suspend) + " reversible=" + boolString(d.Reversible) +
 		" start=" + rel(d.StartAt) + " deadline=" + rel(d.Deadline) + " exit=" + rel(d.ExitBy) + " reason=" + d.Reason
 }
 
@@ -105,11 +107,18 @@ func TestDecide(t *testing.T) {
 			reason: "spot terminate",
 		},
 		{
-			name:   "a spot hibernate acts at once, whatever its time",
+			name:   "a spot hibernate acts at once, whatever its time, and ends in a suspend, not an exit",
 			n:      spot("hibernate", now.Add(2*time.Minute)),
 			p:      policy(),
-			want:   notice.Decision{Verdict: notice.Drain, Deadline: now.Add(notice.ImmediateGrace), ExitBy: now},
+			want:   notice.Decision{Verdict: notice.Drain, Suspend: true, Deadline: now.Add(notice.ImmediateGrace), ExitBy: now},
 			reason: "spot hibernate: hibernation starts at once",
+		},
+		{
+			name:   "a spot notice withdrawn (the resume after hibernation) is ignored by Decide: the loop resumes",
+			n:      notice.Notice{Kind: notice.KindSpot, Action: notice.ActionWithdrawn, Seen: now},
+			p:      policy(),
+			want:   notice.Decision{Verdict: notice.Ignore},
+			reason: "spot notice withdrawn",
 		},
 		{
 			name:   "a spot terminate whose time has passed is stale and drains at once",
@@ -310,7 +319,7 @@ func TestDecide(t *testing.T) {
 			name:   "a signal drains for the drain time when drain on stop is on",
 			n:      notice.Notice{Kind: notice.KindSignal, Action: "SIGTERM"},
 			p:      policy(),
-			want:   notice.Decision{Verdict: notice.Drain, Deadline: now.Add(drainFor), ExitBy: now.Add(drainFor)},
+			want:   notice.Decision{Verdict: notice.Drain, Reversible: true, Deadline: now.Add(drainFor), ExitBy: now.Add(drainFor)},
 			reason: "signal SIGTERM",
 		},
 		{
@@ -386,11 +395,13 @@ func TestMerge(t *testing.T) {
 	exit := notice.Decide(notice.Notice{Kind: notice.KindSignal, Action: "SIGTERM"}, notice.Policy{}, now)
 	record := notice.Decide(notice.Notice{Kind: notice.KindRebalance, Action: "recommendation"}, policy(), now)
 	ignore := notice.Decide(notice.Notice{Kind: notice.KindLifecycle, Action: "InService"}, policy(), now)
+	stop := notice.Decide(notice.Notice{Kind: notice.KindSignal, Action: "SIGTERM"}, policy(), now)
+	hibernate := notice.Decide(spot("hibernate", now.Add(time.Minute)), policy(), now)
 
 	// Check the inputs, so that a change in Decide cannot make this table vacuous.
 	if rebalance.Verdict != notice.Drain || lifecycle.Verdict != notice.Drain || !lifecycle.CompleteLifecycle ||
 		terminate.Verdict != notice.Drain || !stale.Stale || exit.Verdict != notice.Exit ||
-		record.Verdict != notice.Record || ignore.Verdict != notice.Ignore {
+		record.Verdict != notice.Record || ignore.Verdict != notice.Ignore || !stop.Reversible || !hibernate.Suspend {
 		t.Fatalf("unexpected inputs: %s | %s | %s | %s | %s | %s | %s",
 			show(rebalance), show(lifecycle), show(terminate), show(stale), show(exit), show(record), show(ignore))
 	}
@@ -449,6 +460,27 @@ func TestMerge(t *testing.T) {
 			o:      rebalance,
 			want:   notice.Decision{Verdict: notice.Drain, Deadline: now, ExitBy: now},
 			reason: "signal SIGTERM (drain on stop is off); then rebalance recommendation",
+		},
+		{
+			name:   "a spot notice during a stop-drain makes it for good: not reversible",
+			d:      stop,
+			o:      terminate,
+			want:   notice.Decision{Verdict: notice.Drain, Deadline: now.Add(30 * time.Second), ExitBy: now.Add(30*time.Second - margin)},
+			reason: "signal SIGTERM; then spot terminate",
+		},
+		{
+			name:   "a stop during a hibernate drain ends in an exit, not a suspend",
+			d:      hibernate,
+			o:      stop,
+			want:   notice.Decision{Verdict: notice.Drain, Deadline: now.Add(notice.ImmediateGrace), ExitBy: now},
+			reason: "spot hibernate: hibernation starts at once; then signal SIGTERM",
+		},
+		{
+			name:   "a second stop keeps a stop-drain reversible",
+			d:      stop,
+			o:      stop,
+			want:   stop,
+			reason: "signal SIGTERM",
 		},
 		{
 			name:   "the same decision twice does not repeat its reason",

@@ -43,6 +43,10 @@ const (
 	ActionTerminate = "terminate"
 	ActionStop      = "stop"
 	ActionHibernate = "hibernate"
+	// ActionWithdrawn is not an IMDS value: the watcher reports it when
+	// spot/instance-action answers 404 again after showing a notice, which is
+	// what an instance that resumed from hibernation sees.
+	ActionWithdrawn = "withdrawn"
 )
 
 // LifecycleTerminated is the ASG target lifecycle state that means this instance

@@ -173,53 +173,6 @@ func (r *Resolver) targets(ports []int32) []elbtypes.TargetDescription {
 	return ts
 }
 
-// Register puts this instance into every group on port, retrying until each
-// succeeds, fails for good, or ctx ends. Groups where it is already registered
-// on that port are left alone.
-func (r *Resolver) Register(ctx context.Context, port int32) error {
-	res, err := r.resolveRetrying(ctx)
-	if err != nil {
-		r.Observer.ObserveRegistration(ResultError)
-		return err
-	}
-	var errs []error
-	for _, g := range res.Groups {
-		if containsPort(g.Ports, port) {
-			r.Log.Info("already registered", "target_group", g.ARN, "port", port)
-			continue
-		}
-		for attempt := 0; ; attempt++ {
-			start := time.Now()
-			_, err := r.ELB.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(g.ARN), Targets: r.targets([]int32{port})})
-			r.Observer.ObserveAPI("elasticloadbalancing:RegisterTargets", err, time.Since(start))
-			if err == nil {
-				r.Observer.ObserveRegistration(ResultSuccess)
-				r.Log.Info("registered", "target_group", g.ARN, "port", port)
-				break
-			}
-			if !retryable(err) || !sleep(ctx, attempt, err) {
-				r.Observer.ObserveRegistration(ResultError)
-				errs = append(errs, fmt.Errorf("register in %s: %w", g.ARN, err))
-				break
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	_, err = r.Resolve(ctx)
-	return err
-}
-
-func containsPort(ports []int32, p int32) bool {
-	for _, q := range ports {
-		if q == p {
-			return true
-		}
-	}
-	return false
-}
-
 // sleep waits the backoff for attempt after err; false if ctx ends first.
 func sleep(ctx context.Context, attempt int, err error) bool {
 	base, ceiling := backoffBase, backoffCap

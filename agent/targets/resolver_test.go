@@ -354,3 +354,40 @@ func TestRunKeepsTheViewFreshAndStopsWithItsContext(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+func TestJoinGoesBackOnEachPortOnceAndSkipsAGroupNoLongerOurs(t *testing.T) {
+	moto := testbed.SharedMoto(t)
+	id := moto.Instance(t, nil)
+	a := moto.TargetGroup(t, "join-a", 80, 10*time.Second)
+	b := moto.TargetGroup(t, "join-b", 80, 10*time.Second)
+	gone := moto.TargetGroup(t, "join-gone", 80, 10*time.Second)
+	moto.Register(t, b, id, 8080)
+	var log bytes.Buffer
+	obs := newObserver()
+	r := resolver(id, moto.ELB(), fixed(a, b), obs, &log)
+	// What a stop left: A on 80, B on 8080 (still there), and a group the
+	// instance's tag no longer names. (moto keeps one port per instance and
+	// group — it keys targets by id — so two ports in one group are not
+	// tried here.)
+	err := r.Join(context.Background(), []targets.Group{
+		{ARN: a, Ports: []int32{80}}, {ARN: b, Ports: []int32{8080}}, {ARN: gone, Ports: []int32{80}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := moto.Registered(t, a, id); !slices.Equal(p, []int32{80}) {
+		t.Errorf("A: %v, want 80", p)
+	}
+	if p := moto.Registered(t, gone, id); len(p) != 0 {
+		t.Errorf("registered in a group that is no longer this instance's: %v", p)
+	}
+	if n := obs.api["elasticloadbalancing:RegisterTargets success"]; n != 1 {
+		t.Errorf("%d RegisterTargets calls, want 1 (A:80; B:8080 was there already)", n)
+	}
+	if !strings.Contains(log.String(), "no longer one of this instance's target groups") {
+		t.Errorf("the skipped group is not logged:\n%s", log.String())
+	}
+	if res, _ := r.Current(); !slices.Equal(res.Groups[0].Ports, []int32{80}) {
+		t.Errorf("resolution after Join: %+v", res.Groups)
+	}
+}

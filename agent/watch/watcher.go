@@ -1,7 +1,8 @@
 // Package watch polls instance metadata and emits each notice once.
 //
 // spot/instance-action is polled on a fast tier (--poll-interval) because every
-// millisecond there is drain time; the rebalance, lifecycle-state and
+// millisecond there is drain time; when it answers 404 again after a notice
+// (a resume from hibernation) the watcher says so with notice.ActionWithdrawn; the rebalance, lifecycle-state and
 // scheduled-event paths change slowly and share a slow tier. A notice is keyed
 // by what it means, not by its time: AEMM (and a clock-skewed IMDS) may return a
 // new time on every poll, and the agent must act once.
@@ -96,6 +97,13 @@ func (w *Watcher) fast(ctx context.Context) error {
 		w.alive(seenAt)
 		defer w.fastPrimed.Do(w.pending.Done)
 		if !health.report(err) {
+			if errors.Is(err, imds.ErrNotFound) && len(seen) > 0 {
+				// The notice is gone: the instance resumed from hibernation
+				// (IMDS does not withdraw a terminate or stop). A notice that
+				// comes back later is a new one.
+				clear(seen)
+				return w.emit(ctx, notice.Notice{Kind: notice.KindSpot, Action: notice.ActionWithdrawn, Seen: seenAt})
+			}
 			return nil
 		}
 		key := ia.Action

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,16 +179,33 @@ func TestASpotNoticeWhoseTimeMovesOnEveryPollIsEmittedOnce(t *testing.T) {
 	}
 }
 
-func TestASpotNoticeThatDisappearsAndReappearsIsNotEmittedAgain(t *testing.T) {
+func TestASpotNoticeThatIsWithdrawnIsReportedOnceAndAReturnIsANewNotice(t *testing.T) {
+	// Polls 1-2 show a hibernate notice, 3-4 nothing (the instance resumed),
+	// 5 onwards a new hibernate notice.
 	src := &fakeSource{instanceAction: func(call int) (notice.InstanceAction, error) {
 		if call == 3 || call == 4 {
 			return notice.InstanceAction{}, imds.ErrNotFound
 		}
-		return notice.InstanceAction{Action: "stop", Time: time.Now().Add(time.Minute)}, nil
+		return notice.InstanceAction{Action: "hibernate", Time: time.Now().Add(time.Minute)}, nil
 	}}
 	res := run(t, src, testConfig, 1500*time.Millisecond)
-	if len(res.notices) != 1 || res.notices[0].Action != "stop" {
-		t.Errorf("emitted %s, want one spot/stop", describe(res.notices))
+	var got []string
+	for _, n := range res.notices {
+		got = append(got, n.Action)
+	}
+	if want := []string{"hibernate", notice.ActionWithdrawn, "hibernate"}; !slices.Equal(got, want) {
+		t.Fatalf("emitted %s, want actions %v", describe(res.notices), want)
+	}
+	if w := res.notices[1]; w.Kind != notice.KindSpot || !w.Seen.Equal(res.start.Add(400*time.Millisecond)) {
+		t.Errorf("withdrawn notice %+v, want kind spot seen at the third poll (start+400ms)", w)
+	}
+}
+
+func TestNoWithdrawnNoticeWithoutANoticeFirst(t *testing.T) {
+	src := &fakeSource{} // 404 on every poll
+	res := run(t, src, testConfig, time.Second)
+	if len(res.notices) != 0 {
+		t.Errorf("emitted %s, want nothing", describe(res.notices))
 	}
 }
 
@@ -204,8 +222,8 @@ func TestEachDistinctSpotActionIsEmitted(t *testing.T) {
 	for _, n := range res.notices {
 		got = append(got, n.Action)
 	}
-	if strings.Join(got, ",") != "stop,terminate,hibernate" {
-		t.Errorf("emitted %s, want stop, terminate, hibernate once each", describe(res.notices))
+	if strings.Join(got, ",") != "stop,terminate,hibernate,withdrawn" {
+		t.Errorf("emitted %s, want stop, terminate, hibernate once each, then withdrawn once the path answers 404", describe(res.notices))
 	}
 }
 
@@ -393,8 +411,10 @@ func TestAliveIsCalledAfterEveryFastPollWhateverItsOutcome(t *testing.T) {
 			t.Errorf("alive %d at %s, poll at %s", i, res.alive[i].Sub(res.start), polls[i].Sub(res.start))
 		}
 	}
-	if len(res.notices) != 1 || !res.notices[0].Seen.Equal(res.alive[1]) {
-		t.Errorf("emitted %s; want one notice seen at the second poll", describe(res.notices))
+	// 404 after a notice withdraws it, so the notice comes and goes: the first
+	// is seen at the second poll.
+	if len(res.notices) == 0 || res.notices[0].Action != "terminate" || !res.notices[0].Seen.Equal(res.alive[1]) {
+		t.Errorf("emitted %s; want the first notice seen at the second poll", describe(res.notices))
 	}
 }
 

@@ -106,6 +106,10 @@ func (h *Hello) SetInstanceID(id string) {
 // SetDraining fails readiness from now on and closes connections after each response.
 func (h *Hello) SetDraining() { h.change(func() { h.draining.Store(true) }) }
 
+// SetServing ends a drain: readiness follows the page and the application
+// again (the instance resumed from hibernation).
+func (h *Hello) SetServing() { h.change(func() { h.draining.Store(false) }) }
+
 // Draining reports whether SetDraining was called.
 func (h *Hello) Draining() bool { return h.draining.Load() }
 

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
 	"github.com/spot-agent/spot-agent/agent/metrics"
@@ -38,6 +40,7 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.DurationVar(&cfg.LifecycleHeartbeat, "lifecycle-heartbeat", def.LifecycleHeartbeat, "interval of lifecycle action heartbeats while an ASG termination drains")
 	fs.StringVar(&cfg.Region, "region", "", "AWS region (default: the instance's own region)")
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "log every AWS call with its parameters instead of making it")
+	fs.StringVar(&cfg.StateDir, "state-dir", stateDirectory(), "directory that remembers the target groups a stop or hibernation left, so the next start goes back into them (default: systemd's $STATE_DIRECTORY; empty: nothing is remembered)")
 	fs.StringVar(&cfg.Notify.Webhook, "notify-webhook", "", "URL to POST an event to when a notice is acted on and when the drain ends")
 	fs.StringVar(&cfg.Notify.Template, "notify-template", "", "webhook body template, a file or inline, in a subset of Go text/template syntax (fields, if, with, range; functions json, printf, eq, ne, not, and, or, len, join, upper, lower, time) (default: the event as JSON)")
 	fs.StringVar(&cfg.Notify.ContentType, "notify-content-type", def.Notify.ContentType, "Content-Type of the webhook body")
@@ -53,6 +56,13 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.DurationVar(&cfg.OnDrainDoneTimeout, "on-drain-done-timeout", def.OnDrainDoneTimeout, "bound on --on-drain-done-exec; it also ends a second before a spot notice's time")
 	lf.register(fs)
 	return func() { cfg.TargetGroupARNs, cfg.DrainOn = tgs.values, drainOn.values }
+}
+
+// stateDirectory is the first of the directories systemd's StateDirectory=
+// gives the service (/var/lib/spot-agent), or empty outside systemd.
+func stateDirectory() string {
+	dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+	return dir
 }
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
