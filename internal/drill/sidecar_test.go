@@ -142,7 +142,7 @@ func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 	if deregisteredAt.IsZero() {
 		t.Error("the interrupted instance never left the target group")
 	}
-	if !strings.Contains(members[0].agent.Logs(), `msg="hook finished" component=hook hook=drain`) {
+	if !strings.Contains(members[0].agent.Logs(), `msg="hook finished" component=drainexec hook=drain`) {
 		t.Error("the drain hook did not finish cleanly")
 	}
 	for _, m := range members[1:] {
