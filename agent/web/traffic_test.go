@@ -266,6 +266,9 @@ func TestTrafficServesApacheBenchWithKeepAlive(t *testing.T) {
 	if strings.Contains(string(out), "Non-2xx") {
 		t.Errorf("ab saw non-2xx answers:\n%s", out)
 	}
+	for _, l := range regexp.MustCompile(`(?m)^(Time taken for tests|Requests per second):.*$`).FindAll(out, -1) {
+		t.Logf("ab -k: %s", l)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m[200] != 1000 {
