@@ -104,7 +104,7 @@ type parts struct {
 type Daemon struct {
 	cfg     Config
 	p       parts
-	traffic *web.Traffic
+	traffic *web.Server
 	admin   *web.Server
 }
 

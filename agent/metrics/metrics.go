@@ -328,10 +328,11 @@ func (m *Metrics) ObserveNotification(sink, phase, result string, took time.Dura
 }
 
 // HTTP returns the traffic listener's counters, resolved once so that the hot
-// path does no label lookups.
+// path does no label lookups. Malformed requests (400, 431) are answered by
+// net/http before the handler and are not counted.
 func (m *Metrics) HTTP() HTTPMetrics {
 	h := HTTPMetrics{InFlight: m.httpInFlight, codes: map[int]prometheus.Counter{}}
-	for _, c := range []int{200, 400, 404, 405, 503} {
+	for _, c := range []int{200, 404, 405, 503} {
 		h.codes[c] = m.httpRequests.WithLabelValues(strconv.Itoa(c))
 	}
 	h.other = m.httpRequests.WithLabelValues("other")

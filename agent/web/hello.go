@@ -1,6 +1,6 @@
 // Package web serves the traffic listener (the hello page and the load
-// balancer's health check) and the admin listener (metrics), each on its own
-// listener with its own mux.
+// balancer's health check, answered by Hello) and the admin listener (metrics,
+// answered by Admin's mux), each a net/http Server on its own port.
 package web
 
 import (
@@ -21,11 +21,9 @@ type Gauge interface {
 	Dec()
 }
 
-// page is what the traffic listener answers, prepared once per instance id so
-// the hot path only copies bytes.
+// page is what the traffic listener answers on /, prepared once per instance id.
 type page struct {
 	hello []byte
-	head  []byte // status line and fixed headers of the 200 hello answer
 }
 
 // Readiness states, in the order they win: a starting agent is not ready
@@ -98,12 +96,16 @@ func (h *Hello) ServeHelloPage(on bool) { h.noHello.Store(!on) }
 // SetInstanceID makes the page answer and readiness pass (unless draining).
 func (h *Hello) SetInstanceID(id string) {
 	body := []byte("hello from " + id + "\n")
-	n := strconv.Itoa(len(body))
-	head := "HTTP/1.1 200 OK\r\nContent-Length: " + n + "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
-	h.change(func() { h.page.Store(&page{hello: body, head: []byte(head)}) })
+	h.change(func() { h.page.Store(&page{hello: body}) })
 }
 
-// SetDraining fails readiness from now on and closes connections after each response.
+// SetDraining fails readiness from now on and closes connections after each
+// response: every answer carries Connection: close, which net/http honours.
+// Idle keep-alive connections are not closed at once (as
+// http.Server.SetKeepAlivesEnabled(false) would): a load balancer may be
+// sending a request on one until it sees readiness fail, and would get a
+// reset instead of an answer. They close on their next answer, on their idle
+// timeout, or at Shutdown.
 func (h *Hello) SetDraining() { h.change(func() { h.draining.Store(true) }) }
 
 // SetServing ends a drain: readiness follows the page and the application
@@ -206,7 +208,7 @@ const (
 	routeHealth
 )
 
-// route decides the status and body of a request; both servers use it.
+// route decides the status and body of a request.
 func (h *Hello) route(route int, methodOK, draining bool) (int, []byte) {
 	if route == routeNotFound || (route == routeHello && h.noHello.Load()) {
 		return http.StatusNotFound, bodyNotFound

@@ -242,7 +242,7 @@ func TestServerLimits(t *testing.T) {
 		t.Errorf("ReadHeaderTimeout %s out of (0, ReadTimeout %s]", web.ReadHeaderTimeout, web.ReadTimeout)
 	}
 	l := web.DefaultLimits()
-	if l.IdleTimeout != web.IdleTimeout || l.ReadHeaderTimeout != web.ReadHeaderTimeout || l.WriteTimeout != web.WriteTimeout || l.MaxHeaderBytes != web.MaxHeaderBytes {
+	if l.IdleTimeout != web.IdleTimeout || l.ReadHeaderTimeout != web.ReadHeaderTimeout || l.ReadTimeout != web.ReadTimeout || l.WriteTimeout != web.WriteTimeout || l.MaxHeaderBytes != web.MaxHeaderBytes {
 		t.Errorf("DefaultLimits() = %+v differs from the constants", l)
 	}
 }

@@ -3,9 +3,7 @@ package web
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,8 +28,7 @@ func (s *states) list() []string {
 }
 
 // TestSidecarReadinessFollowsTheApplication walks a sidecar through its life
-// and asks both servers (the purpose-built loop and net/http with the same
-// Hello) what / and /healthz answer at each step.
+// and asks the traffic listener what / and /healthz answer at each step.
 func TestSidecarReadinessFollowsTheApplication(t *testing.T) {
 	for _, hello := range []bool{true, false} {
 		name := "hello page on"
@@ -55,8 +52,6 @@ func TestSidecarReadinessFollowsTheApplication(t *testing.T) {
 				defer cancel()
 				_ = tr.Shutdown(ctx)
 			})
-			ref := httptest.NewServer(h)
-			defer ref.Close()
 
 			page := func(code int, b string) (int, string) {
 				if !hello {
@@ -64,7 +59,6 @@ func TestSidecarReadinessFollowsTheApplication(t *testing.T) {
 				}
 				return code, b
 			}
-			helloBody := "hello from " + testID + "\n"
 			steps := []struct {
 				name       string
 				do         func()
@@ -89,19 +83,17 @@ func TestSidecarReadinessFollowsTheApplication(t *testing.T) {
 				if h.Ready() != s.ready {
 					t.Errorf("%s: Ready() %v, want %v", s.name, h.Ready(), s.ready)
 				}
-				for _, srv := range []struct{ name, addr string }{{"traffic", tr.Addr().String()}, {"net/http", strings.TrimPrefix(ref.URL, "http://")}} {
-					for _, q := range []struct {
-						path string
-						code int
-						body string
-					}{{"/healthz", s.healthCode, s.healthBody}, {"/", s.pageCode, s.pageBody}} {
-						rs := responses(t, roundTrip(t, srv.addr, "GET "+q.path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), false)
-						if len(rs) != 1 {
-							t.Fatalf("%s: %s GET %s: %d responses", s.name, srv.name, q.path, len(rs))
-						}
-						if got, b := rs[0].StatusCode, body(rs[0]); got != q.code || b != q.body {
-							t.Errorf("%s: %s GET %s: %d %q, want %d %q", s.name, srv.name, q.path, got, b, q.code, q.body)
-						}
+				for _, q := range []struct {
+					path string
+					code int
+					body string
+				}{{"/healthz", s.healthCode, s.healthBody}, {"/", s.pageCode, s.pageBody}} {
+					rs := responses(t, roundTrip(t, tr.Addr().String(), "GET "+q.path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), false)
+					if len(rs) != 1 {
+						t.Fatalf("%s: GET %s: %d responses", s.name, q.path, len(rs))
+					}
+					if got, b := rs[0].StatusCode, body(rs[0]); got != q.code || b != q.body {
+						t.Errorf("%s: GET %s: %d %q, want %d %q", s.name, q.path, got, b, q.code, q.body)
 					}
 				}
 			}

@@ -91,6 +91,7 @@ func run() int {
 			logf("bench: hello: %v", err)
 			return 1
 		}
+		logf("%s", r.helloTarget())
 	}
 	if slices.Contains(sections, "bootstrap") {
 		logf("bootstrap against moto")
@@ -248,6 +249,31 @@ func (r *report) footprint(bin, dir string, logf func(string, ...any)) error {
 	return nil
 }
 
+// helloMedians returns the median throughput and p99 of one cell.
+func (r *report) helloMedians(peer string, conns int) (rps, p99 float64) {
+	for _, row := range r.helloRows {
+		if row.peer == peer && row.conns == conns {
+			return stats(row.runs, func(x testbed.WrkResult) float64 { return x.RPS })[1], stats(row.runs, func(x testbed.WrkResult) float64 { return float64(x.P99) })[1]
+		}
+	}
+	return 0, 0
+}
+
+// helloTarget says whether the hello page met its target: at least twice
+// Apache httpd's throughput (the workshop's server) at 32 connections, with
+// nginx's ratio beside it for reference.
+func (r *report) helloTarget() string {
+	const conns, want = 32, 2.0
+	a, _ := r.helloMedians("spot-agent", conns)
+	h, _ := r.helloMedians("httpd", conns)
+	n, _ := r.helloMedians("nginx", conns)
+	verdict := "met"
+	if a < want*h {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("Target: throughput ≥ %.0f × Apache httpd at %d connections: **%s** (%.2f ×; nginx: %.2f ×).", want, conns, verdict, a/h, a/n)
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -286,20 +312,12 @@ func (r *report) markdown() string {
 		}
 		w("\nRatios of medians (spot-agent ÷ contender):\n\n| conns | throughput ÷ nginx | throughput ÷ httpd | p99 ÷ nginx | p99 ÷ httpd |\n|---|---|---|---|---|\n")
 		for _, conns := range []int{1, 32, 256} {
-			get := func(name string) (float64, float64) {
-				for _, row := range r.helloRows {
-					if row.peer == name && row.conns == conns {
-						return stats(row.runs, func(x testbed.WrkResult) float64 { return x.RPS })[1], stats(row.runs, func(x testbed.WrkResult) float64 { return float64(x.P99) })[1]
-					}
-				}
-				return 0, 0
-			}
-			a, ap := get("spot-agent")
-			n, np := get("nginx")
-			h, hp := get("httpd")
+			a, ap := r.helloMedians("spot-agent", conns)
+			n, np := r.helloMedians("nginx", conns)
+			h, hp := r.helloMedians("httpd", conns)
 			w("| %d | %.2f | %.2f | %.2f | %.2f |\n", conns, a/n, a/h, ap/np, ap/hp)
 		}
-		w("\nTargets: ≥ 1.0 × nginx and ≥ 2 × httpd in throughput, p99 no worse than nginx.\n\n")
+		w("\n%s\n\n", r.helloTarget())
 	}
 	if len(r.foot) > 0 {
 		w("## Footprint\n\n")
@@ -339,15 +357,15 @@ func (r *report) markdown() string {
 const notes = `
 ## Reading these numbers
 
-- **Hello page.** net/http reached about 0.7 × nginx here. Profiled under wrk, 57 % of its CPU was the read
-  and write system calls (as for any server) and most of the rest net/http's per-request machinery: header
-  maps, textproto, the background-read goroutine it starts after every request. The traffic listener is
-  therefore a purpose-built HTTP/1.1 loop (agent/web/traffic.go), checked against net/http serving the same
-  handler. Its throughput and median latency beat nginx; its p99 at 32 and 256 connections does not: on
-  two cores shared with wrk, both saturated, some goroutines whose data is ready wait for Go's scheduler to
-  poll the network (a Go runtime property: a raw accept-read-write loop shows the same ~6–8 ms tail; yielding
-  after each response, or one P instead of two, did not change it). At one connection Apache's thread,
-  blocked in read(2) directly, answers faster than either event loop.
+- **Hello page.** The traffic port is net/http, the server every Go maintainer already knows (agent/web adds
+  only an accept loop that outlives accept errors and a shutdown that answers requests already begun). Profiled
+  under wrk, most of its CPU outside the read and write system calls is net/http's per-request machinery: header
+  maps, textproto, the background-read goroutine it starts after every request; that is why it stays below
+  nginx. A hand-written HTTP/1.1 loop that beat nginx was removed: no user needs that throughput (a target
+  behind a load balancer sees about 100 requests a minute, and beside an application the port answers only
+  /healthz), and real clients found defects in it. The target is therefore twice the throughput of Apache httpd,
+  the workshop's server, at 32 connections. On two cores shared with wrk, both saturated, the p99 depends on
+  when Go's scheduler polls the network more than on the server's code.
 - **Idle CPU.** The cost is the polling: each metadata read wakes the process several times (timer,
   network poller, threads), and on this VM a bare Go HTTP client polling 5 times a second already uses
   about 0.27 % of a core. The default poll interval (200 ms) is set by the reaction target (p99 ≤ 300 ms);
