@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // DefaultContentType is the webhook body's Content-Type unless told otherwise:
@@ -47,8 +49,13 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Temporary reports whether the answer may change by itself: 408, 425, 429, 5xx.
-func (e *StatusError) Temporary() bool {
+// HTTPStatusCode is the answer's status, for the retry classifiers: a 429 is throttling.
+func (e *StatusError) HTTPStatusCode() int { return e.Code }
+
+// RetryableError reports whether the answer may change by itself (408, 425,
+// 429, 5xx): the AWS SDK's interface for an error that knows, which
+// agent/retry consults first.
+func (e *StatusError) RetryableError() bool {
 	switch e.Code {
 	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
 		return true
@@ -78,11 +85,11 @@ func (w *Webhook) Render(e Event) ([]byte, error) {
 func (w *Webhook) Send(ctx context.Context, e Event) error {
 	body, err := w.Render(e)
 	if err != nil {
-		return &permanentError{err}
+		return retry.Stop(err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return &permanentError{redact(err)}
+		return retry.Stop(redact(err))
 	}
 	ct := w.ContentType
 	if ct == "" {
