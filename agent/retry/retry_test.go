@@ -134,7 +134,7 @@ func TestDoStopsWhenItsContextEnds(t *testing.T) {
 		// Cancelled during a wait: Do returns then, not at the end of the wait.
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(50*time.Millisecond, cancel)
-		op, at := failing(throttling)
+		op, _ := failing(throttling)
 		start := time.Now()
 		n, err := retry.Policy{ThrottleBase: time.Hour, ThrottleCap: time.Hour}.Do(ctx, op)
 		if n != 1 || err != throttling || time.Since(start) != 50*time.Millisecond {
@@ -144,7 +144,7 @@ func TestDoStopsWhenItsContextEnds(t *testing.T) {
 		// A deadline: no wait is started that would end past it.
 		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		op, at = failing(unavailable)
+		op, at := failing(unavailable)
 		start = time.Now()
 		n, err = retry.Policy{Base: 100 * time.Millisecond, Cap: time.Second}.Do(ctx, op)
 		took := time.Since(start)
