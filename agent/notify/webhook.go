@@ -3,7 +3,6 @@ package notify
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,17 +14,14 @@ import (
 )
 
 // DefaultContentType is the webhook body's Content-Type unless told otherwise:
-// the event as JSON, and what Slack, Teams and most chat webhooks expect of a
-// template too.
+// the event as JSON, what Slack and Teams take, and --notify-body's default.
 const DefaultContentType = "application/json"
 
-// Webhook POSTs an event to a URL: the event as JSON, or what Template makes of it.
+// Webhook POSTs an event to a URL, in its Format.
 type Webhook struct {
 	URL string
-	// Template renders the body; nil sends the event as JSON.
-	Template *Template
-	// ContentType of the body; DefaultContentType when empty.
-	ContentType string
+	// Format makes the body; the zero Format sends the event as JSON.
+	Format Format
 	// Client makes the requests; nil means one that follows no redirect
 	// (a redirected POST would reach its target as a GET without a body).
 	Client *http.Client
@@ -68,22 +64,10 @@ var noRedirects = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// Render is the body Send posts for e.
-func (w *Webhook) Render(e Event) ([]byte, error) {
-	if w.Template == nil {
-		return json.Marshal(e)
-	}
-	var b bytes.Buffer
-	if err := w.Template.Execute(&b, e); err != nil {
-		return nil, fmt.Errorf("render --notify-template: %w", err)
-	}
-	return b.Bytes(), nil
-}
-
 // Send posts e once. The event id goes in Idempotency-Key, the same on every
 // retry, so that a receiver can drop duplicates.
 func (w *Webhook) Send(ctx context.Context, e Event) error {
-	body, err := w.Render(e)
+	body, err := w.Format.Render(e)
 	if err != nil {
 		return retry.Stop(err)
 	}
@@ -91,7 +75,7 @@ func (w *Webhook) Send(ctx context.Context, e Event) error {
 	if err != nil {
 		return retry.Stop(redact(err))
 	}
-	ct := w.ContentType
+	ct := w.Format.ContentType
 	if ct == "" {
 		ct = DefaultContentType
 	}
