@@ -177,7 +177,7 @@ func TestParseEnvFileFollowsSystemd(t *testing.T) {
 var trickyValues = map[string]string{
 	"SPOT_AGENT_ON_DRAIN_EXEC":      `systemctl stop nginx`,
 	"SPOT_AGENT_ON_DRAIN_DONE_EXEC": `sh -c 'nginx -s quit; sleep 5' && logger -t app "drained: it's over"`,
-	"SPOT_AGENT_NOTIFY_TEMPLATE":    `{"text": "{{.InstanceID}} leaves # now ; \\o/ \n"}`,
+	"SPOT_AGENT_NOTIFY_BODY":        `{"text": "${instance_id} leaves # now ; \\o/ \n"}`,
 	"SPOT_AGENT_TAG_KEY":            `  leading and trailing spaces  `,
 	"SPOT_AGENT_DRAIN_ON":           `a=b=c`,
 	"SPOT_AGENT_LOG_LEVEL":          `ends with a backslash \`,

@@ -279,7 +279,7 @@ func TestCombinedScriptArrivesAsAShellScriptBeforeTheAgentsInstall(t *testing.T)
 func TestNonASCIIUserDataReachesCloudInitIntact(t *testing.T) {
 	user := "#cloud-config\nruncmd:\n  - echo \"café ✓ 日本\"\nfinal_message: \"prêt\"\n"
 	c := Config{Distribution: Debian, PackageURL: "https://example.com/a.deb", UserData: []byte(user),
-		Env: map[string]string{"SPOT_AGENT_NOTIFY_TEMPLATE": `{"text": "✓ {{.Summary}}"}`}}
+		Env: map[string]string{"SPOT_AGENT_NOTIFY_BODY": `{"text": "✓ ${summary}"}`}}
 	out, err := Render(c)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestNonASCIIUserDataReachesCloudInitIntact(t *testing.T) {
 		t.Errorf("merged: runcmd %q, final_message %v", runcmd, cfg["final_message"])
 	}
 	_, content := writeFilesOf(cfg)
-	if !strings.Contains(content["/etc/default/spot-agent"], `SPOT_AGENT_NOTIFY_TEMPLATE="{\"text\": \"✓ {{.Summary}}\"}"`) {
+	if !strings.Contains(content["/etc/default/spot-agent"], `SPOT_AGENT_NOTIFY_BODY="{\"text\": \"✓ \${summary}\"}"`) {
 		t.Errorf("settings file:\n%s", content["/etc/default/spot-agent"])
 	}
 }

@@ -410,7 +410,7 @@ func TestBootstrapRefusesABadUserDataFileBeforeAnyAPICall(t *testing.T) {
 		}, "user-data-file", "over EC2's 16384-byte limit"},
 		{"too many settings", "#!/bin/sh\n", func(c *bootstrap.Config) {
 			// The agent's part alone is too big: the settings are to blame.
-			c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_TEMPLATE": strings.Repeat("x", 16000)}
+			c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_BODY": strings.Repeat("x", 16000)}
 		}, "agent-env", "the launch template's user-data would be "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,7 +43,7 @@ func DefaultConfig() Config {
 		ExitMargin:         10 * time.Second,
 		LifecycleHookTag:   "spot-agent:lifecycle-hook",
 		LifecycleHeartbeat: 30 * time.Second,
-		Notify:             notify.Options{ContentType: notify.DefaultContentType, Timeout: notify.DefaultTimeout},
+		Notify:             notify.Options{Format: notify.FormatJSON, Timeout: notify.DefaultTimeout},
 		Hello:              true,
 		AppHealthInterval:  2 * time.Second,
 		AppHealthTimeout:   time.Second,
@@ -87,7 +87,7 @@ type Config struct {
 	// so that the next start puts it back; empty: nothing is kept.
 	StateDir string
 
-	Notify notify.Options // --notify-*: who is told that a notice was seen and how the drain ended
+	Notify notify.Options // --notify-*: who is told that a notice was seen and how the drain ended, and in which format
 
 	// Beside an application.
 	Hello              bool          // serve the hello page on / (false: only /healthz)

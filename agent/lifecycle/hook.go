@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/aws/smithy-go"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // API is the part of the Auto Scaling API this package calls.
@@ -98,33 +98,20 @@ func (c *Completer) Complete(ctx context.Context, h Hook) error {
 		InstanceId:            aws.String(h.InstanceID),
 		LifecycleActionResult: aws.String("CONTINUE"),
 	}
-	for attempt := 0; ; attempt++ {
+	p := retry.Policy{OnRetry: func(attempt int, err error, _ time.Duration) {
+		c.Log.Warn("lifecycle completion retrying", "attempt", attempt, "err", err)
+	}}
+	attempts, err := p.Do(ctx, func() error {
 		start := time.Now()
 		_, err := c.API.CompleteLifecycleAction(ctx, in)
 		c.Observer.ObserveAPI("autoscaling:CompleteLifecycleAction", err, time.Since(start))
-		if err == nil {
-			c.Observer.ObserveLifecycle("complete", "success")
-			c.Log.Info("lifecycle action completed", "group", h.Group, "hook", h.Name, "attempts", attempt+1)
-			return nil
-		}
-		var ae smithy.APIError
-		permanent := errors.As(err, &ae) && (ae.ErrorCode() == "ValidationError" || ae.ErrorCode() == "AccessDenied")
-		if permanent || !wait(ctx, attempt) {
-			c.Observer.ObserveLifecycle("complete", "error")
-			return fmt.Errorf("autoscaling:CompleteLifecycleAction %s/%s: %w", h.Group, h.Name, err)
-		}
-		c.Log.Warn("lifecycle completion retrying", "attempt", attempt+1, "err", err)
+		return err
+	})
+	if err != nil {
+		c.Observer.ObserveLifecycle("complete", "error")
+		return fmt.Errorf("autoscaling:CompleteLifecycleAction %s/%s: %w", h.Group, h.Name, err)
 	}
-}
-
-func wait(ctx context.Context, attempt int) bool {
-	ceiling := min(3*time.Second, 100*time.Millisecond<<min(attempt, 5))
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(ceiling)) + 1))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	c.Observer.ObserveLifecycle("complete", "success")
+	c.Log.Info("lifecycle action completed", "group", h.Group, "hook", h.Name, "attempts", attempts)
+	return nil
 }

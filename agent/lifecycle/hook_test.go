@@ -3,7 +3,10 @@ package lifecycle_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +82,31 @@ func TestCompleteRetriesServerErrors(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "lifecycle completion retrying") {
 		t.Fatalf("retries not logged:\n%s", logs)
+	}
+}
+
+// When the ASG no longer waits for this instance (the hook timed out, or the
+// action was completed elsewhere), Auto Scaling answers 400 ValidationError:
+// retrying cannot help. testbed.AutoScaling never answers it for a complete
+// hook, so this server speaks the query protocol's error itself.
+func TestCompleteStopsAtOnceWhenNoActionIsWaiting(t *testing.T) {
+	calls := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		calls <- r.PostForm.Get("Action")
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>No active Lifecycle Action found with instance ID i-0123456789abcdef0</Message></Error><RequestId>r</RequestId></ErrorResponse>`)
+	}))
+	t.Cleanup(srv.Close)
+	obs := &observer{calls: map[string]int{}}
+	c := &lifecycle.Completer{API: client(srv.URL), Observer: obs, Log: slog.New(slog.DiscardHandler)}
+	err := c.Complete(context.Background(), hook)
+	if err == nil || !strings.Contains(err.Error(), "No active Lifecycle Action") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := len(calls); n != 1 || obs.get("complete error") != 1 {
+		t.Fatalf("%d calls, observed %v; want one call, counted as an error", n, obs.calls)
 	}
 }
 

@@ -12,6 +12,7 @@ package notify
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,8 @@ const (
 )
 
 // Event is what a notification says. Its JSON form is the webhook's default
-// body and the SNS message; a webhook template gets it as its data.
+// body (--notify-format json) and the SNS message; Fields flattens it for the
+// placeholders of --notify-body.
 type Event struct {
 	// ID is the same for every delivery attempt of one event, so a receiver
 	// can drop the duplicates that retries may cause.
@@ -172,6 +174,56 @@ func (e Event) Summary() string {
 		b.WriteString(" [dry run]")
 	}
 	return b.String()
+}
+
+// String is the outcome in words: "ARN success after 1 attempt", and the
+// error after a colon.
+func (o Outcome) String() string {
+	var b strings.Builder
+	if o.TargetGroup != "" {
+		b.WriteString(o.TargetGroup + " ")
+	}
+	b.WriteString(o.Result)
+	if o.Attempts > 0 {
+		fmt.Fprintf(&b, " after %d attempt", o.Attempts)
+		if o.Attempts > 1 {
+			b.WriteString("s")
+		}
+	}
+	if o.Error != "" {
+		b.WriteString(": " + o.Error)
+	}
+	return b.String()
+}
+
+// Fields is the event as flat text, for the ${field} placeholders of
+// --notify-body: the JSON form's keys, each value a string (times in UTC
+// RFC 3339, empty when unknown; booleans true or false), and
+//   - target_groups: the ARNs, comma-separated (as SPOT_AGENT_TARGET_GROUPS);
+//   - outcomes: each group's Outcome.String, separated by "; " (drained only);
+//   - failed: whether a group may still route here (Failed);
+//   - summary: the one line of Summary.
+func (e Event) Fields() map[string]string {
+	outcomes := make([]string, len(e.Outcomes))
+	for i, o := range e.Outcomes {
+		outcomes[i] = o.String()
+	}
+	return map[string]string{
+		"id": e.ID, "phase": string(e.Phase),
+		"instance_id": e.InstanceID, "instance_type": e.InstanceType, "availability_zone": e.AvailabilityZone, "region": e.Region,
+		"kind": e.Kind, "action": e.Action, "reason": e.Reason, "stale": strconv.FormatBool(e.Stale),
+		"notice_time": timeField(e.NoticeTime), "seen": timeField(e.Seen), "deadline": timeField(e.Deadline),
+		"exit_by": timeField(e.ExitBy), "time": timeField(e.Time),
+		"target_groups": strings.Join(e.TargetGroups, ","), "outcomes": strings.Join(outcomes, "; "),
+		"failed": strconv.FormatBool(e.Failed()), "dry_run": strconv.FormatBool(e.DryRun), "summary": e.Summary(),
+	}
+}
+
+func timeField(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func orUnknown(s string) string {

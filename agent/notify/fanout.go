@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/smithy-go"
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // Bounds of a delivery. The defaults keep a phase's notifications well inside
@@ -23,8 +20,6 @@ const (
 	// DefaultAttemptTimeout bounds one attempt, so that a receiver that hangs
 	// once still leaves time for another try.
 	DefaultAttemptTimeout = 2 * time.Second
-	backoffBase           = 100 * time.Millisecond
-	backoffCap            = time.Second
 )
 
 // Results of one delivery, as metric labels.
@@ -221,37 +216,19 @@ func (f *Fanout) Send(ctx context.Context, e Event) error {
 var errBound = errors.New("notification bound reached")
 
 // deliver tries one sink until it succeeds, refuses for good, or the bound
-// leaves no room for another try.
+// leaves no room for another try. Waits are short (a bound is a few seconds):
+// up to 1 s, 2 s after a 429 or SNS throttling.
 func (f *Fanout) deliver(ctx context.Context, s Sender, e Event) (attempts int, err error) {
-	for attempt := 0; ; attempt++ {
+	p := retry.Policy{Cap: time.Second, ThrottleCap: 2 * time.Second}
+	attempts, err = p.Do(ctx, func() error {
 		actx, cancel := context.WithTimeout(ctx, orDefault(f.AttemptTimeout, DefaultAttemptTimeout))
-		err = s.Send(actx, e)
-		cancel()
-		if err == nil {
-			return attempt + 1, nil
-		}
-		if ctx.Err() != nil {
-			return attempt + 1, fmt.Errorf("%w: %w", errBound, err)
-		}
-		if !retryable(err) {
-			return attempt + 1, &permanentError{err}
-		}
-		ceiling := backoffCap
-		if attempt < 16 {
-			ceiling = min(backoffCap, backoffBase<<attempt)
-		}
-		wait := time.Duration(rand.Int64N(int64(ceiling)) + 1)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return attempt + 1, err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return attempt + 1, err
-		case <-t.C:
-		}
+		defer cancel()
+		return s.Send(actx, e)
+	})
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", errBound, err)
 	}
+	return attempts, err
 }
 
 func (f *Fanout) report(sink string, e Event, attempts int, err error, took time.Duration) error {
@@ -273,46 +250,15 @@ func (f *Fanout) report(sink string, e Event, attempts int, err error, took time
 }
 
 func resultOf(err error) string {
-	var p *permanentError
 	switch {
 	case err == nil:
 		return ResultSuccess
 	case errors.Is(err, errBound):
 		return ResultTimeout
-	case errors.As(err, &p):
+	case retry.Permanent(err):
 		return ResultRejected
 	}
 	return ResultError
-}
-
-// permanentError is a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (p *permanentError) Error() string { return p.err.Error() }
-func (p *permanentError) Unwrap() error { return p.err }
-
-// retryable says whether another attempt may succeed. The bound is checked
-// before: a deadline here is the attempt's own timeout.
-func retryable(err error) bool {
-	var p *permanentError
-	var s *StatusError
-	var ae smithy.APIError
-	switch {
-	case errors.As(err, &p):
-		return false
-	case errors.Is(err, context.DeadlineExceeded):
-		return true
-	case errors.Is(err, context.Canceled):
-		return false
-	case errors.As(err, &s):
-		return s.Temporary()
-	case errors.As(err, &ae):
-		// Throttling and 5xx are retried; permissions, a missing topic,
-		// validation are not.
-		return ae.ErrorFault() == smithy.FaultServer ||
-			retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
-	}
-	return true // the network: refused, reset, DNS
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -10,32 +10,38 @@ import (
 	"testing"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
-func TestRetryable(t *testing.T) {
+// What each sink's errors mean to agent/retry: the answers a webhook or SNS
+// gives that may change are retried, the others are not.
+func TestSinkErrorsAreClassified(t *testing.T) {
 	refused := &url.Error{Op: "Post", URL: "http://127.0.0.1:1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
 	for _, tc := range []struct {
-		name string
-		err  error
-		want bool
+		name      string
+		err       error
+		permanent bool
 	}{
-		{"a 500 may pass", &StatusError{Code: 500}, true},
-		{"a 429 asks to come back later", &StatusError{Code: 429}, true},
-		{"a 403 will not change", &StatusError{Code: 403}, false},
-		{"a refused connection may be a restart", refused, true},
-		{"an attempt's own timeout is worth another try", fmt.Errorf("post: %w", context.DeadlineExceeded), true},
-		{"a cancel is final", context.Canceled, false},
-		{"SNS throttling is retried", &smithy.GenericAPIError{Code: "Throttling", Fault: smithy.FaultClient}, true},
-		{"an SNS 5xx code is retried", &smithy.GenericAPIError{Code: "InternalError", Fault: smithy.FaultServer}, true},
-		{"a missing topic is not", &smithy.GenericAPIError{Code: "NotFound", Fault: smithy.FaultClient}, false},
-		{"no permission is not", &smithy.GenericAPIError{Code: "AuthorizationError", Fault: smithy.FaultClient}, false},
-		{"a bad template is not", &permanentError{errors.New("render")}, false},
+		{"a 500 may pass", &StatusError{Code: 500}, false},
+		{"a 429 asks to come back later", &StatusError{Code: 429}, false},
+		{"a 408 is the receiver's own timeout", &StatusError{Code: 408}, false},
+		{"a 403 will not change", &StatusError{Code: 403}, true},
+		{"a redirect is not followed", &StatusError{Code: 302}, true},
+		{"a refused connection may be a restart", refused, false},
+		{"an attempt's own timeout is worth another try", fmt.Errorf("post: %w", context.DeadlineExceeded), false},
+		{"SNS throttling is retried", &smithy.GenericAPIError{Code: "Throttling", Fault: smithy.FaultClient}, false},
+		{"a missing topic is not", &smithy.GenericAPIError{Code: "NotFound", Fault: smithy.FaultClient}, true},
+		{"no permission is not", &smithy.GenericAPIError{Code: "AuthorizationError", Fault: smithy.FaultClient}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := retryable(tc.err); got != tc.want {
-				t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+			if got := retry.Permanent(tc.err); got != tc.permanent {
+				t.Errorf("retry.Permanent(%v) = %v, want %v", tc.err, got, tc.permanent)
 			}
 		})
+	}
+	if got := retry.Throttled(&StatusError{Code: 429}); !got {
+		t.Error("a 429 is not taken for throttling")
 	}
 }
 

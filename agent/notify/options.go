@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"mime"
@@ -20,10 +19,13 @@ import (
 type Options struct {
 	// Webhook is the URL to POST to; empty: no webhook.
 	Webhook string
-	// Template renders the webhook body: a file, or the template itself when
-	// it contains "{{". Empty: the event as JSON.
-	Template string
-	// ContentType of the webhook body; DefaultContentType when empty.
+	// Format names the webhook body's built-in format (Formats); empty is FormatJSON.
+	Format string
+	// Body is the webhook body for any other receiver, instead of a format: a
+	// file, or the body itself when it contains "${" (ParseBody).
+	Body string
+	// ContentType of a json or Body webhook body; DefaultContentType when
+	// empty. The other formats have their own.
 	ContentType string
 	// SNSTopicARN is the topic to publish to; empty: no SNS.
 	SNSTopicARN string
@@ -38,7 +40,7 @@ type Options struct {
 }
 
 // OptionError is one problem with Options; Option is the flag's name without
-// its "notify-" prefix (webhook, template, content-type, sns-topic, timeout).
+// its "notify-" prefix (webhook, format, body, content-type, sns-topic, timeout).
 type OptionError struct {
 	Option  string
 	Problem string
@@ -46,10 +48,9 @@ type OptionError struct {
 
 func (e *OptionError) Error() string { return "--notify-" + e.Option + ": " + e.Problem }
 
-// Validate returns every problem, so that a bad template stops the agent at
-// start rather than at its first interruption: a template is tried on a
-// sample event of each phase, every branch taken (ParseTemplate), then
-// rendered with them, and must give valid JSON when the content type is JSON.
+// Validate returns every problem, so that a bad body stops the agent at start
+// rather than at its first interruption (ParseBody tries it on a sample event
+// of each phase).
 func (o Options) Validate() []*OptionError {
 	var errs []*OptionError
 	bad := func(opt, format string, args ...any) {
@@ -61,33 +62,8 @@ func (o Options) Validate() []*OptionError {
 			bad("webhook", "%s is not an http:// or https:// URL", Redacted(o.Webhook))
 		}
 	}
-	ct := o.ContentType
-	if ct == "" {
-		ct = DefaultContentType
-	}
-	mediaType, _, err := mime.ParseMediaType(ct)
-	if err != nil || !strings.Contains(mediaType, "/") {
-		bad("content-type", "%q is not a media type like application/json", ct)
-	}
-	if o.Template != "" {
-		if o.Webhook == "" {
-			bad("template", "is only used with --notify-webhook")
-		}
-		if t, err := ParseTemplate(o.Template); err != nil {
-			bad("template", "%v", err)
-		} else {
-			for _, p := range []Phase{PhaseDetected, PhaseDrained} {
-				body, err := (&Webhook{Template: t}).Render(SampleEvent(p))
-				if err != nil {
-					bad("template", "fails on a sample %s event: %v", p, err)
-					break
-				}
-				if isJSON(mediaType) && !json.Valid(body) {
-					bad("template", "gives invalid JSON for a sample %s event (content type %s); use {{json .Field}} for strings:\n%s", p, ct, body)
-					break
-				}
-			}
-		}
+	if _, err := o.webhookFormat(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.SNSTopicARN != "" {
 		if _, err := CheckTopicARN(o.SNSTopicARN); err != nil {
@@ -100,8 +76,41 @@ func (o Options) Validate() []*OptionError {
 	return errs
 }
 
-func isJSON(mediaType string) bool {
-	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
+// webhookFormat is the Format o gives the webhook.
+func (o Options) webhookFormat() (Format, *OptionError) {
+	bad := func(opt, format string, args ...any) (Format, *OptionError) {
+		return Format{}, &OptionError{Option: opt, Problem: fmt.Sprintf(format, args...)}
+	}
+	custom := o.Format != "" && o.Format != FormatJSON
+	switch {
+	case o.Body != "" && o.Webhook == "":
+		return bad("body", "is only used with --notify-webhook")
+	case custom && o.Webhook == "":
+		return bad("format", "is only used with --notify-webhook")
+	case o.Body != "" && custom:
+		return bad("body", "replaces --notify-format %s: give one of them", o.Format)
+	case o.ContentType != "" && custom:
+		return bad("content-type", "is for --notify-format json and --notify-body; --notify-format %s has its own", o.Format)
+	}
+	ct := o.ContentType
+	if ct == "" {
+		ct = DefaultContentType
+	}
+	if mediaType, _, err := mime.ParseMediaType(ct); err != nil || !strings.Contains(mediaType, "/") {
+		return bad("content-type", "%q is not a media type like application/json", ct)
+	}
+	if o.Body != "" {
+		f, err := ParseBody(o.Body, ct)
+		if err != nil {
+			return bad("body", "%v", err)
+		}
+		return f, nil
+	}
+	f, err := NamedFormat(o.Format, o.ContentType)
+	if err != nil {
+		return bad("format", "%v", err)
+	}
+	return f, nil
 }
 
 // New builds the sinks o asks for. With none it returns an empty Fanout, whose
@@ -116,14 +125,11 @@ func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanou
 	}
 	f := &Fanout{Timeout: o.Timeout, DryRun: o.DryRun, Observer: obs, Log: log}
 	if o.Webhook != "" {
-		w := &Webhook{URL: o.Webhook, ContentType: o.ContentType}
-		if o.Template != "" {
-			t, err := ParseTemplate(o.Template)
-			if err != nil {
-				return nil, err
-			}
-			w.Template = t
+		format, oerr := o.webhookFormat()
+		if oerr != nil {
+			return nil, oerr
 		}
+		w := &Webhook{URL: o.Webhook, Format: format}
 		f.Sinks = append(f.Sinks, Sink{Name: "webhook", Sender: w})
 	}
 	if o.SNSTopicARN != "" {
@@ -165,7 +171,7 @@ func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanou
 }
 
 // SampleEvent is a made-up event of phase p with every field set, to try a
-// template on.
+// body on.
 func SampleEvent(p Phase) Event {
 	seen := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	e := Event{

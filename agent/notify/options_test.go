@@ -13,12 +13,13 @@ import (
 
 func TestOptionsValidate(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "body.tmpl")
-	if err := os.WriteFile(file, []byte(`{"text": {{json .Summary}}}`), 0o600); err != nil {
+	file := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(file, []byte(`{"text": "${summary}", "instance": "${instance_id}"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	const hook = "https://hooks.example.com/services/T0/B0/secret"
 	const topic = "arn:aws:sns:eu-west-1:123456789012:spot-interruptions"
+	const fields = "action, availability_zone, deadline, dry_run, exit_by, failed, id, instance_id, instance_type, kind, notice_time, outcomes, phase, reason, region, seen, stale, summary, target_groups, time"
 	for _, tc := range []struct {
 		name string
 		o    notify.Options
@@ -26,33 +27,43 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{"nothing configured is fine", notify.Options{}, nil},
 		{"a webhook and a topic are fine", notify.Options{Webhook: hook, SNSTopicARN: topic, Timeout: 5 * time.Second}, nil},
-		{"a template file is fine", notify.Options{Webhook: hook, Template: file}, nil},
-		{"the Slack example is fine", notify.Options{Webhook: hook, Template: "../../packaging/notify/slack.json.tmpl"}, nil},
-		{"an inline text template with its content type is fine", notify.Options{Webhook: hook, Template: "{{.Summary}}", ContentType: "text/plain"}, nil},
+		{"every built-in format is fine", notify.Options{Webhook: hook, Format: "teams"}, nil},
+		{"the event as JSON may have its own JSON content type", notify.Options{Webhook: hook, Format: "json", ContentType: "application/vnd.example+json"}, nil},
+		{"a body file is fine", notify.Options{Webhook: hook, Body: file}, nil},
+		{"an inline text body with its content type is fine", notify.Options{Webhook: hook, Body: "${summary}", ContentType: "text/plain"}, nil},
 		{"a webhook must be http(s), and the error hides its path",
 			notify.Options{Webhook: "ftp://hooks.example.com/secret"},
 			[]string{"--notify-webhook: ftp://hooks.example.com/... is not an http:// or https:// URL"}},
-		{"a template needs a webhook",
-			notify.Options{Template: "{{.Summary}}", ContentType: "text/plain"},
-			[]string{"--notify-template: is only used with --notify-webhook"}},
-		{"a missing template file is named",
-			notify.Options{Webhook: hook, Template: filepath.Join(dir, "missing.tmpl")},
-			[]string{"--notify-template: not an inline template (no {{) and not a readable file: open " + filepath.Join(dir, "missing.tmpl") + ": no such file or directory"}},
-		{"a template that does not parse",
-			notify.Options{Webhook: hook, Template: "{{.Summary"},
-			[]string{`--notify-template: template: notify-template:1: unclosed action`}},
-		{"a misspelt field is caught at start, not at the first interruption",
-			notify.Options{Webhook: hook, Template: "{{.InstanceId}}", ContentType: "text/plain"},
-			[]string{`--notify-template: fails on a sample detected event: template: notify-template:1:2: executing "notify-template" at <.InstanceId>: can't evaluate field InstanceId in type notify.Event (did you mean InstanceID?)`}},
-		{"a method call is refused at start, naming the method",
-			notify.Options{Webhook: hook, Template: `{"text": {{json (.Deadline.UTC.Format "15:04")}}}`},
-			[]string{`--notify-template: fails on a sample detected event: template: notify-template:1:26: executing "notify-template" at <.Deadline.UTC.Format>: UTC is a method of time.Time, and templates call no method here; format a time with the time function: {{time "2006-01-02T15:04:05Z07:00" .Deadline}}`}},
-		{"a branch the sample events do not take is checked at start too",
-			notify.Options{Webhook: hook, Template: `{"text": {{if .Stale}}{{json .Reason.Text}}{{else}}{{json .Reason}}{{end}}}`},
-			[]string{`--notify-template: fails on a sample detected event: template: notify-template:1:36: executing "notify-template" at <.Reason.Text>: can't evaluate field Text in type string`}},
+		{"an unknown format is named, with the formats there are",
+			notify.Options{Webhook: hook, Format: "discord"},
+			[]string{`--notify-format: "discord" is not a format: json, slack, teams, text (or give your own body with --notify-body)`}},
+		{"a format needs a webhook",
+			notify.Options{Format: "slack"},
+			[]string{"--notify-format: is only used with --notify-webhook"}},
+		{"a body needs a webhook",
+			notify.Options{Body: "${summary}"},
+			[]string{"--notify-body: is only used with --notify-webhook"}},
+		{"a body replaces a format",
+			notify.Options{Webhook: hook, Format: "slack", Body: "${summary}"},
+			[]string{"--notify-body: replaces --notify-format slack: give one of them"}},
+		{"a format with its own content type takes no other",
+			notify.Options{Webhook: hook, Format: "text", ContentType: "text/html"},
+			[]string{"--notify-content-type: is for --notify-format json and --notify-body; --notify-format text has its own"}},
+		{"a missing body file is named",
+			notify.Options{Webhook: hook, Body: filepath.Join(dir, "missing.json")},
+			[]string{"--notify-body: not an inline body (no ${field}) and not a readable file: open " + filepath.Join(dir, "missing.json") + ": no such file or directory"}},
+		{"a misspelt field is caught at start, not at the first interruption, with the fields there are",
+			notify.Options{Webhook: hook, Body: `{"$schema": "${instanceId} ${summary} $region"}`},
+			[]string{"--notify-body: $schema, ${instanceId}: not a field (a literal $ is written $$); the fields are " + fields}},
+		{"a ${ without its } is refused, not eaten",
+			notify.Options{Webhook: hook, Body: "costs ${summary} ${"},
+			[]string{"--notify-body: has a ${ without its } at byte 17 (a literal $ is written $$)"}},
 		{"a JSON body must be JSON",
-			notify.Options{Webhook: hook, Template: `{"text": "{{.Reason}}" `},
-			[]string{"--notify-template: gives invalid JSON for a sample detected event (content type application/json); use {{json .Field}} for strings:\n{\"text\": \"spot terminate\" "}},
+			notify.Options{Webhook: hook, Body: `{"text": "${reason}" `},
+			[]string{"--notify-body: is not JSON for a sample detected event (content type application/json): unexpected end of JSON input:\n{\"text\": \"spot terminate\" "}},
+		{"a placeholder outside a JSON string is refused, even when the samples happen to be JSON",
+			notify.Options{Webhook: hook, Body: `{"text": "${summary}", "stale": ${stale}}`},
+			[]string{`--notify-body: ${stale} sits outside a JSON string (or after a backslash): with content type application/json, put every placeholder inside quotes, e.g. "${stale}"`}},
 		{"a content type must parse",
 			notify.Options{Webhook: hook, ContentType: "json"},
 			[]string{`--notify-content-type: "json" is not a media type like application/json`}},

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // SNSAPI is the part of the SNS API this package calls.
@@ -34,7 +36,7 @@ type SNS struct {
 func (s *SNS) Send(ctx context.Context, e Event) error {
 	in, err := s.input(e)
 	if err != nil {
-		return &permanentError{err}
+		return retry.Stop(err)
 	}
 	start := time.Now()
 	_, err = s.API.Publish(ctx, in)
@@ -106,7 +108,7 @@ type dryRunSNS struct {
 func (d dryRunSNS) Send(_ context.Context, e Event) error {
 	in, err := d.input(e)
 	if err != nil {
-		return &permanentError{err}
+		return retry.Stop(err)
 	}
 	d.log.Info("dry run: sns:Publish", "topic_arn", d.TopicARN, "subject", aws.ToString(in.Subject), "message", aws.ToString(in.Message))
 	return nil

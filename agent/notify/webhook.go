@@ -3,27 +3,25 @@ package notify
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // DefaultContentType is the webhook body's Content-Type unless told otherwise:
-// the event as JSON, and what Slack, Teams and most chat webhooks expect of a
-// template too.
+// the event as JSON, what Slack and Teams take, and --notify-body's default.
 const DefaultContentType = "application/json"
 
-// Webhook POSTs an event to a URL: the event as JSON, or what Template makes of it.
+// Webhook POSTs an event to a URL, in its Format.
 type Webhook struct {
 	URL string
-	// Template renders the body; nil sends the event as JSON.
-	Template *Template
-	// ContentType of the body; DefaultContentType when empty.
-	ContentType string
+	// Format makes the body; the zero Format sends the event as JSON.
+	Format Format
 	// Client makes the requests; nil means one that follows no redirect
 	// (a redirected POST would reach its target as a GET without a body).
 	Client *http.Client
@@ -47,8 +45,13 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Temporary reports whether the answer may change by itself: 408, 425, 429, 5xx.
-func (e *StatusError) Temporary() bool {
+// HTTPStatusCode is the answer's status, for the retry classifiers: a 429 is throttling.
+func (e *StatusError) HTTPStatusCode() int { return e.Code }
+
+// RetryableError reports whether the answer may change by itself (408, 425,
+// 429, 5xx): the AWS SDK's interface for an error that knows, which
+// agent/retry consults first.
+func (e *StatusError) RetryableError() bool {
 	switch e.Code {
 	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
 		return true
@@ -61,30 +64,18 @@ var noRedirects = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// Render is the body Send posts for e.
-func (w *Webhook) Render(e Event) ([]byte, error) {
-	if w.Template == nil {
-		return json.Marshal(e)
-	}
-	var b bytes.Buffer
-	if err := w.Template.Execute(&b, e); err != nil {
-		return nil, fmt.Errorf("render --notify-template: %w", err)
-	}
-	return b.Bytes(), nil
-}
-
 // Send posts e once. The event id goes in Idempotency-Key, the same on every
 // retry, so that a receiver can drop duplicates.
 func (w *Webhook) Send(ctx context.Context, e Event) error {
-	body, err := w.Render(e)
+	body, err := w.Format.Render(e)
 	if err != nil {
-		return &permanentError{err}
+		return retry.Stop(err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return &permanentError{redact(err)}
+		return retry.Stop(redact(err))
 	}
-	ct := w.ContentType
+	ct := w.Format.ContentType
 	if ct == "" {
 		ct = DefaultContentType
 	}

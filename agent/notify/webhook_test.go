@@ -3,11 +3,13 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -67,60 +69,81 @@ func TestWebhookPostsTheEventAsJSON(t *testing.T) {
 	}
 }
 
-func TestWebhookTemplateForSlackGivesItsJSON(t *testing.T) {
-	tmpl, err := notify.ParseTemplate("../../packaging/notify/slack.json.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, reqs := receiver(t, http.StatusOK)
-	f := &notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: &notify.Webhook{URL: url, Template: tmpl}}}}
-	e := notify.SampleEvent(notify.PhaseDrained)
-	e.Outcomes[0].Result, e.Outcomes[0].Error = "timeout", `deregister: "quoted" failure`
-	if err := f.Send(context.Background(), e); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	got := drain(reqs)
-	if len(got) != 1 {
-		t.Fatalf("receiver got %d requests, want 1", len(got))
-	}
-	var slack struct {
-		Text        string `json:"text"`
-		Attachments []struct {
-			Color  string `json:"color"`
-			Fields []struct {
-				Title, Value string
-			} `json:"fields"`
-		} `json:"attachments"`
-	}
-	if err := json.Unmarshal(got[0].body, &slack); err != nil {
-		t.Fatalf("the Slack body is not JSON: %v\n%s", err, got[0].body)
-	}
-	if want := "i-0123456789abcdef0 drained after spot terminate: FAILED to leave 1 of 1 target groups"; slack.Text != want {
-		t.Errorf("text = %q, want %q", slack.Text, want)
-	}
-	if len(slack.Attachments) != 1 || slack.Attachments[0].Color != "danger" {
-		t.Fatalf("attachments = %+v, want one, colored danger", slack.Attachments)
-	}
-	fields := slack.Attachments[0].Fields
-	last := fields[len(fields)-1]
-	if !strings.HasSuffix(last.Title, "targetgroup/web/0123456789abcdef") || last.Value != `timeout after 1 attempt(s) deregister: "quoted" failure` {
-		t.Errorf("last field = %+v, want the target group's outcome", last)
+func TestWebhookPostsItsFormatWithItsContentType(t *testing.T) {
+	for _, tc := range []struct{ format, contentType string }{
+		{"slack", "application/json"},
+		{"teams", "application/json"},
+		{"text", "text/plain; charset=utf-8"},
+		{"json", "application/vnd.example+json"},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			url, reqs := receiver(t, http.StatusOK)
+			o := notify.Options{Webhook: url, Format: tc.format}
+			if tc.format == "json" {
+				o.ContentType = tc.contentType
+			}
+			f, err := notify.New(context.Background(), o, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := event()
+			if err := f.Send(context.Background(), e); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			got := drain(reqs)
+			format, _ := notify.NamedFormat(tc.format, tc.contentType)
+			want, _ := format.Render(e)
+			if len(got) != 1 || got[0].contentType != tc.contentType || string(got[0].body) != string(want) || got[0].idempotencyKey != e.ID {
+				t.Errorf("receiver got %+v, want one request with %s:\n%s", got, tc.contentType, want)
+			}
+		})
 	}
 }
 
-func TestWebhookInlineTemplateWithItsContentType(t *testing.T) {
-	tmpl, err := notify.ParseTemplate(`{{.InstanceID}} {{.Phase}} {{join .TargetGroups ","}}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, reqs := receiver(t, http.StatusAccepted)
-	w := &notify.Webhook{URL: url, Template: tmpl, ContentType: "text/plain; charset=utf-8"}
-	if err := (&notify.Fanout{Sinks: []notify.Sink{{Name: "webhook", Sender: w}}}).Send(context.Background(), event()); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	r := drain(reqs)[0]
-	if want := "i-0123456789abcdef0 detected arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"; string(r.body) != want || r.contentType != "text/plain; charset=utf-8" {
-		t.Errorf("body %q (%s), want %q (text/plain)", r.body, r.contentType, want)
+// A value with every character that needs escaping somewhere arrives intact,
+// read back by the receiver's own parser for each content type.
+func TestWebhookBodyEscapesValuesForItsContentType(t *testing.T) {
+	const tricky = `"quoted" <b>&amp; ünïcode\path 100% a=b&c=d ${summary} $$` + "\ttab\nline"
+	e := event()
+	e.Reason = tricky
+	for _, tc := range []struct {
+		contentType, body string
+		read              func(body []byte) (string, error)
+	}{
+		{"application/json", `{"text": "${reason}", "id": "${id}"}`, func(b []byte) (string, error) {
+			var v struct{ Text, ID string }
+			err := json.Unmarshal(b, &v)
+			return v.Text, err
+		}},
+		{"application/x-www-form-urlencoded", "payload=${reason}&id=${id}", func(b []byte) (string, error) {
+			v, err := url.ParseQuery(string(b))
+			return v.Get("payload"), err
+		}},
+		{"application/xml", "<event><reason>${reason}</reason></event>", func(b []byte) (string, error) {
+			var v struct {
+				Reason string `xml:"reason"`
+			}
+			err := xml.Unmarshal(b, &v)
+			return v.Reason, err
+		}},
+		{"text/plain", "${reason}", func(b []byte) (string, error) { return string(b), nil }},
+	} {
+		t.Run(tc.contentType, func(t *testing.T) {
+			format, err := notify.ParseBody(tc.body, tc.contentType)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hook, reqs := receiver(t, http.StatusOK)
+			w := &notify.Webhook{URL: hook, Format: format}
+			if err := w.Send(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			r := drain(reqs)[0]
+			got, err := tc.read(r.body)
+			if err != nil || got != tricky || r.contentType != tc.contentType {
+				t.Errorf("%s body %q read back as %q (%v), want %q", r.contentType, r.body, got, err, tricky)
+			}
+		})
 	}
 }
 

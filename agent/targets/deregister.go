@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -12,19 +11,8 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
-)
 
-// Backoff between retries: full jitter over an exponential ceiling. Full jitter
-// spreads a fleet that was interrupted in the same second, so the account's ELB
-// API rate limit is shared instead of hit in waves. A throttled call backs off
-// further: the limit (about 10 requests per second per account) is shared by
-// the whole fleet, and a hundred instances retrying every few seconds would
-// keep it saturated; other errors (5xx, network) are retried sooner.
-const (
-	backoffBase          = 100 * time.Millisecond
-	backoffCap           = 3 * time.Second
-	throttledBackoffBase = 500 * time.Millisecond
-	throttledBackoffCap  = 10 * time.Second
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // Deregistration results, as metric labels.
@@ -84,37 +72,45 @@ func (r *Resolver) Deregister(ctx context.Context, seen time.Time) ([]Outcome, e
 }
 
 func (r *Resolver) resolveRetrying(ctx context.Context) (Resolution, error) {
-	for attempt := 0; ; attempt++ {
-		res, err := r.Resolve(ctx)
-		if err == nil {
-			return res, nil
+	var res Resolution
+	p := retry.Policy{OnRetry: func(attempt int, err error, _ time.Duration) {
+		r.Log.Warn("resolve retrying", "attempt", attempt, "err", err)
+	}}
+	_, err := p.Do(ctx, func() (err error) {
+		res, err = r.Resolve(ctx)
+		if errors.Is(err, ErrNoGroups) {
+			return retry.Stop(err)
 		}
-		if !retryable(err) || !sleep(ctx, attempt, err) {
-			return Resolution{}, fmt.Errorf("resolve target groups: %w", err)
-		}
+		return err
+	})
+	if err != nil {
+		return Resolution{}, fmt.Errorf("resolve target groups: %w", err)
 	}
+	return res, nil
 }
 
+// deregisterGroup retries until the instance has left g (or was not in it),
+// the error is permanent, or ctx's deadline leaves no room for another try.
 func (r *Resolver) deregisterGroup(ctx context.Context, g Group, seen time.Time) Outcome {
 	o := Outcome{ARN: g.ARN, Ports: g.Ports}
-	for attempt := 0; ; attempt++ {
+	p := retry.Policy{OnRetry: func(attempt int, err error, _ time.Duration) {
+		r.Log.Warn("deregister retrying", "target_group", g.ARN, "attempt", attempt, "err", err)
+	}}
+	_, err := p.Do(ctx, func() error {
 		if len(o.Ports) == 0 {
 			// Not registered when last seen: look again, it may have been
 			// registered since (the fleet registers instances after launch).
 			ports, err := r.ports(ctx, g.ARN)
-			if err == nil && len(ports) == 0 && r.DryRun {
+			if err != nil {
+				return err
+			}
+			if len(ports) == 0 && r.DryRun {
 				ports = []int32{0} // no port: the group's own, as the API does
 			}
-			if err == nil && len(ports) == 0 {
+			if len(ports) == 0 {
 				o.Result = ResultNotRegistered
 				r.Log.Info("not registered", "target_group", g.ARN)
-				return o
-			}
-			if err != nil {
-				if done := r.retryOrGiveUp(ctx, &o, attempt, err); done {
-					return o
-				}
-				continue
+				return nil
 			}
 			o.Ports = ports
 		}
@@ -123,43 +119,30 @@ func (r *Resolver) deregisterGroup(ctx context.Context, g Group, seen time.Time)
 		in := &elbv2.DeregisterTargetsInput{TargetGroupArn: aws.String(g.ARN), Targets: r.targets(o.Ports)}
 		_, err := r.ELB.DeregisterTargets(ctx, in)
 		r.Observer.ObserveAPI("elasticloadbalancing:DeregisterTargets", err, time.Since(start))
-		if err == nil {
-			o.Result = ResultSuccess
-			if r.DryRun {
-				o.Result = ResultDryRun
-			}
-			r.Log.Info("deregistered", "target_group", g.ARN, "ports", o.Ports, "attempts", o.Attempts, "since_notice", time.Since(seen).Round(time.Millisecond))
-			return o
-		}
 		if apiCode(err) == "InvalidTarget" {
 			// Already gone: deregistered by someone else (the ASG, a person).
 			o.Result = ResultNotRegistered
 			r.Log.Info("not registered", "target_group", g.ARN, "err", err)
-			return o
+			return nil
 		}
-		if done := r.retryOrGiveUp(ctx, &o, attempt, err); done {
-			return o
+		return err
+	})
+	switch {
+	case o.Result != "":
+	case err == nil:
+		o.Result = ResultSuccess
+		if r.DryRun {
+			o.Result = ResultDryRun
 		}
-	}
-}
-
-// retryOrGiveUp sleeps before the next attempt, or fills in the outcome and
-// returns true when there will be none.
-func (r *Resolver) retryOrGiveUp(ctx context.Context, o *Outcome, attempt int, err error) bool {
-	if !retryable(err) && ctx.Err() == nil {
+		r.Log.Info("deregistered", "target_group", g.ARN, "ports", o.Ports, "attempts", o.Attempts, "since_notice", time.Since(seen).Round(time.Millisecond))
+	case ctx.Err() == nil && retry.Permanent(err):
 		o.Result, o.Err = ResultError, fmt.Errorf("deregister from %s: %w", o.ARN, err)
 		r.Log.Error("deregister failed", "target_group", o.ARN, "err", err)
-		return true
-	}
-	if attempt == 0 || attempt%10 == 0 {
-		r.Log.Warn("deregister retrying", "target_group", o.ARN, "attempt", attempt+1, "err", err)
-	}
-	if !sleep(ctx, attempt, err) {
+	default:
 		o.Result, o.Err = ResultTimeout, fmt.Errorf("deregister from %s: gave up at the deadline after %d attempts: %w", o.ARN, o.Attempts, err)
 		r.Log.Error("deregister failed", "target_group", o.ARN, "err", o.Err)
-		return true
 	}
-	return false
+	return o
 }
 
 func (r *Resolver) targets(ports []int32) []elbtypes.TargetDescription {
@@ -171,50 +154,6 @@ func (r *Resolver) targets(ports []int32) []elbtypes.TargetDescription {
 		}
 	}
 	return ts
-}
-
-// sleep waits the backoff for attempt after err; false if ctx ends first.
-func sleep(ctx context.Context, attempt int, err error) bool {
-	base, ceiling := backoffBase, backoffCap
-	if throttled(err) {
-		base, ceiling = throttledBackoffBase, throttledBackoffCap
-	}
-	if attempt < 16 {
-		ceiling = min(ceiling, base<<attempt)
-	}
-	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// throttled reports whether err is the API's rate limit.
-func throttled(err error) bool {
-	switch apiCode(err) {
-	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException":
-		return true
-	}
-	return false
-}
-
-// retryable says whether an API error may go away by itself. Permission and
-// validation errors will not: retrying them until the deadline only hides them.
-func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoGroups) {
-		return false
-	}
-	switch apiCode(err) {
-	case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "TargetGroupNotFound",
-		"ValidationError", "InvalidParameterValue", "InvalidClientTokenId", "InvalidConfigurationRequest",
-		"OperationNotPermitted":
-		return false
-	}
-	return true
 }
 
 func apiCode(err error) string {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // callTimeout bounds one RegisterTargets call that Join lets finish after its
@@ -74,27 +76,29 @@ func (r *Resolver) Join(ctx context.Context, want []Group) error {
 }
 
 func (r *Resolver) registerPort(ctx context.Context, arn string, port int32) error {
-	for attempt := 0; ; attempt++ {
+	p := retry.Policy{OnRetry: func(attempt int, err error, _ time.Duration) {
+		r.Log.Warn("register retrying", "target_group", arn, "port", port, "attempt", attempt, "err", err)
+	}}
+	_, err := p.Do(ctx, func() error {
 		if ctx.Err() != nil {
-			r.Observer.ObserveRegistration(ResultError)
-			return fmt.Errorf("register in %s: %w", arn, context.Cause(ctx))
+			return context.Cause(ctx)
 		}
+		// Let a call in flight finish when ctx ends: see Join.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+		defer cancel()
 		start := time.Now()
 		_, err := r.ELB.RegisterTargets(cctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: r.targets([]int32{port})})
-		cancel()
 		r.Observer.ObserveAPI("elasticloadbalancing:RegisterTargets", err, time.Since(start))
-		if err == nil {
-			r.Observer.ObserveRegistration(ResultSuccess)
-			r.Log.Info("registered", "target_group", arn, "port", port)
-			r.addPort(arn, port)
-			return nil
-		}
-		if !retryable(err) || !sleep(ctx, attempt, err) {
-			r.Observer.ObserveRegistration(ResultError)
-			return fmt.Errorf("register in %s: %w", arn, err)
-		}
+		return err
+	})
+	if err != nil {
+		r.Observer.ObserveRegistration(ResultError)
+		return fmt.Errorf("register in %s: %w", arn, err)
 	}
+	r.Observer.ObserveRegistration(ResultSuccess)
+	r.Log.Info("registered", "target_group", arn, "port", port)
+	r.addPort(arn, port)
+	return nil
 }
 
 // addPort records a registration in the current resolution.

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
 // ELB is the part of the Elastic Load Balancing v2 API this package calls.
@@ -103,13 +105,16 @@ func (r *Resolver) Current() (Resolution, bool) {
 
 // Run resolves at once, then about every Refresh, until ctx is done. Errors
 // are logged (once per distinct error) and counted, and the previous view is
-// kept; after an error the next attempt comes sooner, backing off up to
-// maxRetryWait. Every wait is jittered: a fleet launched together must not call
-// the ELB API in step (the account's rate limit is shared by every instance).
+// kept; after an error the next attempt comes sooner, backing off from a
+// second up to 30 s (2 minutes while the ELB API throttles the account), never
+// later than Refresh. Every wait is jittered: a fleet
+// launched together must not call the ELB API in step (the account's rate
+// limit is shared by every instance).
 func (r *Resolver) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
-	retry := time.Second
+	backoff := retry.Policy{Base: time.Second, Cap: 30 * time.Second, ThrottleBase: 5 * time.Second, ThrottleCap: 2 * time.Minute}
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,17 +132,14 @@ func (r *Resolver) Run(ctx context.Context) error {
 				r.lastErr = msg
 				r.Log.Error("resolve target groups", "err", err)
 			}
-			t.Reset(between(retry/2, retry))
-			retry = min(retry*2, maxRetryWait, r.Refresh)
+			failures++
+			t.Reset(min(backoff.Wait(failures, err), r.Refresh))
 		default:
-			r.lastErr, retry = "", time.Second
+			r.lastErr, failures = "", 0
 			t.Reset(between(r.Refresh*9/10, r.Refresh*11/10))
 		}
 	}
 }
-
-// maxRetryWait caps the wait between failed resolutions.
-const maxRetryWait = 30 * time.Second
 
 // between returns a random duration in [lo, hi].
 func between(lo, hi time.Duration) time.Duration {

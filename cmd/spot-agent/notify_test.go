@@ -3,9 +3,13 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -26,8 +30,10 @@ type hook struct {
 }
 
 type hookEvent struct {
-	at   time.Time
-	body map[string]any
+	at          time.Time
+	contentType string
+	raw         []byte
+	body        map[string]any
 }
 
 func newHook(t *testing.T, hang bool) *hook {
@@ -37,7 +43,7 @@ func newHook(t *testing.T, hang bool) *hook {
 		b, _ := io.ReadAll(r.Body)
 		var body map[string]any
 		_ = json.Unmarshal(b, &body)
-		h.events <- hookEvent{time.Now(), body}
+		h.events <- hookEvent{time.Now(), r.Header.Get("Content-Type"), b, body}
 		if hang {
 			select {
 			case <-r.Context().Done():
@@ -62,6 +68,14 @@ func (h *hook) next(t *testing.T, timeout time.Duration) hookEvent {
 	return hookEvent{}
 }
 
+// notice serves a spot terminate notice with this deadline on the fake IMDS.
+func notice(imds *testbed.IMDS, deadline time.Time) {
+	imds.Set("meta-data/spot/instance-action", fmt.Sprintf(`{"action":"terminate","time":%q}`, deadline.UTC().Format(time.RFC3339)))
+}
+
+// The webhook gets Slack's format, SNS the event as JSON. The notice is set
+// on a fake IMDS (the wire protocol of IMDSv2; AEMM's notice time is fixed
+// when it starts) once the agent is ready.
 func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "notify", 1, 30*time.Second, nil)
@@ -84,13 +98,13 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	}
 	h := newHook(t, false)
 
-	noticeAt := time.Now().Add(6 * time.Second)
-	deadline := time.Now().Add(15 * time.Second).Truncate(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
+	imds := testbed.NewIMDS(t, f.id)
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s",
-		"--notify-webhook", h.URL+"/hooks/spot", "--notify-sns-topic", *topic.TopicArn)
+		"--notify-webhook", h.URL+"/hooks/spot", "--notify-format", "slack", "--notify-sns-topic", *topic.TopicArn)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
+	deadline := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	notice(imds, deadline)
 
 	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	flipped := time.Now()
@@ -98,10 +112,7 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	if lag := detected.at.Sub(flipped); lag > time.Second {
 		t.Errorf("detected event %s after readiness failed: it is sent at detection", lag)
 	}
-	if detected.body["phase"] != "detected" || detected.body["instance_id"] != f.id || detected.body["action"] != "terminate" ||
-		detected.body["deadline"] != deadline.UTC().Format(time.RFC3339) || !slices.Equal(strs(detected.body["target_groups"]), f.tgs) {
-		t.Errorf("detected event = %v", detected.body)
-	}
+	checkSlack(t, detected, "warning", "spot terminate on "+f.id+" (c5.large, "+testbed.Region+"a), deadline "+deadline.UTC().Format("15:04:05Z"))
 	testbed.Eventually(t, 5*time.Second, "notification counted", func() bool {
 		return a.Metric(`spot_agent_notifications_total{phase="detected",result="success",sink="webhook"}`) == 1 &&
 			a.Metric(`spot_agent_notifications_total{phase="detected",result="success",sink="sns"}`) == 1
@@ -115,39 +126,77 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	if !drained.at.Before(at) {
 		t.Errorf("drained event at %s, after the exit at %s", drained.at, at)
 	}
-	outcomes, _ := drained.body["outcomes"].([]any)
-	if drained.body["phase"] != "drained" || drained.body["kind"] != "spot" || len(outcomes) != 1 || outcomes[0].(map[string]any)["result"] != "success" {
-		t.Errorf("drained event = %v", drained.body)
+	fields := checkSlack(t, drained, "good", f.id+" drained after spot terminate: left all 1 target groups")
+	if fields[f.tgs[0]] != "success after 1 attempt" {
+		t.Errorf("drained Slack fields %v: want the group's outcome", fields)
 	}
 
 	msgs, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var phases []string
+	events := map[string]map[string]any{}
 	for _, m := range msgs.Messages {
 		var env struct{ Message string }
 		_ = json.Unmarshal([]byte(aws.ToString(m.Body)), &env)
 		var e map[string]any
 		_ = json.Unmarshal([]byte(env.Message), &e)
-		phases = append(phases, e["phase"].(string))
+		phase, _ := e["phase"].(string)
+		events[phase] = e
 	}
-	slices.Sort(phases)
-	if !slices.Equal(phases, []string{"detected", "drained"}) {
-		t.Errorf("SNS delivered %v, want detected and drained", phases)
+	if len(events) != 2 {
+		t.Fatalf("SNS delivered %v, want detected and drained", events)
 	}
+	d := events["detected"]
+	if d["instance_id"] != f.id || d["action"] != "terminate" || d["deadline"] != deadline.UTC().Format(time.RFC3339) || !slices.Equal(strs(d["target_groups"]), f.tgs) {
+		t.Errorf("detected event = %v", d)
+	}
+	outcomes, _ := events["drained"]["outcomes"].([]any)
+	if events["drained"]["kind"] != "spot" || len(outcomes) != 1 || outcomes[0].(map[string]any)["result"] != "success" {
+		t.Errorf("drained event = %v", events["drained"])
+	}
+}
+
+// checkSlack checks a Slack message (text and one colored attachment) and
+// returns its fields, title to value.
+func checkSlack(t *testing.T, e hookEvent, color, text string) map[string]string {
+	t.Helper()
+	var m struct {
+		Text        string
+		Attachments []struct {
+			Color  string
+			Fields []struct{ Title, Value string }
+		}
+	}
+	if err := json.Unmarshal(e.raw, &m); err != nil || e.contentType != "application/json" {
+		t.Fatalf("Slack body (%s) %s: %v", e.contentType, e.raw, err)
+	}
+	if !strings.HasPrefix(m.Text, text) || len(m.Attachments) != 1 || m.Attachments[0].Color != color {
+		t.Errorf("Slack message %s, want text %q and one %s attachment", e.raw, text, color)
+		return nil
+	}
+	fields := map[string]string{}
+	for _, f := range m.Attachments[0].Fields {
+		fields[f.Title] = f.Value
+	}
+	return fields
 }
 
 func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "notifyhang", 1, 30*time.Second, nil)
 	h := newHook(t, true)
-	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: deadline})
-	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s", "--notify-webhook", h.URL, "--notify-timeout", "1s")
+	imds := testbed.NewIMDS(t, f.id)
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s", "--notify-webhook", h.URL, "--notify-timeout", "1s",
+		"--notify-body", `{"msg": "${summary}", "groups": "${target_groups}", "phase": "${phase}"}`)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
-	h.next(t, 10*time.Second)
+	deadline := time.Now().Add(9 * time.Second).Truncate(time.Second)
+	notice(imds, deadline)
+	detected := h.next(t, 10*time.Second)
+	if detected.body["phase"] != "detected" || detected.body["groups"] != f.tgs[0] || !strings.HasPrefix(detected.body["msg"].(string), "spot terminate on "+f.id) {
+		t.Errorf("the body's placeholders were filled as %s", detected.raw)
+	}
 	testbed.Eventually(t, 3*time.Second, "the target to leave the group while the webhook hangs", func() bool { return !f.registered(t) })
 	testbed.Eventually(t, 3*time.Second, "the hanging webhook counted as a timeout", func() bool {
 		return a.Metric(`spot_agent_notifications_total{phase="detected",result="timeout",sink="webhook"}`) == 1
@@ -158,6 +207,24 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	}
 	if !strings.Contains(a.Logs(), `msg="notification failed" component=notify sink=webhook phase=drained`) {
 		t.Errorf("the drained notification's timeout is not logged:\n%s", a.Logs())
+	}
+}
+
+// A body that names an unknown field stops the agent at start, with exit
+// status 2, naming the field and the fields there are.
+func TestAnUnknownPlaceholderIsAUsageError(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(testbed.AgentBinary(t), "run")
+	cmd.Env = append(os.Environ(), "SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.example.com/x",
+		`SPOT_AGENT_NOTIFY_BODY={"text": "${instance} is going"}`)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2:\n%s", err, out)
+	}
+	want := "--notify-body: ${instance}: not a field (a literal $ is written $$); the fields are action, availability_zone, deadline, dry_run, exit_by, failed, id, instance_id,"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("output does not say %q:\n%s", want, out)
 	}
 }
 

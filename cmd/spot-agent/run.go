@@ -11,6 +11,7 @@ import (
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
 	"github.com/spot-agent/spot-agent/agent/metrics"
+	"github.com/spot-agent/spot-agent/agent/notify"
 )
 
 // runFlags registers every flag of `spot-agent run` on fs, filling cfg. The
@@ -42,8 +43,9 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "log every AWS call with its parameters instead of making it")
 	fs.StringVar(&cfg.StateDir, "state-dir", stateDirectory(), "directory that remembers the target groups a stop or hibernation left, so the next start goes back into them (default: systemd's $STATE_DIRECTORY; empty: nothing is remembered)")
 	fs.StringVar(&cfg.Notify.Webhook, "notify-webhook", "", "URL to POST an event to when a notice is acted on and when the drain ends")
-	fs.StringVar(&cfg.Notify.Template, "notify-template", "", "webhook body template, a file or inline, in a subset of Go text/template syntax (fields, if, with, range; functions json, printf, eq, ne, not, and, or, len, join, upper, lower, time) (default: the event as JSON)")
-	fs.StringVar(&cfg.Notify.ContentType, "notify-content-type", def.Notify.ContentType, "Content-Type of the webhook body")
+	fs.StringVar(&cfg.Notify.Format, "notify-format", def.Notify.Format, "webhook body: "+strings.Join(notify.Formats(), ", ")+" (json: the event; slack: a Slack message, also for Mattermost and Discord's /slack URL; teams: an Adaptive Card for a Teams Workflows webhook; text: the summary line, e.g. for ntfy)")
+	fs.StringVar(&cfg.Notify.Body, "notify-body", "", "webhook body for any other receiver, instead of --notify-format: a file, or inline when it contains ${; ${field} placeholders (e.g. ${summary}, ${instance_id}, ${outcomes}) filled from the event, escaped for the content type")
+	fs.StringVar(&cfg.Notify.ContentType, "notify-content-type", def.Notify.ContentType, "Content-Type of a --notify-body or json webhook body (default application/json)")
 	fs.StringVar(&cfg.Notify.SNSTopicARN, "notify-sns-topic", "", "SNS topic ARN to publish the same events to")
 	fs.DurationVar(&cfg.Notify.Timeout, "notify-timeout", def.Notify.Timeout, "bound on delivering one event to every sink, retries included; notifications never delay the drain")
 	fs.BoolVar(&cfg.Hello, "hello", def.Hello, "serve the hello page on /; false: the traffic listener answers only /healthz (an application beside the agent serves the traffic)")

@@ -11,7 +11,9 @@ import (
 // The on-instance build must keep the linker's dead-code elimination of
 // methods: one reachable call of reflect.Value.Method or MethodByName (as
 // text/template's executor makes) keeps every method of every type, and the
-// AWS SDK clients then make the binary 50 MB instead of 14.
+// AWS SDK clients then make the binary 50 MB instead of 14. That is why the
+// webhook body has built-in formats and os.Expand placeholders, and no
+// template language. The bound is the issue's: under 16 MiB.
 func TestTheOnInstanceBuildStaysSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary twice")
@@ -35,7 +37,7 @@ func TestTheOnInstanceBuildStaysSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const limit = 20 << 20
+	const limit = 16 << 20
 	if st.Size() > limit {
 		t.Errorf("the stripped on-instance binary is %d bytes, over %d", st.Size(), limit)
 	}
