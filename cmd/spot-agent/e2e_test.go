@@ -125,41 +125,62 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
-func TestSpotStopAndHibernate(t *testing.T) {
+func TestSpotStop(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		action string
-		// exitWithin bounds the exit, counted from the notice.
-		exitWithin time.Duration
-		exitAfter  time.Duration
-	}{
-		{action: "stop", exitAfter: 4 * time.Second, exitWithin: 9 * time.Second},
-		// Hibernation starts at once: no waiting, only the deregistration.
-		{action: "hibernate", exitAfter: 0, exitWithin: 2 * time.Second},
-	} {
-		t.Run(tc.action, func(t *testing.T) {
-			t.Parallel()
-			f := newFleet(t, "action-"+tc.action, 1, 30*time.Second, nil)
-			noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
-			deadline := noticeAt.Add(10 * time.Second)
-			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: tc.action, NoticeAt: noticeAt, NoticeTime: deadline})
-			a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
-			a.WaitReady(t, f.id)
-			a.WaitResolved(t, 1)
-			exit, at := a.Wait(20 * time.Second)
-			if exit != 0 {
-				t.Fatalf("exit code %d", exit)
-			}
-			if f.registered(t) {
-				t.Fatal("still registered after exit")
-			}
-			if d := at.Sub(noticeAt); d < tc.exitAfter || d > tc.exitWithin {
-				t.Fatalf("exited %s after the notice, want %s..%s", d, tc.exitAfter, tc.exitWithin)
-			}
-			if !strings.Contains(a.Logs(), "notice=spot/"+tc.action) {
-				t.Fatalf("notice not logged")
-			}
-		})
+	f := newFleet(t, "action-stop", 1, 30*time.Second, nil)
+	noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
+	deadline := noticeAt.Add(10 * time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: "stop", NoticeAt: noticeAt, NoticeTime: deadline})
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	exit, at := a.Wait(20 * time.Second)
+	if exit != 0 {
+		t.Fatalf("exit code %d", exit)
+	}
+	if f.registered(t) {
+		t.Fatal("still registered after exit")
+	}
+	if d := at.Sub(noticeAt); d < 4*time.Second || d > 9*time.Second {
+		t.Fatalf("exited %s after the notice, want 4s..9s (its time less the 5s exit margin)", d)
+	}
+	if !strings.Contains(a.Logs(), "notice=spot/stop") {
+		t.Fatalf("notice not logged")
+	}
+}
+
+// A hibernation starts at once and the instance comes back: the agent leaves
+// its groups at once and then waits, out of service, for the resume (the
+// in-process tests and the instance-boot test bring it back); a stop while it
+// waits ends it at once, keeping what it left for the next start.
+func TestSpotHibernateDrainsAtOnceAndWaitsForTheResume(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "action-hibernate", 1, 30*time.Second, nil)
+	noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: "hibernate", NoticeAt: noticeAt, NoticeTime: noticeAt.Add(10 * time.Second)})
+	state := t.TempDir()
+	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s", "--state-dir", state)
+	a.WaitReady(t, f.id)
+	a.WaitResolved(t, 1)
+	testbed.Eventually(t, 20*time.Second, "deregistration", func() bool { return !f.registered(t) })
+	a.WaitLog(t, 10*time.Second, `msg="suspended: waiting for the instance to resume"`)
+	if a.Exited() {
+		t.Fatalf("the agent exited on a hibernate notice; nothing would start it after the resume")
+	}
+	if code, body, _ := a.Get("/healthz"); code != 503 {
+		t.Fatalf("/healthz %d %q while suspended, want 503", code, body)
+	}
+	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); err != nil {
+		t.Fatalf("what the hibernation left is not remembered: %v", err)
+	}
+	a.Signal(syscall.SIGTERM)
+	sent := time.Now()
+	exit, at := a.Wait(10 * time.Second)
+	if exit != 0 || at.Sub(sent) > 3*time.Second {
+		t.Fatalf("exit %d %s after SIGTERM while suspended; want 0 at once (nothing left to drain)", exit, at.Sub(sent))
+	}
+	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); err != nil {
+		t.Fatalf("the stop while suspended lost what the hibernation left: %v", err)
 	}
 }
 
@@ -701,4 +722,47 @@ func TestIMDSSlowerThanItsTimeoutIsCountedAndSurvived(t *testing.T) {
 	if exit != 0 || !at.Before(deadline) || f.registered(t) {
 		t.Fatalf("exit %d at %s (deadline %s), registered %v", exit, at, deadline, f.registered(t))
 	}
+}
+
+// systemctl restart is a stop and a start: the stop drains and leaves the
+// groups, and the start must go back into them (nothing else would, with load
+// balancer integration). Real binary, moto, AEMM; two processes, one state
+// directory, as systemd's StateDirectory= gives them.
+func TestARestartGoesBackIntoTheTargetGroupsItLeft(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "restart", 2, 2*time.Second, nil)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(24 * time.Hour)})
+	state := t.TempDir()
+	first := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--state-dir", state)
+	first.WaitReady(t, f.id)
+	first.WaitResolved(t, 2)
+	first.Signal(syscall.SIGTERM)
+	if exit, _ := first.Wait(15 * time.Second); exit != 0 {
+		t.Fatalf("the stop exited %d", exit)
+	}
+	if f.registered(t) {
+		t.Fatal("still registered after the stop-drain")
+	}
+	if !strings.Contains(first.Logs(), `msg="remembered the target groups left, to go back into at the next start" groups=2`) {
+		t.Fatalf("the stop did not remember the groups it left:\n%s", first.Logs())
+	}
+
+	second := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--state-dir", state)
+	second.WaitReady(t, f.id)
+	testbed.Eventually(t, 15*time.Second, "back in both target groups", func() bool {
+		for _, tg := range f.tgs {
+			if !slices.Equal(f.moto.Registered(t, tg, f.id), []int32{80}) {
+				return false
+			}
+		}
+		return true
+	})
+	testbed.Eventually(t, 5*time.Second, "the return counted", func() bool {
+		return second.Metric(`spot_agent_rejoins_total{result="success"}`) == 1
+	})
+	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); !os.IsNotExist(err) {
+		t.Fatalf("the record is still there after going back (%v)", err)
+	}
+	second.Signal(syscall.SIGTERM)
+	second.Wait(15 * time.Second)
 }

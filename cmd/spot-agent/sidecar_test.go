@@ -131,7 +131,7 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 		t.Errorf("drain-done hook saw %v", done)
 	}
 	logs := a.Logs()
-	for _, s := range []string{`hook=drain stream=stdout line="telling nginx to quit"`, `msg="hook finished" component=hook hook=drain `, `msg="hook failed" component=hook hook=drain-done `} {
+	for _, s := range []string{`hook=drain stream=stdout line="telling nginx to quit"`, `msg="hook finished" component=drainexec hook=drain `, `msg="hook failed" component=drainexec hook=drain-done `} {
 		if !strings.Contains(logs, s) {
 			t.Errorf("logs lack %q", s)
 		}
@@ -209,7 +209,7 @@ func TestADrainHookThatWillNotStopIsKilledAndDoesNotDelayTheExit(t *testing.T) {
 	if d := at.Sub(sent); d < 2500*time.Millisecond || d > 5*time.Second {
 		t.Errorf("exited %s after SIGTERM; want about the 3s drain", d)
 	}
-	if !strings.Contains(a.Logs(), `msg="hook stopped at its bound" component=hook hook=drain`) {
+	if !strings.Contains(a.Logs(), `msg="hook stopped at its bound" component=drainexec hook=drain`) {
 		t.Error("the hook's stop is not logged")
 	}
 	b, err := os.ReadFile(pidFile)
