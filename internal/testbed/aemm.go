@@ -119,9 +119,9 @@ func (a *AEMM) Restart(t testing.TB, o AEMMOptions) {
 // Notice makes a spot notice appear now: AEMM restarts in spot mode with the
 // notice at once (action "" is terminate), its time window from now in whole
 // seconds as IMDS gives it (a negative window gives a time already past). It
-// returns when AEMM first answered with the notice, and the notice's time; the
-// restart's own time comes off the window. Call it once whatever should see
-// the notice is ready.
+// returns once the new AEMM answers (it serves the notice from its start), and
+// the notice's time; the restart's own time comes off the window. Call it once
+// whatever should see the notice is ready.
 func (a *AEMM) Notice(t testing.TB, action string, window time.Duration) (at, deadline time.Time) {
 	t.Helper()
 	deadline = time.Now().Add(window).Truncate(time.Second)
