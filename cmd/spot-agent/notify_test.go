@@ -84,12 +84,13 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 	}
 	h := newHook(t, false)
 
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
+	noticeAt := time.Now().Add(6 * time.Second)
+	deadline := time.Now().Add(15 * time.Second).Truncate(time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s",
 		"--notify-webhook", h.URL+"/hooks/spot", "--notify-sns-topic", *topic.TopicArn)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
-	_, deadline := imds.Notice(t, "", 10*time.Second)
 
 	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	flipped := time.Now()
@@ -106,8 +107,8 @@ func TestNotificationsAtDetectionAndAfterTheDrain(t *testing.T) {
 			a.Metric(`spot_agent_notifications_total{phase="detected",result="success",sink="sns"}`) == 1
 	})
 
-	drained := h.next(t, time.Until(deadline)+5*time.Second)
-	exit, at := a.Wait(time.Until(deadline) + 10*time.Second)
+	drained := h.next(t, 15*time.Second)
+	exit, at := a.Wait(15 * time.Second)
 	if exit != 0 || !at.Before(deadline) {
 		t.Fatalf("exit %d at %s; want 0 before the deadline %s", exit, at, deadline)
 	}
@@ -141,17 +142,17 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "notifyhang", 1, 30*time.Second, nil)
 	h := newHook(t, true)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
+	deadline := time.Now().Add(14 * time.Second).Truncate(time.Second)
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: deadline})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s", "--notify-webhook", h.URL, "--notify-timeout", "1s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
-	_, deadline := imds.Notice(t, "", 9*time.Second)
 	h.next(t, 10*time.Second)
 	testbed.Eventually(t, 3*time.Second, "the target to leave the group while the webhook hangs", func() bool { return !f.registered(t) })
 	testbed.Eventually(t, 3*time.Second, "the hanging webhook counted as a timeout", func() bool {
 		return a.Metric(`spot_agent_notifications_total{phase="detected",result="timeout",sink="webhook"}`) == 1
 	})
-	exit, at := a.Wait(time.Until(deadline) + 10*time.Second)
+	exit, at := a.Wait(15 * time.Second)
 	if exit != 0 || !at.Before(deadline) || at.Before(deadline.Add(-4*time.Second)) {
 		t.Fatalf("exit %d at %s; want 0 within the exit margin before %s", exit, at, deadline)
 	}
