@@ -20,10 +20,14 @@ build: ## the full static binary in bin/ (run, bootstrap, status, teardown, inst
 build-instance: ## the on-instance binary the packages ship (no bootstrap, status, teardown)
 	CGO_ENABLED=0 $(GO) build -tags agentonly -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/spot-agent
 
-lint: ## gofmt, go vet, shellcheck
+# staticcheck is a tool of the module, as ec2-metadata-mock is: go.mod pins its
+# version and go.sum its code; fetched once, it runs offline from then on.
+lint: ## gofmt, go vet, staticcheck, shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./cmd/spot-agent
+	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags agentonly ./cmd/spot-agent
 	shellcheck $$(git ls-files '*.sh') .ci/run
 
 unit: ## every Go test, race detector on

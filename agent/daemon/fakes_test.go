@@ -461,18 +461,18 @@ func (w *world) start() {
 // signal delivers SIGTERM, as main does.
 func (w *world) signal() { w.stop(SignalCause{Name: "SIGTERM"}) }
 
-// wait returns Run's error and when it returned; it fails the test if Run
+// wait returns when Run returned and its error; it fails the test if Run
 // has not returned within d of fake time.
-func (w *world) wait(d time.Duration) (error, time.Time) {
+func (w *world) wait(d time.Duration) (time.Time, error) {
 	w.t.Helper()
 	select {
 	case err := <-w.result:
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return err, w.ended
+		return w.ended, err
 	case <-time.After(d):
 		w.t.Fatalf("Run did not return within %s; last status %q; logs:\n%s", d, w.systemd.last(), w.logs)
-		return nil, time.Time{}
+		return time.Time{}, nil
 	}
 }
 

@@ -83,7 +83,7 @@ func TestASpotNoticeDrainsLeavesEveryGroupOnceAndExitsBeforeItsTime(t *testing.T
 		if p := elb.registered(tgA); len(p) != 0 {
 			t.Errorf("still registered in A on %v", p)
 		}
-		err, ended := w.wait(3 * time.Minute)
+		ended, err := w.wait(3 * time.Minute)
 		if err != nil {
 			t.Fatalf("Run = %v, want nil after a drain", err)
 		}
@@ -120,7 +120,7 @@ func TestASpotNoticeDuringARebalanceDrainShortensItAndDoesNotDeregisterAgain(t *
 		}
 		spotAt := time.Now().Add(30 * time.Second)
 		md.setAction(&notice.InstanceAction{Action: "terminate", Time: spotAt})
-		err, ended := w.wait(2 * time.Minute)
+		ended, err := w.wait(2 * time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestAStopDrainIsRememberedAndTheNextStartGoesBackOnceReady(t *testing.T) {
 		if p := elb.registered(tgB); len(p) != 0 {
 			t.Fatalf("still in B on %v a second into the stop-drain", p)
 		}
-		err, ended := first.wait(time.Minute)
+		ended, err := first.wait(time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestARestartWithANoticeInForceResumesTheDrainAndDoesNotGoBack(t *testing.T)
 		md.setAction(&notice.InstanceAction{Action: "terminate", Time: time.Now().Add(90 * time.Second)})
 		w := newWorld(t, cfg, elb, md)
 		w.start()
-		if err, _ := w.wait(2 * time.Minute); err != nil {
+		if _, err := w.wait(2 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if c := elb.callsOf("Register"); len(c) != 0 {
@@ -245,7 +245,7 @@ func TestRegisterWaitsForReadinessAndNeverRacesADrain(t *testing.T) {
 		md.setAction(&notice.InstanceAction{Action: "terminate", Time: time.Now().Add(time.Minute)})
 		time.Sleep(time.Second)
 		w.gate.SetAppHealth(true, "") // the application comes up during the drain
-		if err, _ := w.wait(2 * time.Minute); err != nil {
+		if _, err := w.wait(2 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		if c := elb.callsOf("Register"); len(c) != 0 {
@@ -337,7 +337,7 @@ func TestDrainCommandsAreBoundedByTheDrain(t *testing.T) {
 		md.setAction(&notice.InstanceAction{Action: "stop", Time: t0.Add(30 * time.Second)})
 		time.Sleep(5 * time.Second)
 		md.setAction(&notice.InstanceAction{Action: "terminate", Time: t0.Add(25 * time.Second)})
-		if err, _ := w.wait(time.Minute); err != nil {
+		if _, err := w.wait(time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		runs := w.commands.all()
@@ -377,7 +377,7 @@ func TestAStopWithNoGroupEverResolvedEndsAfterAShortDrain(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		stopped := time.Now()
 		w.signal()
-		err, ended := w.wait(time.Minute)
+		ended, err := w.wait(time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +400,7 @@ func TestAListenerThatFailsDuringADrainDoesNotEndIt(t *testing.T) {
 		md.setAction(&notice.InstanceAction{Action: "terminate", Time: t0.Add(time.Minute)})
 		time.Sleep(time.Second)
 		w.server.fail <- errors.New("accept: no buffer space available")
-		err, ended := w.wait(2 * time.Minute)
+		ended, err := w.wait(2 * time.Minute)
 		if err == nil || !strings.Contains(err.Error(), "no buffer space") {
 			t.Errorf("Run = %v, want the listener's error reported", err)
 		}
@@ -415,7 +415,7 @@ func TestAListenerThatFailsDuringADrainDoesNotEndIt(t *testing.T) {
 		w := newWorld(t, testConfig(t), newFakeELB(30, map[string][]int32{tgA: {80}}), &fakeIMDS{})
 		inService(t, w)
 		w.server.fail <- errors.New("accept: too many open files in system")
-		err, _ := w.wait(time.Minute)
+		_, err := w.wait(time.Minute)
 		if err == nil || !strings.Contains(err.Error(), "a component stopped") {
 			t.Errorf("Run = %v, want a component failure while serving to end the daemon with an error (systemd restarts it)", err)
 		}
@@ -431,7 +431,7 @@ func TestAnASGTerminationHeartbeatsThenCompletesTheLifecycleAction(t *testing.T)
 		inService(t, w)
 		t0 := time.Now()
 		md.setLifecycle(notice.LifecycleTerminated)
-		if err, _ := w.wait(3 * time.Minute); err != nil {
+		if _, err := w.wait(3 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		w.asg.mu.Lock()

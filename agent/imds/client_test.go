@@ -37,11 +37,9 @@ var _ imds.Observer = (*observed)(nil)
 
 func TestClientAgainstAEMMReadsIdentityAndTheSpotNoticeOnceItAppears(t *testing.T) {
 	t.Parallel()
-	// Far enough ahead for a loaded machine (and the race detector) to read
-	// the identity and one 404 first.
-	at := time.Now().Add(5 * time.Second)
-	deadline := time.Now().Add(2 * time.Minute).Truncate(time.Second).UTC()
-	a := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: "i-0aaaaaaaaaaaaaaa1", Action: "stop", NoticeAt: at, NoticeTime: deadline})
+	// No notice until the client has read the identity and one 404: then AEMM
+	// restarts with the notice (its tokens with it), however long that took.
+	a := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: "i-0aaaaaaaaaaaaaaa1", NoNotice: true})
 	obs := &observed{}
 	c := imds.New(imds.Options{Endpoint: a.URL, Timeout: 2 * time.Second, Observer: obs})
 	ctx := context.Background()
@@ -60,11 +58,13 @@ func TestClientAgainstAEMMReadsIdentityAndTheSpotNoticeOnceItAppears(t *testing.
 	if obs.count(imds.PathInstanceAction+" not_found") != 1 {
 		t.Fatalf("observer saw %v, want one not_found", obs.calls)
 	}
-	var ia notice.InstanceAction
-	testbed.Eventually(t, 10*time.Second, "the spot notice", func() bool {
-		ia, err = c.InstanceAction(ctx)
-		return err == nil
-	})
+	_, deadline := a.Notice(t, "stop", 2*time.Minute)
+	// The first read presents the old process's token: a 401, a new token,
+	// and the SDK's retry, all within the one call.
+	ia, err := c.InstanceAction(ctx)
+	if err != nil {
+		t.Fatalf("after the restart with the notice: %v", err)
+	}
 	if ia.Action != notice.ActionStop || !ia.Time.Equal(deadline) {
 		t.Fatalf("notice = %+v, want stop at %s", ia, deadline)
 	}
@@ -91,12 +91,15 @@ func TestClientAgainstAEMMReadsRebalanceLifecycleAndScheduledEvents(t *testing.T
 
 func TestClientAgainstAEMMSeesTheASGTerminatedState(t *testing.T) {
 	t.Parallel()
-	a := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle", ASGTerminationDelay: time.Second})
+	a := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle"})
 	c := imds.New(imds.Options{Endpoint: a.URL, Timeout: 2 * time.Second})
-	testbed.Eventually(t, 5*time.Second, "Terminated", func() bool {
-		s, err := c.LifecycleState(context.Background())
-		return err == nil && s == notice.LifecycleTerminated
-	})
+	if s, err := c.LifecycleState(context.Background()); err != nil || s != "InService" {
+		t.Fatalf("before the termination: %q, %v; want InService", s, err)
+	}
+	a.Restart(t, testbed.AEMMOptions{Mode: "asglifecycle", ASGTerminated: true})
+	if s, err := c.LifecycleState(context.Background()); err != nil || s != notice.LifecycleTerminated {
+		t.Fatalf("after the termination: %q, %v; want %s", s, err, notice.LifecycleTerminated)
+	}
 }
 
 func TestClientRefusesIMDSv1WithoutTheFallbackFlag(t *testing.T) {

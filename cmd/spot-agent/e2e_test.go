@@ -56,9 +56,7 @@ func (f fleet) registered(t *testing.T) bool {
 func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "terminate", 1, 30*time.Second, nil)
-	noticeAt := time.Now().Add(6 * time.Second)
-	deadline := time.Now().Add(16 * time.Second).Truncate(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
@@ -66,12 +64,12 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 		t.Fatal("not registered before the notice")
 	}
 	l := startLoad(a.Traffic, 4)
-
-	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
-	flipped := time.Now()
-	if flipped.Before(noticeAt.Truncate(time.Second)) {
-		t.Fatalf("readiness failed at %s, before the notice appeared at %s", flipped, noticeAt)
+	if code, _, _ := a.Get("/healthz"); code != 200 {
+		t.Fatalf("readiness %d before the notice", code)
 	}
+
+	_, deadline := imds.Notice(t, "", 11*time.Second)
+	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	raw := rawGet(t, a.Traffic, "/")
 	if !strings.HasPrefix(raw, "HTTP/1.1 200 OK\r\n") || !strings.Contains(raw, "\r\nConnection: close\r\n") || !strings.HasSuffix(raw, "hello from "+f.id+"\n") {
 		t.Fatalf("while draining: %q; want the page, with Connection: close", raw)
@@ -128,21 +126,22 @@ func TestSpotTerminateDrainsDeregistersAndExitsBeforeTheDeadline(t *testing.T) {
 func TestSpotStop(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "action-stop", 1, 30*time.Second, nil)
-	noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
-	deadline := noticeAt.Add(10 * time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: "stop", NoticeAt: noticeAt, NoticeTime: deadline})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
-	exit, at := a.Wait(20 * time.Second)
+	noticeAt, deadline := imds.Notice(t, "stop", 11*time.Second)
+	exit, at := a.Wait(time.Until(deadline) + 10*time.Second)
 	if exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 	if f.registered(t) {
 		t.Fatal("still registered after exit")
 	}
-	if d := at.Sub(noticeAt); d < 4*time.Second || d > 9*time.Second {
-		t.Fatalf("exited %s after the notice, want 4s..9s (its time less the 5s exit margin)", d)
+	// The restart comes off the notice's window: the exit is counted back
+	// from the deadline, not forward from the notice.
+	if d := deadline.Sub(at); d < time.Second || d > 6*time.Second {
+		t.Fatalf("exited %s after the notice, %s before its time; want 1s..6s before (its time less the 5s exit margin)", at.Sub(noticeAt), d)
 	}
 	if !strings.Contains(a.Logs(), "notice=spot/stop") {
 		t.Fatalf("notice not logged")
@@ -156,12 +155,12 @@ func TestSpotStop(t *testing.T) {
 func TestSpotHibernateDrainsAtOnceAndWaitsForTheResume(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "action-hibernate", 1, 30*time.Second, nil)
-	noticeAt := time.Now().Add(5 * time.Second).Truncate(time.Second).Add(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, Action: "hibernate", NoticeAt: noticeAt, NoticeTime: noticeAt.Add(10 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	state := t.TempDir()
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s", "--state-dir", state)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
+	imds.Notice(t, "hibernate", 10*time.Second)
 	testbed.Eventually(t, 20*time.Second, "deregistration", func() bool { return !f.registered(t) })
 	a.WaitLog(t, 10*time.Second, `msg="suspended: waiting for the instance to resume"`)
 	if a.Exited() {
@@ -188,11 +187,12 @@ func TestASGTerminationDrainsForTheDelayThenCompletesTheLifecycleAction(t *testi
 	t.Parallel()
 	f := newFleet(t, "asg", 1, 3*time.Second, map[string]string{"aws:autoscaling:groupName": "web-asg", "spot-agent:lifecycle-hook": "drain-hook"})
 	asg := testbed.NewAutoScaling(t)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle", InstanceID: f.id, ASGTerminationDelay: 4 * time.Second})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "asglifecycle", InstanceID: f.id})
 	a := startAgent(t, awsEnv(f.moto, "AWS_ENDPOINT_URL_AUTO_SCALING="+asg.URL), "--imds-endpoint", imds.URL,
 		"--lifecycle-heartbeat", "1s", "--slow-poll-interval", "200ms")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
+	imds.Restart(t, testbed.AEMMOptions{Mode: "asglifecycle", ASGTerminated: true})
 	testbed.Eventually(t, 10*time.Second, "readiness to fail", func() bool { code, _, _ := a.Get("/healthz"); return code == 503 })
 	started := time.Now()
 	testbed.Eventually(t, 5*time.Second, "deregistration", func() bool { return !f.registered(t) })
@@ -230,11 +230,12 @@ func TestASGTerminationDrainsForTheDelayThenCompletesTheLifecycleAction(t *testi
 func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "two", 2, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: time.Now().Add(11 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 2)
-	if exit, _ := a.Wait(20 * time.Second); exit != 0 {
+	_, deadline := imds.Notice(t, "", 8*time.Second)
+	if exit, _ := a.Wait(time.Until(deadline) + 10*time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 	for _, tg := range f.tgs {
@@ -250,7 +251,7 @@ func TestATagWithTwoTargetGroupsLeavesBoth(t *testing.T) {
 func TestAMissingTagIsAClearErrorAndThePageKeepsServing(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "untagged", 0, 0, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
 	a.WaitReady(t, f.id)
 	a.WaitLog(t, 10*time.Second, `no loadBalancerTargetGroup tag .*tag it with the target group ARN\(s\), comma-separated, or pass --target-group-arn`)
@@ -274,13 +275,14 @@ func TestAMissingTagIsAClearErrorAndThePageKeepsServing(t *testing.T) {
 func TestAMissingTagStillDrainsAndSaysWhyNothingWasDeregistered(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "untagged-notice", 0, 0, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
+	_, deadline := imds.Notice(t, "", 6*time.Second)
 	testbed.Eventually(t, 10*time.Second, "no_target_groups", func() bool {
 		return a.Metric(`spot_agent_deregistrations_total{result="no_target_groups"}`) == 1
 	})
-	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
+	if exit, _ := a.Wait(time.Until(deadline) + 10*time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -363,11 +365,12 @@ func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
 			return 0, "", false
 		}
 	})
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: time.Now().Add(12 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	env := append(f.moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL) // later entries win
 	a := startAgent(t, env, "--imds-endpoint", imds.URL, "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
+	_, deadline := imds.Notice(t, "", 8*time.Second)
 	testbed.Eventually(t, 10*time.Second, "deregistration through throttling", func() bool { return !f.registered(t) })
 	if v := a.Metric(`spot_agent_aws_requests_total{operation="elasticloadbalancing:DeregisterTargets",result="Throttling"}`); v != 3 {
 		t.Errorf("throttled calls counted = %v, want 3", v)
@@ -375,7 +378,7 @@ func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
 	if v := a.Metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
 		t.Errorf("deregistrations = %v, want 1", v)
 	}
-	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
+	if exit, _ := a.Wait(time.Until(deadline) + 10*time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 }
@@ -383,7 +386,7 @@ func TestELBThrottlingIsRetriedAndCounted(t *testing.T) {
 func TestSIGTERMDrainsLikeANotice(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "sigterm", 1, 2*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
@@ -405,7 +408,7 @@ func TestSIGTERMDrainsLikeANotice(t *testing.T) {
 func TestASecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "second-signal", 1, 60*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
 	a.WaitReady(t, f.id)
 	a.Signal(syscall.SIGTERM)
@@ -420,10 +423,11 @@ func TestASecondSignalExitsAtOnce(t *testing.T) {
 func TestDryRunLogsTheCallsAndMakesNone(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "dry", 1, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(5 * time.Second), NoticeTime: time.Now().Add(9 * time.Second)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--dry-run", "--target-group-arn", f.tgs[0], "--exit-margin", "2s")
 	a.WaitReady(t, f.id)
-	if exit, _ := a.Wait(15 * time.Second); exit != 0 {
+	_, deadline := imds.Notice(t, "", 6*time.Second)
+	if exit, _ := a.Wait(time.Until(deadline) + 10*time.Second); exit != 0 {
 		t.Fatalf("exit code %d", exit)
 	}
 	if !f.registered(t) {
@@ -448,7 +452,7 @@ func TestRegisterPutsTheInstanceInItsGroupsOnceThePageAnswers(t *testing.T) {
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, "self-register", 80, 30*time.Second)
 	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoNotice: true})
 	a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--register", "--drain-on-stop=false")
 	a.WaitReady(t, id)
 	_, port, _ := net.SplitHostPort(a.Traffic)
@@ -485,11 +489,11 @@ func TestStaleNotices(t *testing.T) {
 	t.Run("already past is handled at once", func(t *testing.T) {
 		t.Parallel()
 		f := newFleet(t, "stale-past", 1, 30*time.Second, nil)
-		past := time.Now().Add(-time.Second)
-		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(6 * time.Second), NoticeTime: past})
+		imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 		a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL)
 		a.WaitReady(t, f.id)
 		a.WaitResolved(t, 1)
+		imds.Notice(t, "", -time.Second) // its time already past when it appears
 		exit, _ := a.Wait(15 * time.Second)
 		if exit != 0 || f.registered(t) {
 			t.Fatalf("exit %d, registered %v", exit, f.registered(t))
@@ -503,7 +507,7 @@ func TestStaleNotices(t *testing.T) {
 func TestSystemdNotifications(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "sdnotify", 1, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -554,7 +558,7 @@ func TestSystemdNotifications(t *testing.T) {
 func TestTheEnvironmentConfiguresEveryFlag(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "envcfg", 1, 30*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto, "SPOT_AGENT_IMDS_ENDPOINT="+imds.URL, "SPOT_AGENT_POLL_INTERVAL=150ms", "SPOT_AGENT_DRAIN_ON_STOP=false", "SPOT_AGENT_LOG_FORMAT=json"))
 	a.WaitReady(t, f.id)
 	if !strings.Contains(a.Logs(), `"poll_interval":"150ms"`) {
@@ -602,14 +606,13 @@ func TestAKilledAgentRestartedMidDrainResumesTheDrainAndDoesNotRegisterAgain(t *
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, "restart", 80, 30*time.Second)
 	id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})
-	noticeAt := time.Now().Add(6 * time.Second)
-	deadline := time.Now().Add(22 * time.Second).Truncate(time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: noticeAt, NoticeTime: deadline})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoNotice: true})
 	args := []string{"--imds-endpoint", imds.URL, "--register", "--exit-margin", "3s"}
 
 	first := startAgent(t, awsEnv(moto), args...)
 	first.WaitReady(t, id)
 	testbed.Eventually(t, 10*time.Second, "self-registration", func() bool { return len(moto.Registered(t, tg, id)) == 1 })
+	_, deadline := imds.Notice(t, "", 16*time.Second)
 	testbed.Eventually(t, 10*time.Second, "the drain to begin", func() bool { code, _, _ := first.Get("/healthz"); return code == 503 })
 	testbed.Eventually(t, 5*time.Second, "deregistration", func() bool { return len(moto.Registered(t, tg, id)) == 0 })
 	first.Signal(syscall.SIGKILL)
@@ -617,11 +620,11 @@ func TestAKilledAgentRestartedMidDrainResumesTheDrainAndDoesNotRegisterAgain(t *
 
 	// systemd restarts it (Restart=on-failure): the notice is still in IMDS.
 	second := startAgent(t, awsEnv(moto), args...)
-	testbed.Eventually(t, 5*time.Second, "the restarted agent to resume the drain", func() bool {
+	testbed.Eventually(t, 15*time.Second, "the restarted agent to resume the drain", func() bool {
 		code, _, _ := second.Get("/healthz")
 		return code == 503
 	})
-	exit, at := second.Wait(25 * time.Second)
+	exit, at := second.Wait(time.Until(deadline) + 10*time.Second)
 	if exit != 0 || !at.Before(deadline) {
 		t.Fatalf("restarted agent exited %d at %s; want 0 before %s", exit, at, deadline)
 	}
@@ -671,7 +674,7 @@ func TestABadTagValueIsAClearErrorAndNoAPICallIsMadeWithIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			id := moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tc.value})
-			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
+			imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoNotice: true})
 			a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
 			a.WaitReady(t, id)
 			a.WaitLog(t, 10*time.Second, regexp.QuoteMeta(tc.want))
@@ -731,7 +734,7 @@ func TestIMDSSlowerThanItsTimeoutIsCountedAndSurvived(t *testing.T) {
 func TestARestartGoesBackIntoTheTargetGroupsItLeft(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "restart", 2, 2*time.Second, nil)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(24 * time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	state := t.TempDir()
 	first := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--state-dir", state)
 	first.WaitReady(t, f.id)

@@ -26,9 +26,7 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 	dir := t.TempDir()
 	envFile, doneFile := filepath.Join(dir, "drain.env"), filepath.Join(dir, "done.env")
 
-	noticeAt := time.Now().Add(10 * time.Second).Truncate(time.Second)
-	deadline := noticeAt.Add(12 * time.Second)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: noticeAt, NoticeTime: deadline})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "3s",
 		"--hello=false", "--app-health-url", "http://"+app.Addr+"/health",
 		"--app-health-interval", "200ms", "--app-health-timeout", "150ms",
@@ -60,20 +58,19 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 	}
 	app.Start()
 	testbed.Eventually(t, 5*time.Second, "readiness back with nginx up again", func() bool { c, b := healthz(); return c == 200 && b == "ok\n" })
-	if time.Now().After(noticeAt.Add(-2 * time.Second)) {
-		t.Fatalf("the set-up took too long: the notice at %s is too close", noticeAt)
-	}
 
-	// A download from nginx that is in flight when the notice comes.
-	time.Sleep(time.Until(noticeAt.Add(-time.Second)))
+	// A download from nginx that is in flight when the notice comes: the
+	// notice appears once nginx has begun to answer.
 	type download struct {
 		n    int64
 		err  error
 		done time.Time
 	}
 	dl := make(chan download, 1)
+	begun := make(chan struct{})
 	go func() {
 		resp, err := http.Get("http://" + app.Addr + "/slow")
+		close(begun)
 		if err != nil {
 			dl <- download{err: err}
 			return
@@ -82,6 +79,8 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 		n, err := io.Copy(io.Discard, resp.Body)
 		dl <- download{n: n, err: err, done: time.Now()}
 	}()
+	<-begun
+	_, deadline := imds.Notice(t, "", 12*time.Second)
 
 	testbed.Eventually(t, 5*time.Second, "readiness to say draining", func() bool { c, b := healthz(); return c == 503 && b == "draining\n" })
 	// nginx quits: it refuses new connections at once and exits when the
@@ -93,6 +92,7 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 		}
 		return err != nil
 	})
+	refusing := time.Now()
 	d := <-dl
 	if d.err != nil || d.n != testbed.SlowSize {
 		t.Fatalf("the download in flight got %d of %d bytes: %v", d.n, testbed.SlowSize, d.err)
@@ -100,11 +100,11 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 	if !app.WaitExit(5 * time.Second) {
 		t.Fatal("nginx did not exit after the download")
 	}
-	if d.done.Before(noticeAt) {
-		t.Errorf("the download ended at %s, before the notice: it proved nothing", d.done)
+	if !d.done.After(refusing) {
+		t.Errorf("the download ended at %s, before nginx was told to quit (refusing by %s): it proved nothing", d.done.Format(time.StampMilli), refusing.Format(time.StampMilli))
 	}
 
-	code, at := a.Wait(20 * time.Second)
+	code, at := a.Wait(time.Until(deadline) + 10*time.Second)
 	if code != 0 || !at.Before(deadline) {
 		t.Fatalf("agent exited %d at %s; want 0 before %s", code, at, deadline)
 	}
@@ -167,7 +167,7 @@ func TestSidecarRegistersTheApplicationPortOnceTheApplicationIsHealthy(t *testin
 	app := testbed.StartNginx(t)
 	app.Quit() // down at first
 	_, appPort, _ := net.SplitHostPort(app.Addr)
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: id, NoNotice: true})
 	a := startAgent(t, awsEnv(moto), "--imds-endpoint", imds.URL, "--register", "--register-port", appPort, "--drain-on-stop=false",
 		"--hello=false", "--app-health-url", "http://"+app.Addr+"/health", "--app-health-interval", "200ms", "--app-health-timeout", "150ms")
 	testbed.Eventually(t, 10*time.Second, "readiness to say the application is down", func() bool {
@@ -194,7 +194,7 @@ func TestADrainHookThatWillNotStopIsKilledAndDoesNotDelayTheExit(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "stubborn-hook", 1, 3*time.Second, nil)
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
-	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoticeAt: time.Now().Add(time.Hour)})
+	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL,
 		"--on-drain-exec", `trap '' TERM; sh -c 'trap "" TERM; echo $$ > `+pidFile+`; exec sleep 120' & wait; sleep 120`)
 	a.WaitReady(t, f.id)

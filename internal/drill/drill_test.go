@@ -61,29 +61,109 @@ func TestDrillZeroFailedRequestsThroughTheLoadBalancer(t *testing.T) {
 
 type instance struct {
 	id    string
+	imds  *testbed.AEMM
 	agent *testbed.Agent
 	port  int32
 }
 
+// sample is one second of HAProxy's counters: 2xx per server in that second.
+type sample struct {
+	at  time.Time
+	by  map[string]int64
+	raw map[string]testbed.ServerStat
+}
+
+// sampler records HAProxy's counters every second until ctx is done.
+type sampler struct {
+	mu      sync.Mutex
+	samples []sample
+	done    chan struct{}
+}
+
+func startSampler(ctx context.Context, lb *testbed.HAProxy) *sampler {
+	s := &sampler{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var prev map[string]testbed.ServerStat
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				st, err := lb.Stats()
+				if err != nil {
+					continue
+				}
+				smp := sample{at: now, by: map[string]int64{}, raw: st}
+				for id, v := range st {
+					if prev != nil {
+						smp.by[id] = v.Responses2xx - prev[id].Responses2xx
+					}
+				}
+				prev = st
+				s.mu.Lock()
+				s.samples = append(s.samples, smp)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// get returns the samples so far.
+func (s *sampler) get() []sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.samples)
+}
+
+// after counts the samples taken after at.
+func (s *sampler) after(at time.Time) int {
+	n := 0
+	for _, smp := range s.get() {
+		if smp.at.After(at) {
+			n++
+		}
+	}
+	return n
+}
+
+// served reports whether each of ids answered requests in each of the last n
+// seconds sampled.
+func (s *sampler) served(n int, ids ...string) bool {
+	all := s.get()
+	if len(all) < n+1 { // the first sample has no previous one to count from
+		return false
+	}
+	for _, smp := range all[len(all)-n:] {
+		for _, id := range ids {
+			if smp.by[id] == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // drill runs one interruption through HAProxy and returns a summary line.
+//
+// Nothing here is timed from the start: the agents, HAProxy and the load are
+// each waited for, and only then does the notice appear (AEMM restarted with
+// it), with its deadline counted from that moment.
 func drill(t *testing.T, run int, out string) string {
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, fmt.Sprintf("drill-%d-%d", run, time.Now().UnixNano()%100000), 80, 5*time.Second)
-	start := time.Now()
-	noticeAt := start.Add(15 * time.Second).Truncate(time.Second)
-	deadline := noticeAt.Add(20 * time.Second)
+	const window = 20 * time.Second // from the notice to its deadline
 	const margin = 5 * time.Second
 
 	insts := make([]*instance, 3)
 	var wg sync.WaitGroup
 	for i := range insts {
 		in := &instance{id: moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg})}
-		opts := testbed.AEMMOptions{Mode: "spot", InstanceID: in.id, NoticeAt: time.Now().Add(24 * time.Hour)}
-		if i == 0 {
-			opts.NoticeAt, opts.NoticeTime = noticeAt, deadline
-		}
-		imds := testbed.StartAEMM(t, opts)
-		in.agent = testbed.StartAgent(t, moto.Env(), "--imds-endpoint", imds.URL, "--exit-margin", margin.String(), "--log-level", "info")
+		in.imds = testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: in.id, NoNotice: true})
+		in.agent = testbed.StartAgent(t, moto.Env(), "--imds-endpoint", in.imds.URL, "--exit-margin", margin.String(), "--log-level", "info")
 		p, _ := strconv.Atoi(in.agent.Traffic[strings.LastIndexByte(in.agent.Traffic, ':')+1:])
 		in.port = int32(p)
 		moto.Register(t, tg, in.id, in.port)
@@ -103,18 +183,7 @@ func drill(t *testing.T, run int, out string) string {
 		servers[in.id] = in.agent.Traffic
 	}
 	lb := testbed.StartHAProxy(t, servers)
-	testbed.Eventually(t, 10*time.Second, "every server UP in HAProxy", func() bool {
-		st, err := lb.Stats()
-		if err != nil {
-			return false
-		}
-		for _, in := range insts {
-			if st[in.id].Status != "UP" {
-				return false
-			}
-		}
-		return true
-	})
+	lb.WaitUp(t, ids(insts)...)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -124,48 +193,29 @@ func drill(t *testing.T, run int, out string) string {
 	var mu sync.Mutex
 	go mirror(ctx, t, moto.ELB(), tg, lb, drained, &mu)
 	// Per-second 2xx per server.
-	type sample struct {
-		at  time.Time
-		by  map[string]int64
-		raw map[string]testbed.ServerStat
-	}
-	var samples []sample
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		var prev map[string]testbed.ServerStat
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				st, err := lb.Stats()
-				if err != nil {
-					continue
-				}
-				s := sample{at: now, by: map[string]int64{}, raw: st}
-				for id, v := range st {
-					if prev != nil {
-						s.by[id] = v.Responses2xx - prev[id].Responses2xx
-					}
-				}
-				prev = st
-				samples = append(samples, s)
-			}
-		}
-	}()
+	smp := startSampler(ctx, lb)
 
-	loadFor := time.Until(deadline) + 3*time.Second
+	wrk := testbed.StartWrk(t, lb.Frontend, 16, 10*time.Minute)
 	wrkStart := time.Now()
-	res, err := testbed.RunWrk(lb.Frontend, 16, loadFor.Round(time.Second))
+	// Three seconds of load through every server before the notice: the
+	// plot's baseline, and proof that the interrupted one is in service.
+	testbed.Eventually(t, 60*time.Second, "load through every server for 3 s", func() bool { return smp.served(3, ids(insts)...) })
+
+	// The notice's time is set when AEMM starts: the restart comes off the window.
+	noticeAt, deadline := insts[0].imds.Notice(t, "", window)
+	if left := deadline.Sub(noticeAt); left < margin+2*time.Second {
+		t.Fatalf("AEMM took %s to restart: the notice leaves %s to its deadline, no room for a drain before the %s exit margin", window-left, left, margin)
+	}
+	code, exitedAt := insts[0].agent.Wait(time.Until(deadline) + 10*time.Second)
+	// The survivors carry the load alone for a while before the load stops.
+	testbed.Eventually(t, 30*time.Second, "3 s of load after the exit", func() bool { return smp.after(exitedAt) >= 4 })
+	res, err := wrk.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancel()
-	<-sampled
-	code, exitedAt := insts[0].agent.Wait(10 * time.Second)
+	<-smp.done
+	samples := smp.get()
 
 	// Every second, every instance.
 	csv := []string{"seconds," + strings.Join(ids(insts), ",") + ",event"}
@@ -196,7 +246,7 @@ func drill(t *testing.T, run int, out string) string {
 	mu.Unlock()
 
 	line := fmt.Sprintf("run %d: %d requests, %d non-2xx, %d socket errors, 5xx at the balancer %d; notice %s → deregistered +%s → last request served by %s before +%s → exit +%s, %s before the deadline (exit code %d)",
-		run, int(res.RPS*loadFor.Seconds()), res.Non2xx, res.Socket, fiveXX, noticeAt.Format("15:04:05"),
+		run, res.Requests, res.Non2xx, res.Socket, fiveXX, noticeAt.Format("15:04:05"),
 		since(noticeAt, deregisteredAt), insts[0].id, since(noticeAt, lastServed), since(noticeAt, exitedAt), deadline.Sub(exitedAt).Round(10*time.Millisecond), code)
 	t.Log(line)
 	if out != "" {
@@ -407,12 +457,13 @@ func TestMassInterruption(t *testing.T) {
 	total, throttled := proxy.Count("DeregisterTargets")
 	var latencies []float64
 	for _, m := range fleet {
-		if v := m.agent.Metric(`spot_agent_deregistrations_total{result="success"}`); v != 1 {
+		if v := m.agent.WaitMetric(`spot_agent_deregistrations_total{result="success"}`, 1, 30*time.Second); v != 1 {
 			t.Errorf("%s: deregistrations success = %v (gave up or never tried)\n%s", m.id, v, m.agent.Logs())
 		}
 		if strings.Contains(m.agent.Logs(), "deregister failed") {
 			t.Errorf("%s gave up", m.id)
 		}
+		m.agent.WaitMetric("spot_agent_notice_to_deregistration_seconds_count", 1, 5*time.Second) // observed just after the count
 		sum := m.agent.Metric("spot_agent_notice_to_deregistration_seconds_sum")
 		latencies = append(latencies, sum)
 	}

@@ -19,30 +19,27 @@ import (
 // an ALB target group with a separate health check port does. One instance
 // gets a spot notice under load: its agent fails readiness and deregisters,
 // then its drain hook runs `nginx -s quit` once the balancer has stopped
-// routing to it (--on-drain-exec-delay). Not one request may fail.
+// routing to it (--on-drain-exec-delay). Not one request may fail. As in the
+// first drill, the notice appears only once everything is ready and loaded.
 func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, fmt.Sprintf("sidecar-%d", time.Now().UnixNano()%100000), 80, 5*time.Second)
-	noticeAt := time.Now().Add(15 * time.Second).Truncate(time.Second)
-	deadline := noticeAt.Add(15 * time.Second)
+	const window = 15 * time.Second // from the notice to its deadline
 	const margin = 5 * time.Second
 	const hookDelay = time.Second
 
 	type member struct {
 		id    string
 		app   *testbed.Nginx
+		imds  *testbed.AEMM
 		agent *testbed.Agent
 	}
 	members := make([]*member, 3)
 	var backends []testbed.Backend
 	for i := range members {
 		m := &member{id: moto.Instance(t, map[string]string{"loadBalancerTargetGroup": tg}), app: testbed.StartNginx(t)}
-		opts := testbed.AEMMOptions{Mode: "spot", InstanceID: m.id, NoticeAt: time.Now().Add(24 * time.Hour)}
-		if i == 0 {
-			opts.NoticeAt, opts.NoticeTime = noticeAt, deadline
-		}
-		imds := testbed.StartAEMM(t, opts)
-		m.agent = testbed.StartAgent(t, moto.Env(), "--imds-endpoint", imds.URL, "--exit-margin", margin.String(), "--log-level", "info",
+		m.imds = testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: m.id, NoNotice: true})
+		m.agent = testbed.StartAgent(t, moto.Env(), "--imds-endpoint", m.imds.URL, "--exit-margin", margin.String(), "--log-level", "info",
 			"--hello=false", "--app-health-url", "http://"+m.app.Addr+"/health", "--app-health-interval", "500ms", "--app-health-timeout", "250ms",
 			"--on-drain-exec", m.app.Command("-s", "quit"), "--on-drain-exec-delay", hookDelay.String())
 		_, appPort, _ := net.SplitHostPort(m.app.Addr)
@@ -54,32 +51,29 @@ func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 		backends = append(backends, testbed.Backend{Name: m.id, Addr: m.app.Addr, CheckPort: int(cp)})
 		members[i] = m
 	}
+	var names []string
 	for _, m := range members {
-		testbed.Eventually(t, 10*time.Second, "agent ready beside nginx", func() bool { c, _, _ := m.agent.Get("/healthz"); return c == 200 })
+		testbed.Eventually(t, 30*time.Second, "agent ready beside nginx", func() bool { c, _, _ := m.agent.Get("/healthz"); return c == 200 })
 		m.agent.WaitResolved(t, 1)
+		names = append(names, m.id)
 	}
 	lb := testbed.StartHAProxyBackends(t, backends)
-	testbed.Eventually(t, 10*time.Second, "every server UP in HAProxy", func() bool {
-		st, err := lb.Stats()
-		if err != nil {
-			return false
-		}
-		for _, m := range members {
-			if st[m.id].Status != "UP" {
-				return false
-			}
-		}
-		return true
-	})
-	if time.Until(noticeAt) < 3*time.Second {
-		t.Fatalf("the set-up took too long: the notice at %s is too close", noticeAt)
-	}
+	lb.WaitUp(t, names...)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	drained := map[string]time.Time{}
 	var mu sync.Mutex
 	go mirror(ctx, t, moto.ELB(), tg, lb, drained, &mu)
+	smp := startSampler(ctx, lb)
+	wrk := testbed.StartWrk(t, lb.Frontend, 16, 10*time.Minute)
+	testbed.Eventually(t, 60*time.Second, "load through every nginx for 3 s", func() bool { return smp.served(3, names...) })
+
+	// The notice's time is set when AEMM starts: the restart comes off the window.
+	noticeAt, deadline := members[0].imds.Notice(t, "", window)
+	if left := deadline.Sub(noticeAt); left < margin+2*time.Second {
+		t.Fatalf("AEMM took %s to restart: the notice leaves %s to its deadline, no room for a drain before the %s exit margin", window-left, left, margin)
+	}
 
 	// When the interrupted instance's nginx exits, and what HAProxy counted
 	// for it by then.
@@ -100,13 +94,14 @@ func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 		quitc <- q
 	}()
 
-	loadFor := time.Until(deadline) + 2*time.Second
-	res, err := testbed.RunWrk(lb.Frontend, 16, loadFor.Round(time.Second))
+	code, exitedAt := members[0].agent.Wait(time.Until(deadline) + 10*time.Second)
+	testbed.Eventually(t, 30*time.Second, "2 s of load after the exit", func() bool { return smp.after(exitedAt) >= 3 })
+	res, err := wrk.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancel()
-	code, exitedAt := members[0].agent.Wait(10 * time.Second)
+	<-smp.done
 	q := <-quitc
 	st, err := lb.Stats()
 	if err != nil {
@@ -120,8 +115,8 @@ func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 	deregisteredAt := drained[members[0].id]
 	mu.Unlock()
 
-	t.Logf("sidecar drill: %.0f requests, %d non-2xx, %d socket errors, 5xx at the balancer %d; notice %s → deregistered +%s → nginx quit +%s (%d answered by it in all, none after) → agent exit +%s, %s before the deadline (exit code %d)",
-		res.RPS*loadFor.Seconds(), res.Non2xx, res.Socket, fiveXX, noticeAt.Format("15:04:05"), since(noticeAt, deregisteredAt), since(noticeAt, q.at),
+	t.Logf("sidecar drill: %d requests, %d non-2xx, %d socket errors, 5xx at the balancer %d; notice %s → deregistered +%s → nginx quit +%s (%d answered by it in all, none after) → agent exit +%s, %s before the deadline (exit code %d)",
+		res.Requests, res.Non2xx, res.Socket, fiveXX, noticeAt.Format("15:04:05"), since(noticeAt, deregisteredAt), since(noticeAt, q.at),
 		q.served2xx, since(noticeAt, exitedAt), deadline.Sub(exitedAt).Round(10*time.Millisecond), code)
 
 	if res.Errors() != 0 || fiveXX != 0 {

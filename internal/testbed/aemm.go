@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,8 +25,13 @@ type AEMMOptions struct {
 	// Action is the spot action: terminate (default), stop or hibernate.
 	Action string
 	// NoticeAt is when the notice appears (--mock-trigger-time, rounded up to
-	// a whole second); zero means at once.
+	// a whole second); zero means at once. A test that waits for a notice
+	// starts AEMM with NoNotice and calls Restart once its agents are ready:
+	// a time computed before start-up is a guess a loaded machine defeats.
 	NoticeAt time.Time
+	// NoNotice keeps spot/instance-action at 404 (the notice is due in a day);
+	// NoticeAt is ignored.
+	NoNotice bool
 	// NoticeTime pins the notice's time (-t); zero lets AEMM move it on every poll.
 	NoticeTime time.Time
 	// RebalanceAt is when the rebalance recommendation appears; zero means never.
@@ -33,6 +39,9 @@ type AEMMOptions struct {
 	// ASGTerminationDelay is when target-lifecycle-state turns Terminated,
 	// counted from start; zero means a day (it stays InService).
 	ASGTerminationDelay time.Duration
+	// ASGTerminated makes target-lifecycle-state Terminated at once
+	// (ASGTerminationDelay is ignored): Restart with it once the agent is ready.
+	ASGTerminated bool
 	// Args are passed through as they are.
 	Args []string
 }
@@ -41,6 +50,10 @@ type AEMMOptions struct {
 type AEMM struct {
 	URL  string
 	Addr string
+	bin  string
+	home string // HOME and the config file's folder
+	port int
+	o    AEMMOptions // as started last, defaults filled in
 	cmd  *exec.Cmd
 	out  *syncBuffer
 }
@@ -62,6 +75,73 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 	t.Helper()
 	bin, err := aemmPath()
 	Need(t, "amazon-ec2-metadata-mock (go tool)", err)
+	a := &AEMM{bin: bin, home: t.TempDir(), port: Port(t), out: &syncBuffer{}}
+	a.URL = fmt.Sprintf("http://127.0.0.1:%d", a.port)
+	a.Addr = fmt.Sprintf("127.0.0.1:%d", a.port)
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			t.Logf("AEMM output (last 4 KiB):\n%s", tail(a.out.String(), 4096))
+		}
+	})
+	a.start(t, o)
+	return a
+}
+
+// Restart stops AEMM and starts it again on the same port with o, and returns
+// once it answers. AEMM cannot change its answers while it runs: this is how a
+// test makes a notice appear after its agents are ready (o with the notice at
+// once), so that no notice time depends on how long start-up took. Identity
+// fields (InstanceID, Region, AZ, InstanceType) left empty in o keep their
+// values. Tokens issued before the restart are unknown to the new process: a
+// client's next read gets a 401 and the SDK fetches a new token, as after an
+// expiry. While AEMM restarts its port refuses connections, which an agent
+// counts as a failed poll and retries at its next one.
+func (a *AEMM) Restart(t testing.TB, o AEMMOptions) {
+	t.Helper()
+	if o.InstanceID == "" {
+		o.InstanceID = a.o.InstanceID
+	}
+	if o.Region == "" {
+		o.Region = a.o.Region
+	}
+	if o.AZ == "" {
+		o.AZ = a.o.AZ
+	}
+	if o.InstanceType == "" {
+		o.InstanceType = a.o.InstanceType
+	}
+	a.stop()
+	fmt.Fprintf(a.out, "--- restarted at %s ---\n", time.Now().Format(time.RFC3339Nano))
+	a.start(t, o)
+}
+
+// Notice makes a spot notice appear now: AEMM restarts in spot mode with the
+// notice at once (action "" is terminate), its time window from now in whole
+// seconds as IMDS gives it (a negative window gives a time already past). It
+// returns once the new AEMM answers (it serves the notice from its start), and
+// the notice's time; the restart's own time comes off the window. Call it once
+// whatever should see the notice is ready.
+func (a *AEMM) Notice(t testing.TB, action string, window time.Duration) (at, deadline time.Time) {
+	t.Helper()
+	deadline = time.Now().Add(window).Truncate(time.Second)
+	a.Restart(t, AEMMOptions{Mode: "spot", Action: action, NoticeTime: deadline})
+	return time.Now(), deadline
+}
+
+// stop kills the running process, if any, and waits for it.
+func (a *AEMM) stop() {
+	if a.cmd == nil {
+		return
+	}
+	_ = a.cmd.Process.Kill()
+	_ = a.cmd.Wait()
+	a.cmd = nil
+}
+
+// start runs AEMM on a.port with o and waits until it hands out tokens.
+func (a *AEMM) start(t testing.TB, o AEMMOptions) {
+	t.Helper()
 	if o.InstanceID == "" {
 		o.InstanceID = "i-0123456789abcdef0"
 	}
@@ -74,7 +154,9 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 	if o.InstanceType == "" {
 		o.InstanceType = "c5.large"
 	}
-	home := t.TempDir() // AEMM also reads $HOME/aemm-config.json: keep it empty
+	a.o = o
+	// AEMM also reads $HOME/aemm-config.json: HOME is a folder of the test's
+	// that holds only config.json.
 	cfg := map[string]any{
 		"metadata": map[string]any{"values": map[string]any{
 			"instance-id":                 o.InstanceID,
@@ -91,20 +173,22 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 		}},
 	}
 	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(home, "config.json")
+	cfgPath := filepath.Join(a.home, "config.json")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := Port(t)
 	args := []string{}
 	if o.Mode != "" {
 		args = append(args, o.Mode)
 	}
-	args = append(args, "-c", cfgPath, "-n", "127.0.0.1", "-p", fmt.Sprint(port), "-I", "-x", "-1")
+	args = append(args, "-c", cfgPath, "-n", "127.0.0.1", "-p", fmt.Sprint(a.port), "-I", "-x", "-1")
 	if o.Action != "" {
 		args = append(args, "-a", o.Action)
 	}
-	if !o.NoticeAt.IsZero() {
+	switch {
+	case o.NoNotice:
+		args = append(args, "--mock-delay-sec", fmt.Sprint(int((24 * time.Hour).Seconds())))
+	case !o.NoticeAt.IsZero():
 		args = append(args, "--mock-trigger-time", wholeSecond(o.NoticeAt))
 	}
 	if !o.NoticeTime.IsZero() {
@@ -120,29 +204,28 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 		if d == 0 {
 			d = 24 * time.Hour
 		}
+		if o.ASGTerminated {
+			d = 0
+		}
 		args = append(args, "--asg-termination-delay-sec", fmt.Sprint(int(d.Seconds())))
 	}
 	args = append(args, o.Args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd := exec.Command(a.bin, args...)
+	cmd.Env = append(os.Environ(), "HOME="+a.home)
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	fmt.Fprintf(a.out, "--- %v ---\n", args)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start AEMM: %v", err)
 	}
-	a := &AEMM{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, out: out}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("AEMM %v output (last 2 KiB):\n%s", args, tail(out.String(), 2048))
-		}
-	})
-	if err := WaitTCP(a.Addr, 10*time.Second); err != nil {
-		t.Fatalf("AEMM did not start: %v\n%s", err, out.String())
+	a.cmd = cmd
+	// Generous bounds: they only matter when AEMM is broken, and a loaded
+	// machine takes seconds to start a 15 MB binary.
+	if err := WaitTCP(a.Addr, 30*time.Second); err != nil {
+		t.Fatalf("AEMM did not start: %v\n%s", err, a.out.String())
 	}
 	// The listener is up before the handlers are: wait for a token.
-	Eventually(t, 5*time.Second, "AEMM token endpoint", func() bool {
+	Eventually(t, 15*time.Second, "AEMM token endpoint", func() bool {
 		req, _ := http.NewRequest(http.MethodPut, a.URL+"/latest/api/token", nil)
 		req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
 		resp, err := http.DefaultClient.Do(req)
@@ -152,7 +235,6 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return a
 }
 
 // wholeSecond formats t rounded up to the next whole second, as AEMM wants.

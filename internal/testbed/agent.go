@@ -135,7 +135,10 @@ func StartAgent(t testing.TB, env []string, args ...string) *Agent {
 			t.Logf("spot-agent %v logs:\n%s", full, tail(a.logs.String(), 16<<10))
 		}
 	})
-	if err := WaitTCP(a.Traffic, 10*time.Second); err != nil {
+	// The bounds below only matter when the agent is broken: a loaded
+	// machine (the race detector, two cores shared with other work) takes
+	// seconds to start it and to answer.
+	if err := WaitTCP(a.Traffic, 30*time.Second); err != nil {
 		t.Fatalf("agent did not listen: %v\n%s", err, a.logs.String())
 	}
 	return a
@@ -168,6 +171,21 @@ func (a *Agent) Metrics() string {
 // Metric returns the value of the sample written exactly as series, e.g.
 // `spot_agent_notices_total{action="terminate",kind="spot"}`; -1 if absent.
 func (a *Agent) Metric(series string) float64 { return Sample(a.Metrics(), series) }
+
+// WaitMetric polls series until it equals want or timeout passes, and returns
+// its last value: for a count the agent updates after the effect a test saw
+// (a call's answer is handled after the peer changed its state, and a loaded
+// machine can make that take seconds).
+func (a *Agent) WaitMetric(series string, want float64, timeout time.Duration) float64 {
+	deadline := time.Now().Add(timeout)
+	for {
+		v := a.Metric(series)
+		if v == want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // Sample finds series in an exposition; -1 if absent.
 func Sample(exposition, series string) float64 {
@@ -225,7 +243,7 @@ func (a *Agent) WaitLog(t testing.TB, timeout time.Duration, re string) {
 // WaitReady waits for the hello page of instanceID and a passing readiness check.
 func (a *Agent) WaitReady(t testing.TB, instanceID string) {
 	t.Helper()
-	Eventually(t, 10*time.Second, "hello page and readiness", func() bool {
+	Eventually(t, 30*time.Second, "hello page and readiness", func() bool {
 		code, body, _ := a.Get("/")
 		hc, _, _ := a.Get("/healthz")
 		return code == 200 && body == "hello from "+instanceID+"\n" && hc == 200
@@ -235,7 +253,7 @@ func (a *Agent) WaitReady(t testing.TB, instanceID string) {
 // WaitResolved waits until the agent knows its target groups.
 func (a *Agent) WaitResolved(t testing.TB, groups int) {
 	t.Helper()
-	Eventually(t, 15*time.Second, fmt.Sprintf("%d target groups resolved", groups), func() bool {
+	Eventually(t, 30*time.Second, fmt.Sprintf("%d target groups resolved", groups), func() bool {
 		return a.Metric("spot_agent_target_groups") == float64(groups)
 	})
 }

@@ -126,6 +126,24 @@ func (h *HAProxy) Command(cmd string) (string, error) {
 	return string(b), err
 }
 
+// WaitUp waits until every named server is UP: it passed its health checks
+// (rise 2), so HAProxy sends it traffic.
+func (h *HAProxy) WaitUp(t testing.TB, servers ...string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%v UP in HAProxy", servers), func() bool {
+		st, err := h.Stats()
+		if err != nil {
+			return false
+		}
+		for _, s := range servers {
+			if st[s].Status != "UP" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // SetState sets a server to ready, drain or maint.
 func (h *HAProxy) SetState(server, state string) error {
 	out, err := h.Command("set server agents/" + server + " state " + state)

@@ -28,9 +28,11 @@ type Nginx struct {
 	logs   *Buffer
 }
 
-// SlowSize and SlowRate shape /slow: 192 KiB at 64 KiB/s, three seconds.
+// SlowSize and SlowRate shape /slow: 640 KiB at 64 KiB/s, ten seconds, long
+// enough on a loaded machine for a notice to appear (AEMM restarted), be seen
+// and run the drain hook while the download is in flight.
 const (
-	SlowSize = 192 << 10
+	SlowSize = 640 << 10
 	SlowRate = 64 << 10
 )
 
