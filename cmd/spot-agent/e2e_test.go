@@ -149,36 +149,61 @@ func TestSpotStop(t *testing.T) {
 }
 
 // A hibernation starts at once and the instance comes back: the agent leaves
-// its groups at once and then waits, out of service, for the resume (the
-// in-process tests and the instance-boot test bring it back); a stop while it
-// waits ends it at once, keeping what it left for the next start.
-func TestSpotHibernateDrainsAtOnceAndWaitsForTheResume(t *testing.T) {
+// its groups at once, waits out of service, and when the notice is withdrawn
+// (the resume) serves and goes back into them. A second hibernation is a new
+// notice; a stop while it waits ends the agent at once, keeping what it left
+// for the next start.
+func TestSpotHibernateDrainsAtOnceAndTheResumeGoesBack(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "action-hibernate", 1, 30*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
 	state := t.TempDir()
+	record := filepath.Join(state, "left-target-groups.json")
 	a := startAgent(t, awsEnv(f.moto), "--imds-endpoint", imds.URL, "--exit-margin", "5s", "--state-dir", state)
 	a.WaitReady(t, f.id)
 	a.WaitResolved(t, 1)
-	imds.Notice(t, "hibernate", 10*time.Second)
-	testbed.Eventually(t, 20*time.Second, "deregistration", func() bool { return !f.registered(t) })
-	a.WaitLog(t, 10*time.Second, `msg="suspended: waiting for the instance to resume"`)
-	if a.Exited() {
-		t.Fatalf("the agent exited on a hibernate notice; nothing would start it after the resume")
+
+	suspended := func(n int) {
+		t.Helper()
+		imds.Notice(t, "hibernate", 10*time.Second)
+		testbed.Eventually(t, 20*time.Second, "deregistration", func() bool { return !f.registered(t) })
+		testbed.Eventually(t, 10*time.Second, "suspended", func() bool {
+			return strings.Count(a.Logs(), `msg="suspended: waiting for the instance to resume"`) == n
+		})
+		if a.Exited() {
+			t.Fatalf("the agent exited on a hibernate notice; nothing would start it after the resume")
+		}
+		if code, body, _ := a.Get("/healthz"); code != 503 {
+			t.Fatalf("/healthz %d %q while suspended, want 503", code, body)
+		}
+		if _, err := os.Stat(record); err != nil {
+			t.Fatalf("what the hibernation left is not remembered: %v", err)
+		}
 	}
-	if code, body, _ := a.Get("/healthz"); code != 503 {
-		t.Fatalf("/healthz %d %q while suspended, want 503", code, body)
+	suspended(1)
+
+	// The resume: the notice is gone from instance metadata.
+	imds.Restart(t, testbed.AEMMOptions{Mode: "spot", NoNotice: true})
+	testbed.Eventually(t, 20*time.Second, "back in the target group", func() bool {
+		return slices.Equal(f.moto.Registered(t, f.tgs[0], f.id), []int32{80})
+	})
+	if code, _, _ := a.Get("/healthz"); code != 200 {
+		t.Fatalf("/healthz %d after the resume, want 200", code)
 	}
-	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); err != nil {
-		t.Fatalf("what the hibernation left is not remembered: %v", err)
-	}
+	// The agent forgets the record once its registration has ended.
+	testbed.Eventually(t, 10*time.Second, "the record forgotten", func() bool {
+		_, err := os.Stat(record)
+		return os.IsNotExist(err)
+	})
+
+	suspended(2)
 	a.Signal(syscall.SIGTERM)
 	sent := time.Now()
 	exit, at := a.Wait(10 * time.Second)
 	if exit != 0 || at.Sub(sent) > 3*time.Second {
 		t.Fatalf("exit %d %s after SIGTERM while suspended; want 0 at once (nothing left to drain)", exit, at.Sub(sent))
 	}
-	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); err != nil {
+	if _, err := os.Stat(record); err != nil {
 		t.Fatalf("the stop while suspended lost what the hibernation left: %v", err)
 	}
 }
@@ -763,9 +788,10 @@ func TestARestartGoesBackIntoTheTargetGroupsItLeft(t *testing.T) {
 	testbed.Eventually(t, 5*time.Second, "the return counted", func() bool {
 		return second.Metric(`spot_agent_rejoins_total{result="success"}`) == 1
 	})
-	if _, err := os.Stat(filepath.Join(state, "left-target-groups.json")); !os.IsNotExist(err) {
-		t.Fatalf("the record is still there after going back (%v)", err)
-	}
+	testbed.Eventually(t, 5*time.Second, "the record forgotten", func() bool {
+		_, err := os.Stat(filepath.Join(state, "left-target-groups.json"))
+		return os.IsNotExist(err)
+	})
 	second.Signal(syscall.SIGTERM)
 	second.Wait(15 * time.Second)
 }
