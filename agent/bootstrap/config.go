@@ -165,7 +165,10 @@ type FlagError struct {
 
 func (e *FlagError) Error() string { return fmt.Sprintf("--%s: %s", e.Flag, e.Problem) }
 
-// ValidateName checks a stack name alone (status and teardown need no more).
+// ValidateName checks a stack name alone (status and teardown need no more):
+// the stack's own rule, then every name derived from it against the rule of
+// its resource (names.go), such as a load balancer's, which must not begin
+// with "internal-", or a security group's, which must not begin with "sg-".
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -175,7 +178,7 @@ func ValidateName(name string) error {
 	case !nameRE.MatchString(name) || strings.HasSuffix(name, "-") || strings.Contains(name, "--"):
 		return &FlagError{"name", fmt.Sprintf("%q: use lowercase letters, digits and single hyphens, starting with a letter (it names a bucket and a load balancer)", name)}
 	}
-	return nil
+	return checkDerivedNames(name, "")
 }
 
 // ValidateRegion checks a region name; empty is an error: nothing defaults to a
@@ -201,6 +204,11 @@ func (c *Config) Validate() error {
 	}
 	if err := ValidateRegion(c.Region); err != nil {
 		errs = append(errs, err)
+	} else if c.AgentFile != "" && ValidateName(c.Name) == nil {
+		// The bucket's name ends with the region.
+		if err := checkDerivedNames(c.Name, c.Region); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.Fleet {
 	case FleetASG, FleetSpotFleet, FleetEC2Fleet:

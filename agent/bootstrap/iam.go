@@ -10,8 +10,11 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 )
 
-// agentPolicyName is the instance role's one inline policy.
-const agentPolicyName = "spot-agent"
+// The roles' inline policies: the instance role's and the Spot Fleet role's.
+const (
+	agentPolicyName = "spot-agent"
+	fleetPolicyName = "spot-agent-spot-fleet"
+)
 
 // spotFleetTaggingPolicy is the AWS managed policy a Spot Fleet role needs to
 // launch, tag and terminate instances and register them with load balancers.

@@ -175,6 +175,10 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"bad name", withRegion, []string{"bootstrap", "--name", "Bad_Name", "--agent-url", testAgentURL}, "--name"},
 		{"long name", withRegion, []string{"bootstrap", "--name", "a-name-of-21-letters-", "--agent-url", testAgentURL}, "--name"},
 		{"no name", withRegion, []string{"bootstrap", "--agent-url", testAgentURL}, "--name: is required"},
+		{"a name AWS refuses for the load balancer", withRegion, []string{"bootstrap", "--name", "internal", "--agent-url", testAgentURL},
+			`--name: "internal" would name the load balancer "internal-alb", which must not begin with "internal-"`},
+		{"a name AWS refuses for the security groups", withRegion, []string{"bootstrap", "--name", "sg-web", "--agent-url", testAgentURL},
+			`--name: "sg-web" would name the security group "sg-web-alb", which must not begin with "sg-"`},
 		{"bad fleet", withRegion, append(ok, "--fleet", "lambda"), "--fleet"},
 		{"no agent", withRegion, []string{"bootstrap", "--name", "flags"}, "--agent-url"},
 		{"deb on al2023", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/a.deb"}, "--agent-url"},
@@ -198,6 +202,7 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
 		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
 		{"teardown bad name", withRegion, []string{"teardown", "--name", "x_y", "--yes"}, "--name"},
+		{"teardown a name AWS refuses", withRegion, []string{"teardown", "--name", "internal", "--yes"}, `--name: "internal" would name the load balancer`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.env, "", tc.args...)
