@@ -141,10 +141,13 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	m := testbed.SharedMoto(t)
 	cfg := testConfig("update", bootstrap.FleetASG)
 	st, _ := newStack(t, m.URL, cfg)
-	if _, err := st.Apply(ctx(t)); err != nil {
+	res, err := st.Apply(ctx(t))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+	// Someone turned the VPC's DNS hostnames off: bootstrap turns them on again.
+	m.CLI(t, "ec2", "modify-vpc-attribute", "--vpc-id", res.Outputs.VPCID, "--no-enable-dns-hostnames")
 
 	changed := cfg
 	changed.Min, changed.Max, changed.Capacity = 3, 12, 3
@@ -156,13 +159,16 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c := changesOf(p)["vpc"]; len(c.Diffs) != 1 || c.Diffs[0] != (bootstrap.Diff{Field: "dns-hostnames", Have: "off", Want: "on"}) {
+		t.Errorf("vpc plan %+v, want dns-hostnames off → on", c)
+	}
 	updates := map[string]bool{}
 	for _, c := range p.Changes {
 		if c.Action == bootstrap.Update {
 			updates[c.Resource] = true
 		}
 	}
-	for _, r := range []string{"target-group", "asg", "lifecycle-hook", "scaling"} {
+	for _, r := range []string{"vpc", "target-group", "asg", "lifecycle-hook", "scaling"} {
 		if !updates[r] {
 			t.Errorf("plan does not update %s: %+v", r, p.Changes)
 		}
@@ -176,7 +182,7 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	mc := rec.MutatingCalls()
 	want := map[string]int{
 		"Auto Scaling.UpdateAutoScalingGroup": 1, "Elastic Load Balancing v2.ModifyTargetGroupAttributes": 1,
-		"Auto Scaling.PutLifecycleHook": 1, "Auto Scaling.PutScalingPolicy": 1,
+		"Auto Scaling.PutLifecycleHook": 1, "Auto Scaling.PutScalingPolicy": 1, "EC2.ModifyVpcAttribute": 1,
 	}
 	if !intMapsEqual(mc, want) {
 		t.Errorf("update made %v, want %v", mc, want)

@@ -52,6 +52,7 @@ func TestBootstrapEachFleetKindThenRerunStatusAndTeardown(t *testing.T) {
 				t.Errorf("outputs: %+v", out)
 			}
 
+			checkVPC(t, m, out)
 			checkLoadBalancing(t, m, cfg, out)
 			checkLaunchTemplate(t, m, cfg, out)
 			checkInstanceRole(t, m, cfg, out)
@@ -122,6 +123,17 @@ func TestBootstrapEachFleetKindThenRerunStatusAndTeardown(t *testing.T) {
 				t.Errorf("second teardown: %v, found %d, mutating %v", err, td.Found(), rec.MutatingCalls())
 			}
 		})
+	}
+}
+
+// checkVPC: the new VPC resolves names, as the workshop's does (an EFS file
+// system mounted by its DNS name needs both attributes).
+func checkVPC(t *testing.T, m *testbed.Moto, out bootstrap.Outputs) {
+	t.Helper()
+	for attr, key := range map[string]string{"enableDnsSupport": "EnableDnsSupport", "enableDnsHostnames": "EnableDnsHostnames"} {
+		if got := testbed.JSONPath(m.CLI(t, "ec2", "describe-vpc-attribute", "--vpc-id", out.VPCID, "--attribute", attr), key, "Value"); got != true {
+			t.Errorf("VPC %s %s = %v, want true", out.VPCID, attr, got)
+		}
 	}
 }
 
