@@ -36,6 +36,14 @@ type Config struct {
 	RequestsPerTarget float64  // target tracking value of ALBRequestCountPerTarget
 	CapacityRebalance bool     // ASG capacity rebalancing
 
+	// HealthCheckType is how the ASG tells an unhealthy instance to replace:
+	// HealthEC2 (EC2 status checks only) or HealthELB (also the target
+	// group's health check); "" is the mode's default (HealthCheckTypeFor).
+	HealthCheckType string
+	// HealthCheckGrace is how long a new instance is in service before the
+	// ASG acts on a failed health check: whole seconds, 0..MaxHealthCheckGrace.
+	HealthCheckGrace time.Duration
+
 	DeregistrationDelay int           // seconds, 0..3600
 	Stickiness          time.Duration // lb_cookie duration; 0 = off
 
@@ -82,6 +90,7 @@ func DefaultConfig() Config {
 		Max:                 10,
 		Capacity:            2,
 		RequestsPerTarget:   100,
+		HealthCheckGrace:    DefaultHealthCheckGrace,
 		DeregistrationDelay: 90,
 		VPCCIDR:             "10.0.0.0/16",
 		IngressCIDR:         "0.0.0.0/0",
@@ -90,6 +99,44 @@ func DefaultConfig() Config {
 		AdminPort:           10190,
 		AppHealthPath:       "/",
 	}
+}
+
+// ASG health check types.
+const (
+	HealthEC2 = "ec2"
+	HealthELB = "elb"
+)
+
+// DefaultHealthCheckGrace is the grace period of an ASG's health checks: the
+// console's default, and room for a first boot (cloud-init, the package
+// install, the agent's start), which takes one to three minutes.
+// https://docs.aws.amazon.com/autoscaling/ec2/userguide/health-check-grace-period.html
+const DefaultHealthCheckGrace = 300 * time.Second
+
+// MaxHealthCheckGrace bounds --health-check-grace: AWS documents no maximum,
+// and a longer grace would leave a broken instance in service for hours.
+const MaxHealthCheckGrace = 2 * time.Hour
+
+// minBootGrace is the shortest grace in which an instance's first boot
+// reliably installs and starts the agent.
+const minBootGrace = 3 * time.Minute
+
+// HealthCheckTypeFor is the ASG health check type: the configured one, else
+// the mode's default. Without an application the target group checks the
+// agent, which answers as soon as it runs: ELB checks replace an instance
+// whose agent never came up. With an application (--app-port) the agent's
+// /healthz follows the application, whose start bootstrap cannot know (a
+// CodeDeploy deployment may come minutes later): EC2 checks keep such an
+// instance, out of the load balancer's rotation, instead of replacing it over
+// and over.
+func (c *Config) HealthCheckTypeFor() string {
+	switch {
+	case c.HealthCheckType != "":
+		return c.HealthCheckType
+	case c.AppPort != 0:
+		return HealthEC2
+	}
+	return HealthELB
 }
 
 // AppAgentPort is the agent's port the command line defaults to with an
@@ -245,6 +292,17 @@ func (c *Config) Validate() error {
 	if c.Capacity < c.Min || c.Capacity > c.Max {
 		bad("capacity", "%d is outside --min %d .. --max %d", c.Capacity, c.Min, c.Max)
 	}
+	switch c.HealthCheckType {
+	case "", HealthEC2, HealthELB:
+	default:
+		bad("health-check-type", "%q is not ec2 or elb", c.HealthCheckType)
+	}
+	if c.HealthCheckType != "" && c.Fleet != FleetASG {
+		bad("health-check-type", "only with --fleet asg: Spot Fleet and EC2 Fleet do not replace instances on health checks here")
+	}
+	if g := c.HealthCheckGrace; g < 0 || g > MaxHealthCheckGrace || g%time.Second != 0 {
+		bad("health-check-grace", "%s: give whole seconds, 0s..%s (0 turns the grace off)", g, MaxHealthCheckGrace)
+	}
 	if c.RequestsPerTarget <= 0 {
 		bad("requests-per-target", "%v must be positive", c.RequestsPerTarget)
 	}
@@ -389,6 +447,14 @@ func (c *Config) Warnings() []string {
 	var w []string
 	if d := time.Duration(c.DeregistrationDelay) * time.Second; d+agentExitMargin > NoticeWindow {
 		w = append(w, fmt.Sprintf("--deregistration-delay %d: the drain does not fit the %s Spot notice (less the agent's %s exit margin): connections still open then are cut", c.DeregistrationDelay, NoticeWindow, agentExitMargin))
+	}
+	if c.Fleet == FleetASG && c.HealthCheckTypeFor() == HealthELB {
+		switch {
+		case c.AppPort != 0:
+			w = append(w, fmt.Sprintf("--health-check-type elb with --app-port: Auto Scaling replaces every instance whose application does not answer within --health-check-grace %s of entering service (boot, cloud-init, your install and the application's start), over and over if it never does", c.HealthCheckGrace))
+		case c.HealthCheckGrace < minBootGrace:
+			w = append(w, fmt.Sprintf("--health-check-grace %s: a first boot (cloud-init, the package install, the agent's start) can take longer; an instance whose agent is not answering by then is replaced, over and over", c.HealthCheckGrace))
+		}
 	}
 	if c.Fleet == FleetEC2Fleet && c.Min != c.Max {
 		w = append(w, "EC2 Fleet has no target tracking (Application Auto Scaling does not scale it): its capacity stays at --capacity")

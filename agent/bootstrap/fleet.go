@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -99,6 +100,7 @@ func (r *asgFleet) plan(s *state) Change {
 		{"name", s.asgName()}, {"min", itoa(s.cfg.Min)}, {"max", itoa(s.cfg.Max)}, {"desired", itoa(s.cfg.Capacity)},
 		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"instance-types", join(s.cfg.InstanceTypes)},
 		{"capacity-rebalance", fmt.Sprint(s.cfg.CapacityRebalance)}, {"target-group", orPending(s.tgARN)},
+		{"health-check", s.healthCheckSummary()},
 		{"launch-template", orPending(s.ltID) + " " + ltVersion},
 		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
 	}}
@@ -120,6 +122,12 @@ func (r *asgFleet) plan(s *state) Change {
 	if !slices.Equal(r.types(), s.cfg.InstanceTypes) {
 		c.Diffs = append(c.Diffs, Diff{"instance-types", join(r.types()), join(s.cfg.InstanceTypes)})
 	}
+	if have, want := deref(g.HealthCheckType), s.asgHealthCheckType(); have != want {
+		c.Diffs = append(c.Diffs, Diff{"health-check-type", orNone(have), want})
+	}
+	if have, want := deref(g.HealthCheckGracePeriod), s.asgHealthCheckGrace(); have != want {
+		c.Diffs = append(c.Diffs, Diff{"health-check-grace", fmt.Sprintf("%ds", have), fmt.Sprintf("%ds", want)})
+	}
 	if deref(g.CapacityRebalance) != s.cfg.CapacityRebalance {
 		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", fmt.Sprint(deref(g.CapacityRebalance)), fmt.Sprint(s.cfg.CapacityRebalance)})
 	}
@@ -137,6 +145,29 @@ func (r *asgFleet) plan(s *state) Change {
 		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
 	}
 	return c.updateOnDiffs()
+}
+
+// asgHealthCheckType is the group's HealthCheckType as the API spells it.
+func (s *state) asgHealthCheckType() string { return strings.ToUpper(s.cfg.HealthCheckTypeFor()) }
+
+// asgHealthCheckGrace is the group's HealthCheckGracePeriod in seconds.
+func (s *state) asgHealthCheckGrace() int32 { return int32(s.cfg.HealthCheckGrace / time.Second) }
+
+// healthCheckSummary says in the plan what the group's health checks do.
+func (s *state) healthCheckSummary() string {
+	grace := s.cfg.HealthCheckGrace.String()
+	if s.cfg.HealthCheckTypeFor() == HealthEC2 {
+		sum := "EC2: only an instance failing its EC2 status checks (after a " + grace + " grace) is replaced"
+		if s.cfg.AppPort != 0 {
+			sum += "; one whose application does not answer stays, out of the load balancer's rotation (--health-check-type elb to replace it)"
+		}
+		return sum
+	}
+	what := "agent"
+	if s.cfg.AppPort != 0 {
+		what = "application (through the agent's /healthz)"
+	}
+	return fmt.Sprintf("ELB: an instance whose %s fails the target group's check %s after entering service is replaced", what, grace)
 }
 
 func (s *state) fleetIDIf(kind string) string {
@@ -174,8 +205,8 @@ func (r *asgFleet) create(ctx context.Context, s *state) error {
 		TargetGroupARNs:        []string{s.tgARN},
 		MixedInstancesPolicy:   r.mixed(s),
 		CapacityRebalance:      aws.Bool(s.cfg.CapacityRebalance),
-		HealthCheckType:        aws.String("ELB"),
-		HealthCheckGracePeriod: aws.Int32(120),
+		HealthCheckType:        aws.String(s.asgHealthCheckType()),
+		HealthCheckGracePeriod: aws.Int32(s.asgHealthCheckGrace()),
 		Tags:                   []astypes.Tag{tag(StackTag, s.cfg.Name), tag("Name", s.cfg.Name+"-instance"), tag(HookTag, s.hookName())},
 	})
 	if err != nil {
@@ -192,6 +223,7 @@ func (r *asgFleet) update(ctx context.Context, s *state, c Change) error {
 		VPCZoneIdentifier:    aws.String(strings.Join(s.subnetIDs, ",")),
 		MixedInstancesPolicy: r.mixed(s),
 		CapacityRebalance:    aws.Bool(s.cfg.CapacityRebalance),
+		HealthCheckType:      aws.String(s.asgHealthCheckType()), HealthCheckGracePeriod: aws.Int32(s.asgHealthCheckGrace()),
 	})
 	if err != nil {
 		return err

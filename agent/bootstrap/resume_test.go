@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -154,6 +155,7 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	changed.DeregistrationDelay = 60
 	changed.InstanceTypes = []string{"m6i.large", "c6i.large"}
 	changed.RequestsPerTarget = 250
+	changed.HealthCheckGrace = 10 * time.Minute
 	st2, rec := newStack(t, m.URL, changed)
 	p, err := st2.Plan(ctx(t))
 	if err != nil {
@@ -189,7 +191,8 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	}
 	g := testbed.JSONPath(m.CLI(t, "autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", "spot-agent-update"), "AutoScalingGroups", "0")
 	if num(testbed.JSONPath(g, "MinSize")) != 3 || num(testbed.JSONPath(g, "MaxSize")) != 12 ||
-		str(testbed.JSONPath(g, "MixedInstancesPolicy", "LaunchTemplate", "Overrides", "0", "InstanceType")) != "m6i.large" {
+		str(testbed.JSONPath(g, "MixedInstancesPolicy", "LaunchTemplate", "Overrides", "0", "InstanceType")) != "m6i.large" ||
+		num(testbed.JSONPath(g, "HealthCheckGracePeriod")) != 600 {
 		t.Errorf("group after update: %v", g)
 	}
 	attrs := m.CLI(t, "elbv2", "describe-target-group-attributes", "--target-group-arn", str(testbed.JSONPath(g, "TargetGroupARNs", "0")))

@@ -308,6 +308,11 @@ func checkFleetAndScaling(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, o
 			str(testbed.JSONPath(g, "TargetGroupARNs", "0")) != out.TargetGroupARN {
 			t.Errorf("auto scaling group: %v", g)
 		}
+		// Without an application the target group checks the agent: ELB
+		// checks, with the grace a first boot needs.
+		if str(testbed.JSONPath(g, "HealthCheckType")) != "ELB" || num(testbed.JSONPath(g, "HealthCheckGracePeriod")) != 300 {
+			t.Errorf("health check %v after %vs, want ELB after 300s", testbed.JSONPath(g, "HealthCheckType"), testbed.JSONPath(g, "HealthCheckGracePeriod"))
+		}
 		mip := testbed.JSONPath(g, "MixedInstancesPolicy")
 		if num(testbed.JSONPath(mip, "InstancesDistribution", "OnDemandPercentageAboveBaseCapacity")) != 0 ||
 			num(testbed.JSONPath(mip, "InstancesDistribution", "OnDemandBaseCapacity")) != 0 ||

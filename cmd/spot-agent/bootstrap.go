@@ -35,6 +35,8 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.IntVar(&cfg.Capacity, "capacity", def.Capacity, "initial desired capacity, between --min and --max")
 	fs.Float64Var(&cfg.RequestsPerTarget, "requests-per-target", def.RequestsPerTarget, "target tracking value of ALBRequestCountPerTarget")
 	fs.BoolVar(&cfg.CapacityRebalance, "capacity-rebalance", false, "ASG: replace instances on a rebalance recommendation")
+	fs.StringVar(&cfg.HealthCheckType, "health-check-type", "", "ASG: ec2 (replace an instance only when its EC2 status checks fail) or elb (also when the target group's check of the agent's /healthz fails after --health-check-grace) (default: elb, or ec2 with --app-port: an application's start is its own)")
+	fs.DurationVar(&cfg.HealthCheckGrace, "health-check-grace", def.HealthCheckGrace, "ASG: how long a new instance is in service before a failed health check replaces it, whole seconds, 0s..2h: it must cover the first boot (cloud-init, the install, the agent's start), and with --health-check-type elb --app-port the application's start too")
 	fs.IntVar(&cfg.DeregistrationDelay, "deregistration-delay", def.DeregistrationDelay, "target group deregistration delay in seconds, 0..3600 (keep it under the 120 s notice)")
 	fs.DurationVar(&cfg.Stickiness, "stickiness", 0, "load balancer cookie stickiness duration, e.g. 1h (0: off)")
 	fs.StringVar(&cfg.VPCID, "vpc-id", "", "use this VPC instead of creating one (with --subnets)")
@@ -61,6 +63,9 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 		}
 		env, err := agentEnv.settings()
 		cfg.AgentEnv = env
+		if given(fs, "health-check-grace") && cfg.Fleet != bootstrap.FleetASG {
+			err = errors.Join(err, &bootstrap.FlagError{Flag: "health-check-grace", Problem: "only with --fleet asg: Spot Fleet and EC2 Fleet do not replace instances on health checks here"})
+		}
 		return err
 	}
 }
