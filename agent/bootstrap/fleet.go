@@ -198,7 +198,7 @@ func (r *asgFleet) create(ctx context.Context, s *state) error {
 	tag := func(k, v string) astypes.Tag {
 		return astypes.Tag{Key: aws.String(k), Value: aws.String(v), PropagateAtLaunch: aws.Bool(true)}
 	}
-	_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+	in := &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(s.asgName()),
 		MinSize:              aws.Int32(int32(s.cfg.Min)), MaxSize: aws.Int32(int32(s.cfg.Max)), DesiredCapacity: aws.Int32(int32(s.cfg.Capacity)),
 		VPCZoneIdentifier:      aws.String(strings.Join(s.subnetIDs, ",")),
@@ -208,11 +208,30 @@ func (r *asgFleet) create(ctx context.Context, s *state) error {
 		HealthCheckType:        aws.String(s.asgHealthCheckType()),
 		HealthCheckGracePeriod: aws.Int32(s.asgHealthCheckGrace()),
 		Tags:                   []astypes.Tag{tag(StackTag, s.cfg.Name), tag("Name", s.cfg.Name+"-instance"), tag(HookTag, s.hookName())},
+		// The termination hook comes with the group, so that no instance
+		// is ever launched without it.
+		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{s.hookSpec()},
+	}
+	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
+		_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, in)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	s.fleetKind, s.fleetID, r.found = FleetASG, s.asgName(), true
+	// One read confirms the hook came with the group; an endpoint that
+	// ignores the list (moto 5.2.1 does) gets it now, before any drain needs it.
+	out, err := s.c.AutoScaling.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(s.asgName()), LifecycleHookNames: []string{s.hookName()}})
+	if err != nil {
+		return fmt.Errorf("lifecycle hook: %w", err)
+	}
+	if len(out.LifecycleHooks) == 0 {
+		if err := s.putLifecycleHook(ctx); err != nil {
+			return fmt.Errorf("lifecycle hook: %w", err)
+		}
+	}
+	s.hookMade = true
 	return nil
 }
 
@@ -396,16 +415,11 @@ func (r *spotFleet) create(ctx context.Context, s *state) error {
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-spot-fleet")},
 		}}},
 	}}
-	// A role made seconds ago may not be usable yet (IAM is eventually
-	// consistent): Spot Fleet then says the IamFleetRole is invalid.
 	var out *ec2.RequestSpotFleetOutput
-	err := s.wait(ctx, "the new Spot Fleet role to be accepted", func(ctx context.Context) (bool, error) {
+	err := s.retryPropagation(ctx, "the new Spot Fleet role and instance profile to be usable", func(ctx context.Context) error {
 		var err error
 		out, err = s.c.EC2.RequestSpotFleet(ctx, in)
-		if err != nil && strings.Contains(err.Error(), "IamFleetRole") {
-			return false, nil
-		}
-		return err == nil, err
+		return err
 	})
 	if err != nil {
 		return err
@@ -552,7 +566,7 @@ func (r *ec2Fleet) capacity(s *state) *ec2types.TargetCapacitySpecificationReque
 }
 
 func (r *ec2Fleet) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateFleet(ctx, &ec2.CreateFleetInput{
+	in := &ec2.CreateFleetInput{
 		Type:                        ec2types.FleetTypeMaintain,
 		TargetCapacitySpecification: r.capacity(s),
 		SpotOptions: &ec2types.SpotOptionsRequest{
@@ -564,6 +578,12 @@ func (r *ec2Fleet) create(ctx context.Context, s *state) error {
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeFleet, Tags: []ec2types.Tag{
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-ec2-fleet")},
 		}}},
+	}
+	var out *ec2.CreateFleetOutput
+	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
+		var err error
+		out, err = s.c.EC2.CreateFleet(ctx, in)
+		return err
 	})
 	if err != nil {
 		return err

@@ -48,6 +48,12 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // Waiters poll every 10 ms: moto finishes everything at once.
 func newStack(t testing.TB, endpoint string, cfg bootstrap.Config, opts ...func(*bootstrap.Options)) (*bootstrap.Stack, *bootstrap.Recorder) {
 	t.Helper()
+	return newStackVia(t, endpoint, nil, cfg, opts...)
+}
+
+// newStackVia is newStack with the SDK's HTTP client (nil: the SDK's own).
+func newStackVia(t testing.TB, endpoint string, client aws.HTTPClient, cfg bootstrap.Config, opts ...func(*bootstrap.Options)) (*bootstrap.Stack, *bootstrap.Recorder) {
+	t.Helper()
 	rec := bootstrap.NewRecorder()
 	awsCfg := aws.Config{
 		Region:       cfg.Region,
@@ -58,6 +64,9 @@ func newStack(t testing.TB, endpoint string, cfg bootstrap.Config, opts ...func(
 		// closes a kept-alive connection as the next request goes out. The
 		// injected failures (403 AccessDenied) are not retried.
 		RetryMaxAttempts: 3,
+	}
+	if client != nil {
+		awsCfg.HTTPClient = client
 	}
 	o := bootstrap.Options{Progress: &logWriter{t: t}, PollInterval: 10 * time.Millisecond, Timeout: 30 * time.Second}
 	for _, f := range opts {

@@ -334,7 +334,7 @@ func TestBootstrapInAGivenVPCLeavesItOnTeardown(t *testing.T) {
 	if testbed.JSONPath(head, "Metadata", "sha256") == nil {
 		t.Errorf("uploaded object: %v", head)
 	}
-	if got := statements(t, m, "spot-agent-given-vpc-instance")["s3:GetObject"]; got != "arn:aws:s3:::"+bucket+"/agent/spot-agent_1.2.3_x86_64.rpm" {
+	if got := statements(t, m, "spot-agent-given-vpc-instance", "spot-agent")["s3:GetObject"]; got != "arn:aws:s3:::"+bucket+"/agent/spot-agent_1.2.3_x86_64.rpm" {
 		t.Errorf("s3:GetObject on %q", got)
 	}
 	if !strings.HasPrefix(res.Outputs.AgentURL, "s3://"+bucket+"/agent/") {

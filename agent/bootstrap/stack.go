@@ -179,6 +179,7 @@ type state struct {
 	fleetID     string
 	topicARN    string
 	ruleARN     string
+	hookMade    bool // the ASG was created with its lifecycle hook in this run
 }
 
 // pending stands for an id that is not known before the resource is created.
@@ -250,6 +251,10 @@ func resources(cfg Config, all bool) []resource {
 		rs = append(rs, &spotFleetRole{})
 	}
 	rs = append(rs, &launchTemplate{})
+	if !all {
+		// The account's, not the stack's: never looked at by status or teardown.
+		rs = append(rs, &serviceLinkedRoles{})
+	}
 	if all {
 		// Before the fleets, so that teardown (in reverse) terminates what
 		// still runs only once no fleet would replace it.

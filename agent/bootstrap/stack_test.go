@@ -56,6 +56,7 @@ func TestBootstrapEachFleetKindThenRerunStatusAndTeardown(t *testing.T) {
 			checkLoadBalancing(t, m, cfg, out)
 			checkLaunchTemplate(t, m, cfg, out)
 			checkInstanceRole(t, m, cfg, out)
+			checkServiceLinkedRoles(t, m, fleet)
 			checkFleetAndScaling(t, m, cfg, out)
 			checkNotifications(t, m, cfg, out)
 
@@ -220,10 +221,10 @@ func checkLaunchTemplate(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, ou
 	// groups or profile, so only the template itself is checked.
 }
 
-// statements returns the instance role's policy: resource by action.
-func statements(t *testing.T, m *testbed.Moto, role string) map[string]string {
+// statements returns a role's inline policy: resource by action.
+func statements(t *testing.T, m *testbed.Moto, role, policy string) map[string]string {
 	t.Helper()
-	doc := testbed.JSONPath(m.CLI(t, "iam", "get-role-policy", "--role-name", role, "--policy-name", "spot-agent"), "PolicyDocument")
+	doc := testbed.JSONPath(m.CLI(t, "iam", "get-role-policy", "--role-name", role, "--policy-name", policy), "PolicyDocument")
 	if s, ok := doc.(string); ok { // URL-encoded or plain JSON text
 		if err := json.Unmarshal([]byte(s), &doc); err != nil {
 			t.Fatalf("policy document: %v", err)
@@ -247,6 +248,45 @@ func statements(t *testing.T, m *testbed.Moto, role string) map[string]string {
 	return out
 }
 
+// checkSpotFleetRole: the Spot Fleet role has only its inline policy, scoped
+// to the stack, not the AWS managed one with RunInstances, TerminateInstances
+// and PassRole on every resource.
+func checkSpotFleetRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out bootstrap.Outputs) {
+	t.Helper()
+	role := "spot-agent-" + cfg.Name + "-spot-fleet"
+	if attached := m.CLI(t, "iam", "list-attached-role-policies", "--role-name", role); len(testbed.JSONPath(attached, "AttachedPolicies").([]any)) != 0 {
+		t.Errorf("spot fleet role has managed policies: %v", attached)
+	}
+	here := "arn:aws:ec2:us-east-1:123456789012:"
+	want := map[string]string{
+		"ec2:DescribeImages": "*", "ec2:DescribeInstanceStatus": "*", "ec2:DescribeSubnets": "*",
+		"ec2:RequestSpotInstances":             "[" + here + "* arn:aws:ec2:us-east-1::image/*]",
+		"ec2:RunInstances":                     "[" + here + "* arn:aws:ec2:us-east-1::image/*]",
+		"ec2:CreateTags":                       "[" + here + "instance/* " + here + "network-interface/* " + here + "spot-instances-request/* " + here + "volume/*]",
+		"ec2:TerminateInstances":               here + "instance/*",
+		"iam:PassRole":                         out.RoleARN,
+		"elasticloadbalancing:RegisterTargets": out.TargetGroupARN,
+	}
+	if got := statements(t, m, role, "spot-agent-spot-fleet"); !mapsEqual(got, want) {
+		t.Errorf("spot fleet role policy:\n got %v\nwant %v", got, want)
+	}
+}
+
+// checkServiceLinkedRoles: the roles AWS says the fleet kind needs exist.
+func checkServiceLinkedRoles(t *testing.T, m *testbed.Moto, fleet string) {
+	t.Helper()
+	services := map[string][]string{
+		bootstrap.FleetASG: {"autoscaling.amazonaws.com"}, bootstrap.FleetSpotFleet: {"spotfleet.amazonaws.com", "spot.amazonaws.com"},
+		bootstrap.FleetEC2Fleet: {"ec2fleet.amazonaws.com", "spot.amazonaws.com"},
+	}[fleet]
+	for _, svc := range services {
+		roles := testbed.JSONPath(m.CLI(t, "iam", "list-roles", "--path-prefix", "/aws-service-role/"+svc+"/"), "Roles").([]any)
+		if len(roles) != 1 {
+			t.Errorf("service-linked roles for %s: %v", svc, roles)
+		}
+	}
+}
+
 func checkInstanceRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out bootstrap.Outputs) {
 	t.Helper()
 	role := "spot-agent-" + cfg.Name + "-instance"
@@ -264,7 +304,7 @@ func checkInstanceRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out 
 	case bootstrap.FleetEC2Fleet:
 		want["elasticloadbalancing:RegisterTargets"] = out.TargetGroupARN
 	}
-	if got := statements(t, m, role); !mapsEqual(got, want) {
+	if got := statements(t, m, role, "spot-agent"); !mapsEqual(got, want) {
 		t.Errorf("instance role policy:\n got %v\nwant %v", got, want)
 	}
 	prof := m.CLI(t, "iam", "get-instance-profile", "--instance-profile-name", role)
@@ -360,10 +400,7 @@ func checkFleetAndScaling(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, o
 		if lb := testbed.JSONPath(conf, "LoadBalancersConfig"); lb != nil && !strings.Contains(fmt.Sprint(lb), out.TargetGroupARN) {
 			t.Errorf("load balancers config: %v", lb)
 		}
-		attached := m.CLI(t, "iam", "list-attached-role-policies", "--role-name", "spot-agent-"+cfg.Name+"-spot-fleet")
-		if str(testbed.JSONPath(attached, "AttachedPolicies", "0", "PolicyArn")) != "arn:aws:iam::aws:policy/service-role/AmazonEC2SpotFleetTaggingRole" {
-			t.Errorf("spot fleet role policies: %v", attached)
-		}
+		checkSpotFleetRole(t, m, cfg, out)
 		id := "spot-fleet-request/" + out.FleetID
 		target := testbed.JSONPath(m.CLI(t, "application-autoscaling", "describe-scalable-targets", "--service-namespace", "ec2", "--resource-ids", id), "ScalableTargets", "0")
 		if num(testbed.JSONPath(target, "MinCapacity")) != 2 || num(testbed.JSONPath(target, "MaxCapacity")) != 10 ||
