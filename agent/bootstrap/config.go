@@ -380,6 +380,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateApp(bad)
 	c.validateAgentEnv(bad)
+	c.checkRoleSettings(bad)
 	if c.NotifyEmail != "" && !emailRE.MatchString(c.NotifyEmail) {
 		bad("notify-email", "%q is not an email address", c.NotifyEmail)
 	}
@@ -460,7 +461,11 @@ func (c *Config) Warnings() []string {
 		w = append(w, "EC2 Fleet has no target tracking (Application Auto Scaling does not scale it): its capacity stays at --capacity")
 	}
 	for _, k := range sortedKeys(c.AgentEnv) {
-		if why, ok := rewiringAgentSettings[k]; ok {
+		why, ok := rewiringAgentSettings[k]
+		if k == envTargetGroups {
+			why, ok = c.describeTargetGroupGrant(), true
+		}
+		if ok {
 			w = append(w, fmt.Sprintf("--agent-env %s: %s", k, why))
 		}
 	}
@@ -471,7 +476,6 @@ func (c *Config) Warnings() []string {
 // the stack wires up for the agent, each with what it costs.
 var rewiringAgentSettings = map[string]string{
 	"SPOT_AGENT_TAG_KEY":            "the instances carry the stack's target group in the " + TargetGroupTag + " tag; another key finds no group to leave",
-	"SPOT_AGENT_TARGET_GROUP_ARN":   "overrides the stack's target group tag: the agent leaves these groups, not the stack's",
 	"SPOT_AGENT_DRY_RUN":            "the agent makes no AWS call: on a notice it neither deregisters nor completes the lifecycle action",
 	"SPOT_AGENT_LIFECYCLE_HOOK":     "the stack's termination lifecycle hook is named in the instance's tag; another name is never completed",
 	"SPOT_AGENT_LIFECYCLE_HOOK_TAG": "the stack names its termination lifecycle hook in the " + HookTag + " tag; another tag finds none",

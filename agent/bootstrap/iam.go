@@ -46,14 +46,21 @@ func trustPolicy(service string) string {
 //   - DescribeTargetHealth, DescribeTargetGroupAttributes and ec2:DescribeTags,
 //     which support no resource-level permissions;
 //   - for an ASG, the lifecycle calls on this group only;
+//   - with --agent-env SPOT_AGENT_TARGET_GROUP_ARN, the target group calls on
+//     those groups too, and with SPOT_AGENT_NOTIFY_SNS_TOPIC, sns:Publish on
+//     that topic (agentenv.go);
 //   - with an uploaded agent, s3:GetObject on that one object.
 func (s *state) agentPolicy() string {
 	tgActions := []string{"elasticloadbalancing:DeregisterTargets"}
 	if s.cfg.Fleet == FleetEC2Fleet {
 		tgActions = append(tgActions, "elasticloadbalancing:RegisterTargets")
 	}
+	var groups any = orPending(s.tgARN)
+	if extra := s.cfg.extraTargetGroups(); len(extra) > 0 {
+		groups = append([]string{orPending(s.tgARN)}, extra...)
+	}
 	st := []policyStatement{
-		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: orPending(s.tgARN)},
+		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: groups},
 		{Sid: "ReadOnly", Effect: "Allow", Action: []string{
 			"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroupAttributes", "ec2:DescribeTags",
 		}, Resource: "*"},
@@ -62,6 +69,9 @@ func (s *state) agentPolicy() string {
 		st = append(st, policyStatement{Sid: "OwnLifecycleHook", Effect: "Allow", Action: []string{
 			"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
 		}, Resource: s.asgARNPattern()})
+	}
+	if topic := s.cfg.snsTopic(); topic != "" {
+		st = append(st, policyStatement{Sid: "NotifyTopic", Effect: "Allow", Action: []string{"sns:Publish"}, Resource: topic})
 	}
 	if obj := s.agentObject(); obj != "" {
 		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"},

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,7 +92,9 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 		switch managed := bootstrap.ManagesAgentSetting(key); {
 		case managed && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key+" is set by bootstrap itself")):
 			t.Errorf("--agent-env %s (bootstrap's own): %v", key, err)
-		case !managed && err != nil:
+		case valueChecked[key] && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key)):
+			t.Errorf("--agent-env %s=x y (an ARN or the stack's region): %v", key, err)
+		case !managed && !valueChecked[key] && err != nil:
 			t.Errorf("--agent-env %s: %v", key, err)
 		}
 	}
@@ -112,6 +115,62 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 		!strings.Contains(err.Error(), "--agent-env: SPOT_AGENT_DRAIN_ON is given twice") {
 		t.Errorf("a setting given twice: %v", err)
 	}
+}
+
+// valueChecked are the settings whose value the instance role depends on: an
+// ARN to allow calls on, or the region (bootstrap.AgentSettingForTheRole).
+var valueChecked = map[string]bool{"SPOT_AGENT_NOTIFY_SNS_TOPIC": true, "SPOT_AGENT_TARGET_GROUP_ARN": true, "SPOT_AGENT_REGION": true}
+
+// noAWSCall are the settings of `spot-agent run` that change no AWS call the
+// agent makes, each with why: the instance role has nothing to allow for them.
+var noAWSCall = map[string]string{
+	"SPOT_AGENT_LISTEN": "a port", "SPOT_AGENT_ADMIN_LISTEN": "a port", "SPOT_AGENT_HELLO": "the page",
+	"SPOT_AGENT_REGISTER_PORT": "the port RegisterTargets names, on the groups SPOT_AGENT_REGISTER allows",
+	"SPOT_AGENT_IMDS_ENDPOINT": "instance metadata is no IAM action", "SPOT_AGENT_IMDS_V1_FALLBACK": "instance metadata",
+	"SPOT_AGENT_IMDS_TIMEOUT": "instance metadata", "SPOT_AGENT_POLL_INTERVAL": "instance metadata", "SPOT_AGENT_SLOW_POLL_INTERVAL": "instance metadata",
+	"SPOT_AGENT_REFRESH_INTERVAL": "how often, not which, calls", "SPOT_AGENT_LIFECYCLE_HEARTBEAT": "how often, not which, calls",
+	"SPOT_AGENT_DRAIN_ON": "when to drain", "SPOT_AGENT_DRAIN_ON_STOP": "when to drain", "SPOT_AGENT_DRAIN_TIMEOUT": "how long",
+	"SPOT_AGENT_EXIT_MARGIN":    "how long",
+	"SPOT_AGENT_NOTIFY_WEBHOOK": "an HTTP URL, no AWS call", "SPOT_AGENT_NOTIFY_TEMPLATE": "the webhook's body",
+	"SPOT_AGENT_NOTIFY_CONTENT_TYPE": "the webhook's body", "SPOT_AGENT_NOTIFY_TIMEOUT": "how long",
+	"SPOT_AGENT_APP_HEALTH_URL": "the application's health check", "SPOT_AGENT_APP_HEALTH_INTERVAL": "the application's health check",
+	"SPOT_AGENT_APP_HEALTH_TIMEOUT": "the application's health check",
+	"SPOT_AGENT_ON_DRAIN_EXEC":      "the command's own AWS calls are the user's, not the agent's", "SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "how long",
+	"SPOT_AGENT_ON_DRAIN_DONE_EXEC": "the command's own AWS calls are the user's, not the agent's", "SPOT_AGENT_ON_DRAIN_DONE_TIMEOUT": "how long",
+	"SPOT_AGENT_LOG_LEVEL": "logging", "SPOT_AGENT_LOG_FORMAT": "logging",
+}
+
+// Every setting of `spot-agent run` is either one the instance role follows
+// (bootstrap.AgentSettingForTheRole: granted, scoped or refused) or one that
+// changes no AWS call the agent makes: a new or renamed flag of run fails
+// here until it is placed, so that --agent-env never takes a setting whose
+// calls the role would deny.
+func TestEverySettingOfRunIsPlacedForTheInstanceRole(t *testing.T) {
+	run := runSettings()
+	for key := range run {
+		_, role := bootstrap.AgentSettingForTheRole(key)
+		_, none := noAWSCall[key]
+		switch {
+		case role && none:
+			t.Errorf("%s is both changing the agent's AWS calls and not", key)
+		case !role && !none:
+			t.Errorf("%s: does it change which AWS calls the agent makes? Place it in bootstrap's agentSettingsForTheRole (and make the instance role follow it) or in noAWSCall here", key)
+		}
+	}
+	for _, key := range append(bootstrap.AgentSettingsForTheRole(), sortedKeysOf(noAWSCall)...) {
+		if !run[key] {
+			t.Errorf("%s is no setting of 'spot-agent run' (renamed?)", key)
+		}
+	}
+}
+
+func sortedKeysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // A value is taken whole, commas and equal signs included; the environment's
