@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // Fleet kinds.
@@ -57,8 +59,12 @@ type Config struct {
 	Distribution string // al2023, debian or ubuntu: how user-data installs the agent
 	AgentURL     string // https:// or s3:// location of the agent's .rpm or .deb
 	AgentFile    string // local .rpm or .deb to upload to the stack's bucket
-	AgentPort    int    // the agent's traffic port (its --listen port)
-	AdminPort    int    // the agent's admin port (its --admin-listen port)
+	// AgentRelease is a release version (1.2.3) whose published packages
+	// the instances install, each its architecture's: the default of a
+	// release build of spot-agent, which takes its own version's.
+	AgentRelease string
+	AgentPort    int // the agent's traffic port (its --listen port)
+	AdminPort    int // the agent's admin port (its --admin-listen port)
 
 	// AppPort is the port of the application the instances serve beside the
 	// agent: the target group's traffic port, while its health check goes to
@@ -358,8 +364,15 @@ func (c *Config) Validate() error {
 	switch {
 	case c.AgentURL != "" && c.AgentFile != "":
 		bad("agent-url", "give --agent-url or --agent-file, not both")
-	case c.AgentURL == "" && c.AgentFile == "":
-		bad("agent-url", "instances need the agent's package: give --agent-url (https:// or s3:// of the %s) or --agent-file to upload one", want)
+	case c.AgentURL == "" && c.AgentFile == "" && c.AgentRelease == "":
+		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
+			"run 'make package', then give --agent-file \"$(ls %s)\"; or give --agent-url with an https:// or s3:// URL of a %s", c.distPackage(), want)
+	case c.AgentRelease != "" && (c.AgentURL != "" || c.AgentFile != ""):
+		bad("agent-url", "the release's packages (%s) or --agent-url or --agent-file, not two", c.AgentRelease)
+	case c.AgentRelease != "":
+		if _, err := userdata.ReleasePackageURLs(c.AgentRelease, userdata.Distribution(c.Distribution)); err != nil {
+			bad("agent-url", "no release packages to default to (%v): give --agent-url or --agent-file", err)
+		}
 	case c.AgentURL != "":
 		u, err := url.Parse(c.AgentURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "s3") || u.Host == "" || u.Path == "" || u.User != nil {
@@ -487,6 +500,26 @@ func parseCIDR(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR like 203.0.113.0/24", s)
 	}
 	return p, nil
+}
+
+// Arch is the fleet's architecture as the packages name it: amd64, or arm64
+// for Graviton instance types.
+func (c *Config) Arch() string {
+	if len(c.InstanceTypes) > 0 && archOf(c.InstanceTypes[0]) == "arm64" {
+		return "arm64"
+	}
+	return "amd64"
+}
+
+// distPackage is where 'make package' puts the package the fleet installs.
+func (c *Config) distPackage() string {
+	if c.Distribution == "debian" || c.Distribution == "ubuntu" {
+		return "dist/spot-agent_*_" + c.Arch() + ".deb"
+	}
+	if c.Arch() == "arm64" {
+		return "dist/spot-agent-*.aarch64.rpm"
+	}
+	return "dist/spot-agent-*.x86_64.rpm"
 }
 
 // archOf tells an instance type's architecture: Graviton families carry a "g"

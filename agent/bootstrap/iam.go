@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // The roles' inline policies: the instance role's and the Spot Fleet role's.
@@ -92,12 +94,33 @@ func (s *state) agentObject() string {
 	return ""
 }
 
-// agentURL is where user-data fetches the agent.
+// agentURL is where user-data fetches the agent: with release packages, the
+// fleet's architecture's.
 func (s *state) agentURL() string {
 	if s.objectKey != "" {
 		return "s3://" + s.bucket + "/" + s.objectKey
 	}
+	if urls := s.releaseURLs(); urls != nil {
+		return urls[s.cfg.Arch()]
+	}
 	return s.cfg.AgentURL
+}
+
+// releaseURLs are the release's packages by architecture (--agent-url and
+// --agent-file not given to a release build); nil otherwise.
+func (s *state) releaseURLs() map[string]string {
+	if s.cfg.AgentRelease == "" || s.objectKey != "" || s.cfg.AgentURL != "" {
+		return nil
+	}
+	m, err := userdata.ReleasePackageURLs(s.cfg.AgentRelease, userdata.Distribution(s.cfg.Distribution))
+	if err != nil { // refused by Validate
+		return nil
+	}
+	out := map[string]string{}
+	for a, u := range m {
+		out[string(a)] = u
+	}
+	return out
 }
 
 // findRole looks a role up by its derived name and checks it is this stack's.

@@ -114,6 +114,7 @@ type UserData func(UserDataSpec) ([]byte, error)
 type UserDataSpec struct {
 	Distribution string            // al2023, debian or ubuntu
 	AgentURL     string            // https:// URL or s3://BUCKET/KEY of the package or binary
+	AgentURLs    map[string]string // instead of AgentURL, a package per architecture (amd64, arm64)
 	Env          map[string]string // SPOT_AGENT_* variables for the agent's environment file
 	UserData     []byte            // the user's own user-data (--user-data-file), to combine with the agent's; nil if none
 }

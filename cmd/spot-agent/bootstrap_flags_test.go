@@ -14,8 +14,15 @@ import (
 )
 
 // parseBootstrap parses args (and the SPOT_AGENT_* environment) as bootstrap
-// does and returns the configuration, valid apart from what the flags break.
+// does, after --name flags --agent-url of an rpm, and returns the
+// configuration, valid apart from what the flags break.
 func parseBootstrap(t *testing.T, args ...string) (bootstrap.Config, error) {
+	t.Helper()
+	return parseBootstrapArgs(t, append([]string{"--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm"}, args...)...)
+}
+
+// parseBootstrapArgs parses args alone.
+func parseBootstrapArgs(t *testing.T, args ...string) (bootstrap.Config, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
@@ -23,7 +30,7 @@ func parseBootstrap(t *testing.T, args ...string) (bootstrap.Config, error) {
 	var sf stackFlags
 	var dryRun bool
 	finish := bootstrapFlags(fs, &cfg, &sf, &dryRun)
-	if err := parse(fs, append([]string{"--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm"}, args...)); err != nil {
+	if err := parse(fs, args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
 	err := finish()
@@ -190,5 +197,48 @@ func TestAgentEnvValuesAndTheEnvironment(t *testing.T) {
 	}
 	if cfg, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_LOG_FORMAT=json"); err != nil || len(cfg.AgentEnv) != 1 || cfg.AgentEnv["SPOT_AGENT_LOG_FORMAT"] != "json" {
 		t.Errorf("the command line over the environment: %q, %v", cfg.AgentEnv, err)
+	}
+}
+
+// A release build installs its own release's packages unless told
+// otherwise; a snapshot, a pseudo-version or a development build has none.
+func TestBootstrapDefaultsToItsOwnReleasesPackages(t *testing.T) {
+	for v, want := range map[string]string{
+		"1.2.3": "1.2.3", "v1.2.3": "1.2.3", "2.0.0-rc.1": "2.0.0-rc.1",
+		"dev": "", "1.2.4-next": "", "v0.0.0-20260101000000-0123456789ab": "", "v1.2.3+dirty": "", "(devel)": "",
+	} {
+		got, ok := releaseVersion(v)
+		if got != want || ok != (want != "") {
+			t.Errorf("releaseVersion(%q) = %q, %v; want %q", v, got, ok, want)
+		}
+	}
+	clearAgentEnv(t)
+	parse := func(args ...string) bootstrap.Config {
+		t.Helper()
+		cfg, err := parseBootstrapArgs(t, append([]string{"--name", "demo"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	saved := version
+	t.Cleanup(func() { version = saved })
+	version = "1.2.3"
+	if cfg := parse(); cfg.AgentRelease != "1.2.3" || cfg.Validate() != nil {
+		t.Errorf("a release build: release %q, %v", cfg.AgentRelease, cfg.Validate())
+	}
+	if cfg := parse("--agent-url", "https://example.com/spot-agent-1-1.x86_64.rpm"); cfg.AgentRelease != "" {
+		t.Errorf("--agent-url given: release %q", cfg.AgentRelease)
+	}
+	version = "1.2.4-next"
+	for args, want := range map[string]string{
+		"":                           `--agent-url: instances need the agent's package, and a development build of spot-agent has no release packages to default to: run 'make package', then give --agent-file "$(ls dist/spot-agent-*.x86_64.rpm)"; or give --agent-url with an https:// or s3:// URL of a .rpm`,
+		"--instance-types c7g.large": `--agent-file "$(ls dist/spot-agent-*.aarch64.rpm)"`,
+		"--distribution ubuntu --ami ami-0123456789abcdef0": `--agent-file "$(ls dist/spot-agent_*_amd64.deb)"; or give --agent-url with an https:// or s3:// URL of a .deb`,
+	} {
+		cfg := parse(strings.Fields(args)...)
+		if err := cfg.Validate(); cfg.AgentRelease != "" || err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a snapshot build with %q: release %q, %v\nwant %s", args, cfg.AgentRelease, err, want)
+		}
 	}
 }
