@@ -67,7 +67,7 @@ func TestBootstrapWaitsForANewInstanceProfileToPropagate(t *testing.T) {
 	fc := &faultClient{action: "CreateAutoScalingGroup", left: 2, code: "ValidationError",
 		msg: "You must use a valid fully-formed launch template. Value (spot-agent-" + name + "-instance) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"}
 	var progress testbed.Buffer
-	st, _ := newStackVia(t, m.URL, fc, testConfig(name, bootstrap.FleetASG), func(o *bootstrap.Options) { o.Progress = &progress })
+	st, _ := newStackVia(t, m.URL, via{client: fc}, testConfig(name, bootstrap.FleetASG), func(o *bootstrap.Options) { o.Progress = &progress })
 	if _, err := st.Apply(ctx(t)); err != nil {
 		t.Fatalf("bootstrap: %v\n%s", err, progress.String())
 	}
@@ -80,7 +80,7 @@ func TestBootstrapWaitsForANewInstanceProfileToPropagate(t *testing.T) {
 	}
 
 	other := &faultClient{action: "CreateAutoScalingGroup", left: 5, code: "ValidationError", msg: "Max bound, 1, must be greater than or equal to min bound, 2"}
-	st2, _ := newStackVia(t, m.URL, other, testConfig("propagate-no", bootstrap.FleetASG))
+	st2, _ := newStackVia(t, m.URL, via{client: other}, testConfig("propagate-no", bootstrap.FleetASG))
 	_, err := st2.Apply(ctx(t))
 	t.Cleanup(func() { _, _ = st2.Teardown(context.Background(), false, nil) })
 	if err == nil || !strings.Contains(err.Error(), "Max bound") || other.attempts() != 1 {
