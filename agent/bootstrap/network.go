@@ -169,10 +169,9 @@ func (r *vpc) delete(ctx context.Context, s *state) error {
 // subnets are two public subnets in two Availability Zones: the halves of
 // the VPC's network. With --vpc-id they are the ones given with --subnets.
 type subnets struct {
-	have   map[string]ec2types.Subnet // component (subnet-1, subnet-2) → subnet
-	zones  []string                   // the first two zones, for new subnets
-	adopt  []ec2types.Subnet
-	lookup error
+	have  map[string]ec2types.Subnet // component (subnet-1, subnet-2) → subnet
+	zones []string                   // the first two zones, for new subnets
+	adopt []ec2types.Subnet
 }
 
 func (r *subnets) name() string { return "subnets" }
