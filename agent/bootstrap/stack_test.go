@@ -530,3 +530,42 @@ func assertNothingLeft(t *testing.T, m *testbed.Moto, name string) {
 		}
 	}
 }
+
+// A release build's default: the plan says which release's packages the
+// instances install, and the user-data holds both architectures', each
+// instance taking its own.
+func TestBootstrapPlansTheReleasesPackages(t *testing.T) {
+	t.Parallel()
+	m := testbed.SharedMoto(t)
+	cfg := testConfig("release", bootstrap.FleetASG)
+	cfg.AgentURL, cfg.AgentRelease = "", "1.2.3"
+	st, rec := newStack(t, m.URL, cfg)
+	p, err := st.Plan(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const base = "https://github.com/spot-agent/spot-agent/releases/download/v1.2.3/"
+	var text strings.Builder
+	p.WriteText(&text)
+	if want := "user-data: al2023, agent from release 1.2.3's packages, each instance its architecture's (amd64 " + base +
+		"spot-agent-1.2.3-1.x86_64.rpm, arm64 " + base + "spot-agent-1.2.3-1.aarch64.rpm)"; !strings.Contains(text.String(), want) {
+		t.Errorf("plan:\n%s\nwant %s", text.String(), want)
+	}
+	if mc := rec.MutatingCalls(); len(mc) != 0 {
+		t.Errorf("the plan made %v", mc)
+	}
+	res, err := st.Apply(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+	// The fleet's types are x86: the outputs name the amd64 package.
+	if res.Outputs.AgentURL != base+"spot-agent-1.2.3-1.x86_64.rpm" {
+		t.Errorf("outputs agent %s", res.Outputs.AgentURL)
+	}
+	ud, _ := launchTemplateUserData(t, m, "release")
+	if !strings.Contains(string(ud), "x86_64) pkg_url='"+base+"spot-agent-1.2.3-1.x86_64.rpm'") ||
+		!strings.Contains(string(ud), "aarch64) pkg_url='"+base+"spot-agent-1.2.3-1.aarch64.rpm'") {
+		t.Errorf("the launch template's user-data lacks a package per architecture:\n%s", ud)
+	}
+}
