@@ -232,6 +232,9 @@ func checkSignature(r *http.Request, akid, region, signedHeaders, signature stri
 	return nil
 }
 
+// debianPackage holds each real tool the script runs with.
+var debianPackage = map[string]string{"curl": "curl", "openssl": "openssl", "sed": "sed", "date": "coreutils", "rm": "coreutils"}
+
 // instance is what the script runs on: the fake instance metadata, the
 // peers, a PATH of real tools and stubs, and a HOME whose .curlrc sends
 // curl to the peers.
@@ -275,10 +278,7 @@ func (in *instance) run(t *testing.T, c Config, real []string, stubs map[string]
 	}
 	bin, home := t.TempDir(), t.TempDir()
 	for _, tool := range append(real, "rm") {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := testbed.Tool(t, tool, debianPackage[tool])
 		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
 			t.Fatal(err)
 		}
