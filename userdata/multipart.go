@@ -51,7 +51,7 @@ const (
 func CheckUserData(b []byte) (UserDataKind, error) {
 	switch {
 	case len(bytes.TrimSpace(b)) == 0:
-		return "", errors.New("is empty: give a #cloud-config document or a script starting with #!")
+		return "", errors.New("is empty: give a script starting with #! or a #cloud-config document")
 	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
 		return "", errors.New("is gzip-compressed: give it uncompressed (it is combined with the agent's cloud-config into one MIME document)")
 	}

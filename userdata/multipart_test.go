@@ -310,7 +310,7 @@ func TestCheckUserData(t *testing.T) {
 		{"a script", userScript, ShellScript, ""},
 		{"a bash script", "#!/bin/bash\necho hi\n", ShellScript, ""},
 		{"a cloud-config with CRLF", "#cloud-config\r\nruncmd:\r\n  - [true]\r\n", CloudConfig, ""},
-		{"empty", "", "", "is empty: give a #cloud-config document or a script starting with #!"},
+		{"empty", "", "", "is empty: give a script starting with #! or a #cloud-config document"},
 		{"blank", " \n\n", "", "is empty"},
 		{"gzip", "\x1f\x8b\x08\x00\x00\x00", "", "is gzip-compressed: give it uncompressed"},
 		{"latin-1", "#!/bin/sh\necho caf\xe9\n", "", "is not UTF-8 text (byte 0xe9 at offset 18)"},

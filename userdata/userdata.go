@@ -54,8 +54,12 @@ type Config struct {
 	// Distribution of the instance's image.
 	Distribution Distribution
 	// PackageURL is the .deb or .rpm to install: https://... (downloaded with
-	// curl or wget) or s3://bucket/key (copied with the AWS CLI on the instance).
+	// curl or wget) or s3://bucket/key (read with a GET that the instance
+	// signs with its role's credentials, using curl and openssl).
 	PackageURL string
+	// PackageURLs is, instead of PackageURL, a package per architecture: the
+	// instance installs its own (uname -m). All of one scheme.
+	PackageURLs map[Arch]string
 	// Env holds the service's settings, SPOT_AGENT_<FLAG> to value; empty
 	// leaves the package's default environment file (every setting commented).
 	Env map[string]string
@@ -65,6 +69,34 @@ type Config struct {
 	// cloud-config (see combine for why in that order).
 	UserData []byte
 }
+
+// Arch is a machine architecture as Go and the packages' names spell it.
+type Arch string
+
+// The architectures the release builds.
+const (
+	AMD64 Arch = "amd64"
+	ARM64 Arch = "arm64"
+)
+
+// Arches lists every Arch, in a stable order.
+func Arches() []Arch { return []Arch{AMD64, ARM64} }
+
+// machine is the architecture as uname -m prints it on the instance.
+func (a Arch) machine() string {
+	if a == ARM64 {
+		return "aarch64"
+	}
+	return "x86_64"
+}
+
+// rpmArch is the architecture as rpm packages name it.
+func (a Arch) rpmArch() string { return a.machine() }
+
+// AptLockTimeout is how long, in seconds, the install waits for another apt
+// to release the dpkg lock on a first boot: within the health check grace
+// (five minutes by default), with the boot before it.
+const AptLockTimeout = 180
 
 // InputError is one invalid input.
 type InputError struct {
@@ -85,8 +117,27 @@ func (c Config) Validate() error {
 	if !slices.Contains(Distributions(), c.Distribution) {
 		bad("distribution", "%q is not one of al2023, debian, ubuntu", c.Distribution)
 	}
-	if err := c.validateURL(); err != nil {
-		bad("package URL", "%v", err)
+	switch {
+	case c.PackageURL != "" && len(c.PackageURLs) > 0:
+		bad("package URL", "give one package URL or one per architecture, not both")
+	case len(c.PackageURLs) > 0:
+		scheme := ""
+		for _, a := range slices.Sorted(maps.Keys(c.PackageURLs)) {
+			u := c.PackageURLs[a]
+			if !slices.Contains(Arches(), a) {
+				bad("package URL", "%q is not an architecture (%s or %s)", a, AMD64, ARM64)
+			} else if err := c.validateURL(u); err != nil {
+				bad("package URL", "%s: %v", a, err)
+			} else if sch, _, _ := strings.Cut(u, ":"); scheme != "" && sch != scheme {
+				bad("package URL", "the architectures' packages mix %s:// and %s:// URLs: give one kind", scheme, sch)
+			} else {
+				scheme = sch
+			}
+		}
+	default:
+		if err := c.validateURL(c.PackageURL); err != nil {
+			bad("package URL", "%v", err)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		if !envKey.MatchString(k) {
@@ -109,8 +160,7 @@ func (c Config) Validate() error {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-func (c Config) validateURL() error {
-	raw := c.PackageURL
+func (c Config) validateURL(raw string) error {
 	if raw == "" {
 		return errors.New("empty: give an https:// or s3:// URL of the .deb or .rpm")
 	}
@@ -129,6 +179,9 @@ func (c Config) validateURL() error {
 	}
 	if u.Scheme == "s3" && (u.RawQuery != "" || u.Fragment != "") {
 		return fmt.Errorf("%q: an s3:// URI takes no query or fragment", raw)
+	}
+	if u.Scheme == "s3" && (u.Port() != "" || strings.ContainsAny(u.Host, "_:") || u.Host != strings.ToLower(u.Host)) {
+		return fmt.Errorf("%q: %q is not an S3 bucket name", raw, u.Host)
 	}
 	ext := path.Ext(u.Path)
 	if ext != ".deb" && ext != ".rpm" {
@@ -206,22 +259,110 @@ func renderCloudConfig(c Config) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// source is one package the script may install, shell-quoted.
+type source struct {
+	Machine string // uname -m, with a package per architecture
+	URL     string
+	Bucket  string // s3:// only
+	Path    string // s3:// only: the key, URI-encoded as Signature Version 4 wants it, with its leading /
+}
+
+func newSource(raw, machine string) source {
+	src := source{Machine: machine, URL: shellQuote(raw)}
+	if rest, ok := strings.CutPrefix(raw, "s3://"); ok {
+		bucket, key, _ := strings.Cut(rest, "/")
+		src.Bucket, src.Path = shellQuote(bucket), shellQuote(s3Path(key))
+	}
+	return src
+}
+
+// s3Path is an S3 key as a Signature Version 4 canonical URI: each segment
+// URI-encoded once (letters, digits and -._~ kept), the slashes kept.
+// https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
+func s3Path(key string) string {
+	var b strings.Builder
+	for _, c := range []byte("/" + key) {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', strings.IndexByte("-._~/", c) >= 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
 // renderScript returns the shell script that installs and starts the package,
 // downloading it into dir.
 func renderScript(c Config, dir string) ([]byte, error) {
 	typ := c.Distribution.packageType()
+	var sources []source
+	s3 := strings.HasPrefix(c.PackageURL, "s3://")
+	for _, a := range slices.Sorted(maps.Keys(c.PackageURLs)) {
+		sources = append(sources, newSource(c.PackageURLs[a], a.machine()))
+		s3 = s3 || strings.HasPrefix(c.PackageURLs[a], "s3://")
+	}
+	if len(sources) == 0 {
+		sources = []source{newSource(c.PackageURL, "")}
+	}
 	var b bytes.Buffer
 	err := script.Execute(&b, map[string]any{
-		"QuotedURL":   shellQuote(c.PackageURL),
-		"PackagePath": shellQuote(dir + "/spot-agent." + typ),
-		"PackageType": typ,
-		"S3":          strings.HasPrefix(c.PackageURL, "s3://"),
+		"Sources":        sources,
+		"PerArch":        len(c.PackageURLs) > 0,
+		"PackagePath":    shellQuote(dir + "/spot-agent." + typ),
+		"PackageType":    typ,
+		"S3":             s3,
+		"AptLockTimeout": AptLockTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("render install script: %w", err)
 	}
 	return b.Bytes(), nil
 }
+
+// ReleaseRepository is where the project's releases are published.
+const ReleaseRepository = "https://github.com/spot-agent/spot-agent"
+
+// ReleasePackageURLs are the download URLs of release version's packages
+// for d, one per architecture. The names are nfpm's conventional file names
+// (.goreleaser.yaml's file_name_template): spot-agent_VERSION_ARCH.deb and
+// spot-agent-VERSION-1.ARCH.rpm, a pre-release joined to the version with ~
+// (and its hyphens made underscores in an rpm's). The release is tagged
+// vVERSION.
+func ReleasePackageURLs(version string, d Distribution) (map[Arch]string, error) {
+	m := semverRE.FindStringSubmatch(strings.TrimPrefix(version, "v"))
+	if m == nil {
+		return nil, &InputError{Input: "version", Problem: fmt.Sprintf("%q is not a release version like 1.2.3", version)}
+	}
+	core, pre, meta := m[1], m[2], m[3]
+	out := map[Arch]string{}
+	for _, a := range Arches() {
+		var name string
+		if d.packageType() == "deb" {
+			v := core
+			if pre != "" {
+				v += "~" + pre
+			}
+			if meta != "" {
+				v += "+" + meta
+			}
+			name = fmt.Sprintf("spot-agent_%s_%s.deb", v, a)
+		} else {
+			v := core
+			if pre != "" {
+				v += "~" + strings.ReplaceAll(pre, "-", "_")
+			}
+			if meta != "" {
+				v += "+" + meta
+			}
+			name = fmt.Sprintf("spot-agent-%s-1.%s.rpm", v, a.rpmArch())
+		}
+		out[a] = ReleaseRepository + "/releases/download/v" + strings.TrimPrefix(version, "v") + "/" + url.PathEscape(name)
+	}
+	return out, nil
+}
+
+var semverRE = regexp.MustCompile(`^([0-9]+\.[0-9]+\.[0-9]+)(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$`)
 
 // shellQuote quotes s for a POSIX shell: inside single quotes nothing is
 // special but the single quote itself.

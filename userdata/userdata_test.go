@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,54 @@ var goldenConfigs = map[string]Config{
 		Distribution: Ubuntu,
 		PackageURL:   "https://downloads.example.com/spot-agent_1.2.3_amd64.deb?X-Amz-Expires=3600&X-Amz-Signature=abc",
 	},
+	"al2023-release": {
+		Distribution: AL2023,
+		PackageURLs:  mustReleaseURLs("1.2.3", AL2023),
+	},
+}
+
+func mustReleaseURLs(version string, d Distribution) map[Arch]string {
+	m, err := ReleasePackageURLs(version, d)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// A release's packages are where goreleaser puts them: the release tagged
+// vVERSION, the names nfpm's conventional ones.
+func TestReleasePackageURLs(t *testing.T) {
+	const base = "https://github.com/spot-agent/spot-agent/releases/download/"
+	for _, tt := range []struct {
+		version string
+		d       Distribution
+		want    map[Arch]string
+	}{
+		{"1.2.3", AL2023, map[Arch]string{AMD64: base + "v1.2.3/spot-agent-1.2.3-1.x86_64.rpm", ARM64: base + "v1.2.3/spot-agent-1.2.3-1.aarch64.rpm"}},
+		{"v1.2.3", Debian, map[Arch]string{AMD64: base + "v1.2.3/spot-agent_1.2.3_amd64.deb", ARM64: base + "v1.2.3/spot-agent_1.2.3_arm64.deb"}},
+		{"2.0.0-rc-1", Ubuntu, map[Arch]string{AMD64: base + "v2.0.0-rc-1/spot-agent_2.0.0~rc-1_amd64.deb", ARM64: base + "v2.0.0-rc-1/spot-agent_2.0.0~rc-1_arm64.deb"}},
+		{"2.0.0-rc-1", AL2023, map[Arch]string{AMD64: base + "v2.0.0-rc-1/spot-agent-2.0.0~rc_1-1.x86_64.rpm", ARM64: base + "v2.0.0-rc-1/spot-agent-2.0.0~rc_1-1.aarch64.rpm"}},
+	} {
+		got, err := ReleasePackageURLs(tt.version, tt.d)
+		if err != nil || !maps.Equal(got, tt.want) {
+			t.Errorf("ReleasePackageURLs(%s, %s) = %v, %v\nwant %v", tt.version, tt.d, got, err, tt.want)
+		}
+	}
+	for _, v := range []string{"dev", "1.2", "1.2.3.4", "v1.2.3 "} {
+		if _, err := ReleasePackageURLs(v, AL2023); err == nil {
+			t.Errorf("ReleasePackageURLs(%q) gave no error", v)
+		}
+	}
+	// The names hold only while the release names its packages nfpm's way.
+	b, err := os.ReadFile("../.goreleaser.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"project_name: spot-agent\n", "    package_name: spot-agent\n", `    file_name_template: "{{ .ConventionalFileName }}"` + "\n"} {
+		if !strings.Contains(string(b), line) {
+			t.Errorf(".goreleaser.yaml lacks %q: ReleasePackageURLs must follow it", line)
+		}
+	}
 }
 
 func TestRenderMatchesGoldenFiles(t *testing.T) {
@@ -211,132 +260,6 @@ func TestEnvValuesAreQuotedSafely(t *testing.T) {
 	}
 	if string(got) != value {
 		t.Fatalf("read back %q\nwant      %q\nfrom line %s", got, value, line)
-	}
-}
-
-// stubTools makes a PATH holding only fake curl, aws, dnf, apt-get, systemctl
-// and spot-agent (each logs its arguments to log) and the real rm.
-func stubTools(t *testing.T, log string, with ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	stubs := map[string]string{
-		// curl: the IMDSv2 token and region, or the package into -o FILE.
-		"curl": `case "$*" in
-*latest/api/token*) printf token123 ;;
-*meta-data/placement/region*) printf eu-west-1 ;;
-*) while [ $# -gt 0 ]; do [ "$1" = -o ] && printf pkg >"$2"; shift; done ;;
-esac`,
-		"aws":        `printf pkg >"$5"; echo "AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-}" >>"$STUB_LOG"`,
-		"dnf":        `:`,
-		"apt-get":    `:`,
-		"systemctl":  `:`,
-		"spot-agent": `echo "spot-agent 1.2.3"`,
-	}
-	for _, name := range with {
-		body := "#!/bin/sh\necho \"" + name + " $*\" >>\"$STUB_LOG\"\n" + stubs[name] + "\n"
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rm, err := exec.LookPath("rm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(rm, filepath.Join(dir, "rm")); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("STUB_LOG", log)
-	return dir
-}
-
-// runScript renders the install script for c and runs it against stubs.
-func runScript(t *testing.T, c Config, tools ...string) (calls []string, output string, err error) {
-	t.Helper()
-	work := t.TempDir()
-	s, err := renderScript(c, work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(work, "install.sh")
-	if err := os.WriteFile(f, s, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(work, "calls.log")
-	cmd := exec.Command("/bin/sh", f)
-	cmd.Env = []string{"PATH=" + stubTools(t, log, tools...), "STUB_LOG=" + log}
-	out, err := cmd.CombinedOutput()
-	b, _ := os.ReadFile(log)
-	calls = strings.Split(strings.TrimSpace(string(b)), "\n")
-	if _, serr := os.Stat(filepath.Join(work, "spot-agent."+c.Distribution.packageType())); serr == nil {
-		t.Errorf("the downloaded package was left behind")
-	}
-	return calls, string(out), err
-}
-
-func TestScriptInstallsAnHTTPSPackageWithDnf(t *testing.T) {
-	c := Config{Distribution: AL2023, PackageURL: "https://example.com/it's/spot-agent-1.x86_64.rpm"}
-	calls, out, err := runScript(t, c, "curl", "dnf", "systemctl", "spot-agent")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	want := []string{
-		"curl -fsSL --proto =https --retry 5 --retry-connrefused -o ",
-		"dnf install -y ",
-		"systemctl daemon-reload",
-		"systemctl enable --now spot-agent",
-		"spot-agent version",
-	}
-	assertCalls(t, calls, want)
-	if !strings.Contains(calls[0], "https://example.com/it's/spot-agent-1.x86_64.rpm") {
-		t.Errorf("curl got %q, want the URL intact", calls[0])
-	}
-	if !strings.Contains(out, "spot-agent user-data: spot-agent 1.2.3 installed and started") {
-		t.Errorf("output %q lacks the final line", out)
-	}
-}
-
-func TestScriptCopiesAnS3PackageWithTheRegionFromIMDSv2(t *testing.T) {
-	c := Config{Distribution: Debian, PackageURL: "s3://bucket/spot-agent_1_arm64.deb"}
-	calls, out, err := runScript(t, c, "curl", "aws", "apt-get", "systemctl", "spot-agent")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	assertCalls(t, calls, []string{
-		"curl -fsS --retry 3 -X PUT -H X-aws-ec2-metadata-token-ttl-seconds: 300 http://169.254.169.254/latest/api/token",
-		"curl -fsS --retry 3 -H X-aws-ec2-metadata-token: token123 http://169.254.169.254/latest/meta-data/placement/region",
-		"aws s3 cp --only-show-errors s3://bucket/spot-agent_1_arm64.deb ",
-		"AWS_DEFAULT_REGION=eu-west-1",
-		"apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ",
-		"systemctl daemon-reload",
-		"systemctl enable --now spot-agent",
-		"spot-agent version",
-	})
-}
-
-func TestScriptFailsClearlyWithoutTheAWSCLI(t *testing.T) {
-	c := Config{Distribution: Ubuntu, PackageURL: "s3://bucket/spot-agent_1_amd64.deb"}
-	calls, out, err := runScript(t, c, "curl", "apt-get", "systemctl")
-	if err == nil {
-		t.Fatalf("the script succeeded without aws; calls %q", calls)
-	}
-	want := "spot-agent user-data: s3://bucket/spot-agent_1_amd64.deb: an s3:// package needs the AWS CLI (aws), which this image lacks: use an https:// URL or install the AWS CLI first\n"
-	if out != want {
-		t.Fatalf("output %q\nwant   %q", out, want)
-	}
-	if len(calls) != 1 || calls[0] != "" {
-		t.Errorf("it ran %q before failing", calls)
-	}
-}
-
-func assertCalls(t *testing.T, calls, prefixes []string) {
-	t.Helper()
-	if len(calls) != len(prefixes) {
-		t.Fatalf("calls:\n%s\nwant %d calls starting with:\n%s", strings.Join(calls, "\n"), len(prefixes), strings.Join(prefixes, "\n"))
-	}
-	for i, p := range prefixes {
-		if !strings.HasPrefix(calls[i], p) {
-			t.Errorf("call %d = %q, want it to start with %q", i, calls[i], p)
-		}
 	}
 }
 

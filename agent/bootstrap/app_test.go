@@ -195,9 +195,15 @@ func TestBootstrapTakesAnApplicationBesideTheAgent(t *testing.T) {
 			t.Errorf("%s: %s %v, want update", r, ch[r].Action, ch[r].Diffs)
 		}
 	}
+	// The application's start is its own: EC2 health checks keep an instance
+	// whose application is late instead of replacing it.
+	if c := ch["asg"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].String() != "health-check-type: ELB → EC2" {
+		t.Errorf("asg: %s %v, want the health check type moved to EC2", c.Action, c.Diffs)
+	}
 	var text bytes.Buffer
 	p.WriteText(&text)
-	if !strings.Contains(text.String(), "~ health-check.port: traffic-port → 8081") || !strings.Contains(text.String(), "0 to create, 3 to update") {
+	if !strings.Contains(text.String(), "~ health-check.port: traffic-port → 8081") || !strings.Contains(text.String(), "~ health-check-type: ELB → EC2") ||
+		!strings.Contains(text.String(), "0 to create, 4 to update") {
 		t.Errorf("plan:\n%s", text.String())
 	}
 	if mc := rec.MutatingCalls(); len(mc) != 0 {
@@ -208,10 +214,14 @@ func TestBootstrapTakesAnApplicationBesideTheAgent(t *testing.T) {
 	}
 	want := map[string]int{
 		"Elastic Load Balancing v2.ModifyTargetGroup": 1, "EC2.AuthorizeSecurityGroupIngress": 1,
-		"EC2.CreateLaunchTemplateVersion": 1, "EC2.ModifyLaunchTemplate": 1,
+		"EC2.CreateLaunchTemplateVersion": 1, "EC2.ModifyLaunchTemplate": 1, "Auto Scaling.UpdateAutoScalingGroup": 1,
 	}
 	if mc := rec.MutatingCalls(); !intMapsEqual(mc, want) {
 		t.Errorf("taking an application made %v, want %v", mc, want)
+	}
+	g := testbed.JSONPath(m.CLI(t, "autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", "spot-agent-"+name), "AutoScalingGroups", "0")
+	if str(testbed.JSONPath(g, "HealthCheckType")) != "EC2" || num(testbed.JSONPath(g, "HealthCheckGracePeriod")) != 300 {
+		t.Errorf("group health check %v after %vs, want EC2 after 300s", testbed.JSONPath(g, "HealthCheckType"), testbed.JSONPath(g, "HealthCheckGracePeriod"))
 	}
 	if port, hp, path := targetGroupOf(t, m, name); port != 80 || hp != "8081" || path != "/healthz" {
 		t.Errorf("target group: port %d, health check %s on %s; want port 80, /healthz on 8081", port, path, hp)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // Fleet kinds.
@@ -36,6 +38,14 @@ type Config struct {
 	RequestsPerTarget float64  // target tracking value of ALBRequestCountPerTarget
 	CapacityRebalance bool     // ASG capacity rebalancing
 
+	// HealthCheckType is how the ASG tells an unhealthy instance to replace:
+	// HealthEC2 (EC2 status checks only) or HealthELB (also the target
+	// group's health check); "" is the mode's default (HealthCheckTypeFor).
+	HealthCheckType string
+	// HealthCheckGrace is how long a new instance is in service before the
+	// ASG acts on a failed health check: whole seconds, 0..MaxHealthCheckGrace.
+	HealthCheckGrace time.Duration
+
 	DeregistrationDelay int           // seconds, 0..3600
 	Stickiness          time.Duration // lb_cookie duration; 0 = off
 
@@ -49,8 +59,12 @@ type Config struct {
 	Distribution string // al2023, debian or ubuntu: how user-data installs the agent
 	AgentURL     string // https:// or s3:// location of the agent's .rpm or .deb
 	AgentFile    string // local .rpm or .deb to upload to the stack's bucket
-	AgentPort    int    // the agent's traffic port (its --listen port)
-	AdminPort    int    // the agent's admin port (its --admin-listen port)
+	// AgentRelease is a release version (1.2.3) whose published packages
+	// the instances install, each its architecture's: the default of a
+	// release build of spot-agent, which takes its own version's.
+	AgentRelease string
+	AgentPort    int // the agent's traffic port (its --listen port)
+	AdminPort    int // the agent's admin port (its --admin-listen port)
 
 	// AppPort is the port of the application the instances serve beside the
 	// agent: the target group's traffic port, while its health check goes to
@@ -82,6 +96,7 @@ func DefaultConfig() Config {
 		Max:                 10,
 		Capacity:            2,
 		RequestsPerTarget:   100,
+		HealthCheckGrace:    DefaultHealthCheckGrace,
 		DeregistrationDelay: 90,
 		VPCCIDR:             "10.0.0.0/16",
 		IngressCIDR:         "0.0.0.0/0",
@@ -90,6 +105,44 @@ func DefaultConfig() Config {
 		AdminPort:           10190,
 		AppHealthPath:       "/",
 	}
+}
+
+// ASG health check types.
+const (
+	HealthEC2 = "ec2"
+	HealthELB = "elb"
+)
+
+// DefaultHealthCheckGrace is the grace period of an ASG's health checks: the
+// console's default, and room for a first boot (cloud-init, the package
+// install, the agent's start), which takes one to three minutes.
+// https://docs.aws.amazon.com/autoscaling/ec2/userguide/health-check-grace-period.html
+const DefaultHealthCheckGrace = 300 * time.Second
+
+// MaxHealthCheckGrace bounds --health-check-grace: AWS documents no maximum,
+// and a longer grace would leave a broken instance in service for hours.
+const MaxHealthCheckGrace = 2 * time.Hour
+
+// minBootGrace is the shortest grace in which an instance's first boot
+// reliably installs and starts the agent.
+const minBootGrace = 3 * time.Minute
+
+// HealthCheckTypeFor is the ASG health check type: the configured one, else
+// the mode's default. Without an application the target group checks the
+// agent, which answers as soon as it runs: ELB checks replace an instance
+// whose agent never came up. With an application (--app-port) the agent's
+// /healthz follows the application, whose start bootstrap cannot know (a
+// CodeDeploy deployment may come minutes later): EC2 checks keep such an
+// instance, out of the load balancer's rotation, instead of replacing it over
+// and over.
+func (c *Config) HealthCheckTypeFor() string {
+	switch {
+	case c.HealthCheckType != "":
+		return c.HealthCheckType
+	case c.AppPort != 0:
+		return HealthEC2
+	}
+	return HealthELB
 }
 
 // AppAgentPort is the agent's port the command line defaults to with an
@@ -165,7 +218,10 @@ type FlagError struct {
 
 func (e *FlagError) Error() string { return fmt.Sprintf("--%s: %s", e.Flag, e.Problem) }
 
-// ValidateName checks a stack name alone (status and teardown need no more).
+// ValidateName checks a stack name alone (status and teardown need no more):
+// the stack's own rule, then every name derived from it against the rule of
+// its resource (names.go), such as a load balancer's, which must not begin
+// with "internal-", or a security group's, which must not begin with "sg-".
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -175,7 +231,7 @@ func ValidateName(name string) error {
 	case !nameRE.MatchString(name) || strings.HasSuffix(name, "-") || strings.Contains(name, "--"):
 		return &FlagError{"name", fmt.Sprintf("%q: use lowercase letters, digits and single hyphens, starting with a letter (it names a bucket and a load balancer)", name)}
 	}
-	return nil
+	return checkDerivedNames(name, "")
 }
 
 // ValidateRegion checks a region name; empty is an error: nothing defaults to a
@@ -201,6 +257,11 @@ func (c *Config) Validate() error {
 	}
 	if err := ValidateRegion(c.Region); err != nil {
 		errs = append(errs, err)
+	} else if c.AgentFile != "" && ValidateName(c.Name) == nil {
+		// The bucket's name ends with the region.
+		if err := checkDerivedNames(c.Name, c.Region); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.Fleet {
 	case FleetASG, FleetSpotFleet, FleetEC2Fleet:
@@ -236,6 +297,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Capacity < c.Min || c.Capacity > c.Max {
 		bad("capacity", "%d is outside --min %d .. --max %d", c.Capacity, c.Min, c.Max)
+	}
+	switch c.HealthCheckType {
+	case "", HealthEC2, HealthELB:
+	default:
+		bad("health-check-type", "%q is not ec2 or elb", c.HealthCheckType)
+	}
+	if c.HealthCheckType != "" && c.Fleet != FleetASG {
+		bad("health-check-type", "only with --fleet asg: Spot Fleet and EC2 Fleet do not replace instances on health checks here")
+	}
+	if g := c.HealthCheckGrace; g < 0 || g > MaxHealthCheckGrace || g%time.Second != 0 {
+		bad("health-check-grace", "%s: give whole seconds, 0s..%s (0 turns the grace off)", g, MaxHealthCheckGrace)
 	}
 	if c.RequestsPerTarget <= 0 {
 		bad("requests-per-target", "%v must be positive", c.RequestsPerTarget)
@@ -292,8 +364,15 @@ func (c *Config) Validate() error {
 	switch {
 	case c.AgentURL != "" && c.AgentFile != "":
 		bad("agent-url", "give --agent-url or --agent-file, not both")
-	case c.AgentURL == "" && c.AgentFile == "":
-		bad("agent-url", "instances need the agent's package: give --agent-url (https:// or s3:// of the %s) or --agent-file to upload one", want)
+	case c.AgentURL == "" && c.AgentFile == "" && c.AgentRelease == "":
+		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
+			"run 'make package', then give --agent-file \"$(ls %s)\"; or give --agent-url with an https:// or s3:// URL of a %s", c.distPackage(), want)
+	case c.AgentRelease != "" && (c.AgentURL != "" || c.AgentFile != ""):
+		bad("agent-url", "the release's packages (%s) or --agent-url or --agent-file, not two", c.AgentRelease)
+	case c.AgentRelease != "":
+		if _, err := userdata.ReleasePackageURLs(c.AgentRelease, userdata.Distribution(c.Distribution)); err != nil {
+			bad("agent-url", "no release packages to default to (%v): give --agent-url or --agent-file", err)
+		}
 	case c.AgentURL != "":
 		u, err := url.Parse(c.AgentURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "s3") || u.Host == "" || u.Path == "" || u.User != nil {
@@ -314,6 +393,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateApp(bad)
 	c.validateAgentEnv(bad)
+	c.checkRoleSettings(bad)
 	if c.NotifyEmail != "" && !emailRE.MatchString(c.NotifyEmail) {
 		bad("notify-email", "%q is not an email address", c.NotifyEmail)
 	}
@@ -382,11 +462,23 @@ func (c *Config) Warnings() []string {
 	if d := time.Duration(c.DeregistrationDelay) * time.Second; d+agentExitMargin > NoticeWindow {
 		w = append(w, fmt.Sprintf("--deregistration-delay %d: the drain does not fit the %s Spot notice (less the agent's %s exit margin): connections still open then are cut", c.DeregistrationDelay, NoticeWindow, agentExitMargin))
 	}
+	if c.Fleet == FleetASG && c.HealthCheckTypeFor() == HealthELB {
+		switch {
+		case c.AppPort != 0:
+			w = append(w, fmt.Sprintf("--health-check-type elb with --app-port: Auto Scaling replaces every instance whose application does not answer within --health-check-grace %s of entering service (boot, cloud-init, your install and the application's start), over and over if it never does", c.HealthCheckGrace))
+		case c.HealthCheckGrace < minBootGrace:
+			w = append(w, fmt.Sprintf("--health-check-grace %s: a first boot (cloud-init, the package install, the agent's start) can take longer; an instance whose agent is not answering by then is replaced, over and over", c.HealthCheckGrace))
+		}
+	}
 	if c.Fleet == FleetEC2Fleet && c.Min != c.Max {
 		w = append(w, "EC2 Fleet has no target tracking (Application Auto Scaling does not scale it): its capacity stays at --capacity")
 	}
 	for _, k := range sortedKeys(c.AgentEnv) {
-		if why, ok := rewiringAgentSettings[k]; ok {
+		why, ok := rewiringAgentSettings[k]
+		if k == envTargetGroups {
+			why, ok = c.describeTargetGroupGrant(), true
+		}
+		if ok {
 			w = append(w, fmt.Sprintf("--agent-env %s: %s", k, why))
 		}
 	}
@@ -397,7 +489,6 @@ func (c *Config) Warnings() []string {
 // the stack wires up for the agent, each with what it costs.
 var rewiringAgentSettings = map[string]string{
 	"SPOT_AGENT_TAG_KEY":            "the instances carry the stack's target group in the " + TargetGroupTag + " tag; another key finds no group to leave",
-	"SPOT_AGENT_TARGET_GROUP_ARN":   "overrides the stack's target group tag: the agent leaves these groups, not the stack's",
 	"SPOT_AGENT_DRY_RUN":            "the agent makes no AWS call: on a notice it neither deregisters nor completes the lifecycle action",
 	"SPOT_AGENT_LIFECYCLE_HOOK":     "the stack's termination lifecycle hook is named in the instance's tag; another name is never completed",
 	"SPOT_AGENT_LIFECYCLE_HOOK_TAG": "the stack names its termination lifecycle hook in the " + HookTag + " tag; another tag finds none",
@@ -409,6 +500,26 @@ func parseCIDR(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 CIDR like 203.0.113.0/24", s)
 	}
 	return p, nil
+}
+
+// Arch is the fleet's architecture as the packages name it: amd64, or arm64
+// for Graviton instance types.
+func (c *Config) Arch() string {
+	if len(c.InstanceTypes) > 0 && archOf(c.InstanceTypes[0]) == "arm64" {
+		return "arm64"
+	}
+	return "amd64"
+}
+
+// distPackage is where 'make package' puts the package the fleet installs.
+func (c *Config) distPackage() string {
+	if c.Distribution == "debian" || c.Distribution == "ubuntu" {
+		return "dist/spot-agent_*_" + c.Arch() + ".deb"
+	}
+	if c.Arch() == "arm64" {
+		return "dist/spot-agent-*.aarch64.rpm"
+	}
+	return "dist/spot-agent-*.x86_64.rpm"
 }
 
 // archOf tells an instance type's architecture: Graviton families carry a "g"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
 )
@@ -101,5 +102,59 @@ func TestWarningsNameWhatDefeatsTheStack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The health check type follows the mode unless given; bad values, and the
+// flags on fleets that do not replace instances on health checks, are
+// refused naming the flag.
+func TestHealthCheckTypeAndGracePerMode(t *testing.T) {
+	c := testConfig("hc", bootstrap.FleetASG)
+	if got := c.HealthCheckTypeFor(); got != bootstrap.HealthELB || c.HealthCheckGrace != 300*time.Second {
+		t.Errorf("without an application: %s after %s, want elb after 5m0s", got, c.HealthCheckGrace)
+	}
+	c.AppPort, c.AgentPort = 80, bootstrap.AppAgentPort
+	if got := c.HealthCheckTypeFor(); got != bootstrap.HealthEC2 {
+		t.Errorf("with an application: %s, want ec2", got)
+	}
+	c.HealthCheckType = bootstrap.HealthELB
+	if got := c.HealthCheckTypeFor(); got != bootstrap.HealthELB {
+		t.Errorf("given elb with an application: %s", got)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], "--health-check-type elb with --app-port: Auto Scaling replaces every instance whose application does not answer within --health-check-grace 5m0s") {
+		t.Errorf("warnings %q", w)
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*bootstrap.Config)
+		want string
+	}{
+		{"an unknown type", func(c *bootstrap.Config) { c.HealthCheckType = "lb" }, `--health-check-type: "lb" is not ec2 or elb`},
+		{"a type for a Spot Fleet", func(c *bootstrap.Config) { c.Fleet, c.HealthCheckType = bootstrap.FleetSpotFleet, bootstrap.HealthEC2 },
+			"--health-check-type: only with --fleet asg"},
+		{"a fraction of a second", func(c *bootstrap.Config) { c.HealthCheckGrace = 1500 * time.Millisecond },
+			"--health-check-grace: 1.5s: give whole seconds, 0s..2h0m0s"},
+		{"more than two hours", func(c *bootstrap.Config) { c.HealthCheckGrace = 3 * time.Hour }, "--health-check-grace: 3h0m0s: give whole seconds"},
+		{"a negative grace", func(c *bootstrap.Config) { c.HealthCheckGrace = -time.Second }, "--health-check-grace: -1s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig("hc", bootstrap.FleetASG)
+			tt.edit(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	short := testConfig("hc", bootstrap.FleetASG)
+	short.HealthCheckGrace = time.Minute
+	if w := short.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], "--health-check-grace 1m0s: a first boot (cloud-init, the package install, the agent's start) can take longer") {
+		t.Errorf("a one-minute grace: warnings %q", w)
+	}
+	short.HealthCheckType = bootstrap.HealthEC2
+	if w := short.Warnings(); len(w) != 0 {
+		t.Errorf("EC2 checks with a one-minute grace: warnings %q", w)
 	}
 }

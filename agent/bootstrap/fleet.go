@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -99,6 +100,7 @@ func (r *asgFleet) plan(s *state) Change {
 		{"name", s.asgName()}, {"min", itoa(s.cfg.Min)}, {"max", itoa(s.cfg.Max)}, {"desired", itoa(s.cfg.Capacity)},
 		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"instance-types", join(s.cfg.InstanceTypes)},
 		{"capacity-rebalance", fmt.Sprint(s.cfg.CapacityRebalance)}, {"target-group", orPending(s.tgARN)},
+		{"health-check", s.healthCheckSummary()},
 		{"launch-template", orPending(s.ltID) + " " + ltVersion},
 		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
 	}}
@@ -120,6 +122,12 @@ func (r *asgFleet) plan(s *state) Change {
 	if !slices.Equal(r.types(), s.cfg.InstanceTypes) {
 		c.Diffs = append(c.Diffs, Diff{"instance-types", join(r.types()), join(s.cfg.InstanceTypes)})
 	}
+	if have, want := deref(g.HealthCheckType), s.asgHealthCheckType(); have != want {
+		c.Diffs = append(c.Diffs, Diff{"health-check-type", orNone(have), want})
+	}
+	if have, want := deref(g.HealthCheckGracePeriod), s.asgHealthCheckGrace(); have != want {
+		c.Diffs = append(c.Diffs, Diff{"health-check-grace", fmt.Sprintf("%ds", have), fmt.Sprintf("%ds", want)})
+	}
 	if deref(g.CapacityRebalance) != s.cfg.CapacityRebalance {
 		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", fmt.Sprint(deref(g.CapacityRebalance)), fmt.Sprint(s.cfg.CapacityRebalance)})
 	}
@@ -137,6 +145,29 @@ func (r *asgFleet) plan(s *state) Change {
 		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
 	}
 	return c.updateOnDiffs()
+}
+
+// asgHealthCheckType is the group's HealthCheckType as the API spells it.
+func (s *state) asgHealthCheckType() string { return strings.ToUpper(s.cfg.HealthCheckTypeFor()) }
+
+// asgHealthCheckGrace is the group's HealthCheckGracePeriod in seconds.
+func (s *state) asgHealthCheckGrace() int32 { return int32(s.cfg.HealthCheckGrace / time.Second) }
+
+// healthCheckSummary says in the plan what the group's health checks do.
+func (s *state) healthCheckSummary() string {
+	grace := s.cfg.HealthCheckGrace.String()
+	if s.cfg.HealthCheckTypeFor() == HealthEC2 {
+		sum := "EC2: only an instance failing its EC2 status checks (after a " + grace + " grace) is replaced"
+		if s.cfg.AppPort != 0 {
+			sum += "; one whose application does not answer stays, out of the load balancer's rotation (--health-check-type elb to replace it)"
+		}
+		return sum
+	}
+	what := "agent"
+	if s.cfg.AppPort != 0 {
+		what = "application (through the agent's /healthz)"
+	}
+	return fmt.Sprintf("ELB: an instance whose %s fails the target group's check %s after entering service is replaced", what, grace)
 }
 
 func (s *state) fleetIDIf(kind string) string {
@@ -167,21 +198,40 @@ func (r *asgFleet) create(ctx context.Context, s *state) error {
 	tag := func(k, v string) astypes.Tag {
 		return astypes.Tag{Key: aws.String(k), Value: aws.String(v), PropagateAtLaunch: aws.Bool(true)}
 	}
-	_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+	in := &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(s.asgName()),
 		MinSize:              aws.Int32(int32(s.cfg.Min)), MaxSize: aws.Int32(int32(s.cfg.Max)), DesiredCapacity: aws.Int32(int32(s.cfg.Capacity)),
 		VPCZoneIdentifier:      aws.String(strings.Join(s.subnetIDs, ",")),
 		TargetGroupARNs:        []string{s.tgARN},
 		MixedInstancesPolicy:   r.mixed(s),
 		CapacityRebalance:      aws.Bool(s.cfg.CapacityRebalance),
-		HealthCheckType:        aws.String("ELB"),
-		HealthCheckGracePeriod: aws.Int32(120),
+		HealthCheckType:        aws.String(s.asgHealthCheckType()),
+		HealthCheckGracePeriod: aws.Int32(s.asgHealthCheckGrace()),
 		Tags:                   []astypes.Tag{tag(StackTag, s.cfg.Name), tag("Name", s.cfg.Name+"-instance"), tag(HookTag, s.hookName())},
+		// The termination hook comes with the group, so that no instance
+		// is ever launched without it.
+		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{s.hookSpec()},
+	}
+	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
+		_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, in)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	s.fleetKind, s.fleetID, r.found = FleetASG, s.asgName(), true
+	// One read confirms the hook came with the group; an endpoint that
+	// ignores the list (moto 5.2.1 does) gets it now, before any drain needs it.
+	out, err := s.c.AutoScaling.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(s.asgName()), LifecycleHookNames: []string{s.hookName()}})
+	if err != nil {
+		return fmt.Errorf("lifecycle hook: %w", err)
+	}
+	if len(out.LifecycleHooks) == 0 {
+		if err := s.putLifecycleHook(ctx); err != nil {
+			return fmt.Errorf("lifecycle hook: %w", err)
+		}
+	}
+	s.hookMade = true
 	return nil
 }
 
@@ -192,6 +242,7 @@ func (r *asgFleet) update(ctx context.Context, s *state, c Change) error {
 		VPCZoneIdentifier:    aws.String(strings.Join(s.subnetIDs, ",")),
 		MixedInstancesPolicy: r.mixed(s),
 		CapacityRebalance:    aws.Bool(s.cfg.CapacityRebalance),
+		HealthCheckType:      aws.String(s.asgHealthCheckType()), HealthCheckGracePeriod: aws.Int32(s.asgHealthCheckGrace()),
 	})
 	if err != nil {
 		return err
@@ -364,16 +415,11 @@ func (r *spotFleet) create(ctx context.Context, s *state) error {
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-spot-fleet")},
 		}}},
 	}}
-	// A role made seconds ago may not be usable yet (IAM is eventually
-	// consistent): Spot Fleet then says the IamFleetRole is invalid.
 	var out *ec2.RequestSpotFleetOutput
-	err := s.wait(ctx, "the new Spot Fleet role to be accepted", func(ctx context.Context) (bool, error) {
+	err := s.retryPropagation(ctx, "the new Spot Fleet role and instance profile to be usable", func(ctx context.Context) error {
 		var err error
 		out, err = s.c.EC2.RequestSpotFleet(ctx, in)
-		if err != nil && strings.Contains(err.Error(), "IamFleetRole") {
-			return false, nil
-		}
-		return err == nil, err
+		return err
 	})
 	if err != nil {
 		return err
@@ -520,7 +566,7 @@ func (r *ec2Fleet) capacity(s *state) *ec2types.TargetCapacitySpecificationReque
 }
 
 func (r *ec2Fleet) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateFleet(ctx, &ec2.CreateFleetInput{
+	in := &ec2.CreateFleetInput{
 		Type:                        ec2types.FleetTypeMaintain,
 		TargetCapacitySpecification: r.capacity(s),
 		SpotOptions: &ec2types.SpotOptionsRequest{
@@ -532,6 +578,12 @@ func (r *ec2Fleet) create(ctx context.Context, s *state) error {
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeFleet, Tags: []ec2types.Tag{
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-ec2-fleet")},
 		}}},
+	}
+	var out *ec2.CreateFleetOutput
+	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
+		var err error
+		out, err = s.c.EC2.CreateFleet(ctx, in)
+		return err
 	})
 	if err != nil {
 		return err

@@ -48,6 +48,19 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // Waiters poll every 10 ms: moto finishes everything at once.
 func newStack(t testing.TB, endpoint string, cfg bootstrap.Config, opts ...func(*bootstrap.Options)) (*bootstrap.Stack, *bootstrap.Recorder) {
 	t.Helper()
+	return newStackVia(t, endpoint, via{}, cfg, opts...)
+}
+
+// via is how newStackVia's clients reach AWS: an HTTP client (nil: the
+// SDK's own) and more middleware.
+type via struct {
+	client     aws.HTTPClient
+	apiOptions []func(*middleware.Stack) error
+}
+
+// newStackVia is newStack with the clients' HTTP client and middleware.
+func newStackVia(t testing.TB, endpoint string, v via, cfg bootstrap.Config, opts ...func(*bootstrap.Options)) (*bootstrap.Stack, *bootstrap.Recorder) {
+	t.Helper()
 	rec := bootstrap.NewRecorder()
 	awsCfg := aws.Config{
 		Region:       cfg.Region,
@@ -59,6 +72,10 @@ func newStack(t testing.TB, endpoint string, cfg bootstrap.Config, opts ...func(
 		// injected failures (403 AccessDenied) are not retried.
 		RetryMaxAttempts: 3,
 	}
+	if v.client != nil {
+		awsCfg.HTTPClient = v.client
+	}
+	awsCfg.APIOptions = append(awsCfg.APIOptions, v.apiOptions...)
 	o := bootstrap.Options{Progress: &logWriter{t: t}, PollInterval: 10 * time.Millisecond, Timeout: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)

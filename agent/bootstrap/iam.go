@@ -8,13 +8,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
-// agentPolicyName is the instance role's one inline policy.
-const agentPolicyName = "spot-agent"
+// The roles' inline policies: the instance role's and the Spot Fleet role's.
+const (
+	agentPolicyName = "spot-agent"
+	fleetPolicyName = "spot-agent-spot-fleet"
+)
 
-// spotFleetTaggingPolicy is the AWS managed policy a Spot Fleet role needs to
-// launch, tag and terminate instances and register them with load balancers.
+// spotFleetTaggingPolicy is the AWS managed policy for a Spot Fleet role,
+// which earlier versions of bootstrap attached (spotFleetPolicy replaces it).
 const spotFleetTaggingPolicy = "policy/service-role/AmazonEC2SpotFleetTaggingRole"
 
 type policyDoc struct {
@@ -38,19 +43,25 @@ func trustPolicy(service string) string {
 }
 
 // agentPolicy allows exactly what the agent calls, and no more:
-//   - DeregisterTargets on this stack's target group (and RegisterTargets for
-//     EC2 Fleet, whose instances register themselves with --register);
+//   - DeregisterTargets and RegisterTargets on this stack's target group: an
+//     EC2 Fleet's instances register themselves (--register), and on every
+//     fleet an agent that was stopped or restarted, or resumed from
+//     hibernation, goes back into the group it left;
 //   - DescribeTargetHealth, DescribeTargetGroupAttributes and ec2:DescribeTags,
 //     which support no resource-level permissions;
 //   - for an ASG, the lifecycle calls on this group only;
+//   - with --agent-env SPOT_AGENT_TARGET_GROUP_ARN, the target group calls on
+//     those groups too, and with SPOT_AGENT_NOTIFY_SNS_TOPIC, sns:Publish on
+//     that topic (agentenv.go);
 //   - with an uploaded agent, s3:GetObject on that one object.
 func (s *state) agentPolicy() string {
-	tgActions := []string{"elasticloadbalancing:DeregisterTargets"}
-	if s.cfg.Fleet == FleetEC2Fleet {
-		tgActions = append(tgActions, "elasticloadbalancing:RegisterTargets")
+	tgActions := []string{"elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"}
+	var groups any = orPending(s.tgARN)
+	if extra := s.cfg.extraTargetGroups(); len(extra) > 0 {
+		groups = append([]string{orPending(s.tgARN)}, extra...)
 	}
 	st := []policyStatement{
-		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: orPending(s.tgARN)},
+		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: groups},
 		{Sid: "ReadOnly", Effect: "Allow", Action: []string{
 			"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroupAttributes", "ec2:DescribeTags",
 		}, Resource: "*"},
@@ -59,6 +70,9 @@ func (s *state) agentPolicy() string {
 		st = append(st, policyStatement{Sid: "OwnLifecycleHook", Effect: "Allow", Action: []string{
 			"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
 		}, Resource: s.asgARNPattern()})
+	}
+	if topic := s.cfg.snsTopic(); topic != "" {
+		st = append(st, policyStatement{Sid: "NotifyTopic", Effect: "Allow", Action: []string{"sns:Publish"}, Resource: topic})
 	}
 	if obj := s.agentObject(); obj != "" {
 		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"},
@@ -79,12 +93,33 @@ func (s *state) agentObject() string {
 	return ""
 }
 
-// agentURL is where user-data fetches the agent.
+// agentURL is where user-data fetches the agent: with release packages, the
+// fleet's architecture's.
 func (s *state) agentURL() string {
 	if s.objectKey != "" {
 		return "s3://" + s.bucket + "/" + s.objectKey
 	}
+	if urls := s.releaseURLs(); urls != nil {
+		return urls[s.cfg.Arch()]
+	}
 	return s.cfg.AgentURL
+}
+
+// releaseURLs are the release's packages by architecture (--agent-url and
+// --agent-file not given to a release build); nil otherwise.
+func (s *state) releaseURLs() map[string]string {
+	if s.cfg.AgentRelease == "" || s.objectKey != "" || s.cfg.AgentURL != "" {
+		return nil
+	}
+	m, err := userdata.ReleasePackageURLs(s.cfg.AgentRelease, userdata.Distribution(s.cfg.Distribution))
+	if err != nil { // refused by Validate
+		return nil
+	}
+	out := map[string]string{}
+	for a, u := range m {
+		out[string(a)] = u
+	}
+	return out
 }
 
 // findRole looks a role up by its derived name and checks it is this stack's.
@@ -110,6 +145,30 @@ func (s *state) findRole(ctx context.Context, name string) (*iamtypes.Role, erro
 		}
 	}
 	return nil, fmt.Errorf("role %s exists but does not carry %s=%s: it is not this stack's", name, StackTag, s.cfg.Name)
+}
+
+// rolePolicy reads a role's inline policy; "" when it has none of that name.
+func (s *state) rolePolicy(ctx context.Context, role, policy string) (string, error) {
+	p, err := s.c.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(policy)})
+	switch {
+	case notFound(err):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	return decodeDoc(deref(p.PolicyDocument)), nil
+}
+
+// putRolePolicy puts want as a role's inline policy unless have says the same.
+func (s *state) putRolePolicy(ctx context.Context, role, policy, have, want string) error {
+	if sameJSON(have, want) {
+		return nil
+	}
+	_, err := s.c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(policy), PolicyDocument: aws.String(want)})
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	return nil
 }
 
 func (s *state) iamTags() []iamtypes.Tag {
@@ -158,13 +217,8 @@ func (r *instanceRole) find(ctx context.Context, s *state) (bool, error) {
 	}
 	if role != nil {
 		r.role, s.roleARN = true, deref(role.Arn)
-		p, err := s.c.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(s.roleName), PolicyName: aws.String(agentPolicyName)})
-		switch {
-		case notFound(err):
-		case err != nil:
+		if r.policy, err = s.rolePolicy(ctx, s.roleName, agentPolicyName); err != nil {
 			return false, err
-		default:
-			r.policy = decodeDoc(deref(p.PolicyDocument))
 		}
 	}
 	prof, err := s.c.IAM.GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: aws.String(s.roleName)})
@@ -218,13 +272,11 @@ func (r *instanceRole) create(ctx context.Context, s *state) error {
 }
 
 func (r *instanceRole) update(ctx context.Context, s *state, _ Change) error {
-	if want := s.agentPolicy(); !sameJSON(r.policy, want) {
-		_, err := s.c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(s.roleName), PolicyName: aws.String(agentPolicyName), PolicyDocument: aws.String(want)})
-		if err != nil {
-			return fmt.Errorf("policy: %w", err)
-		}
-		r.policy = want
+	want := s.agentPolicy()
+	if err := s.putRolePolicy(ctx, s.roleName, agentPolicyName, r.policy, want); err != nil {
+		return err
 	}
+	r.policy = want
 	if !r.profile {
 		out, err := s.c.IAM.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(s.roleName), Tags: s.iamTags()})
 		if err != nil {
@@ -260,16 +312,64 @@ func (r *instanceRole) delete(ctx context.Context, s *state) error {
 	return s.deleteRole(ctx, s.roleName)
 }
 
-// spotFleetRole lets Spot Fleet launch, tag and register instances.
+// spotFleetRole lets Spot Fleet launch, tag, register and terminate the
+// stack's instances, with an inline policy scoped to the stack
+// (spotFleetPolicy) instead of the AWS managed AmazonEC2SpotFleetTaggingRole,
+// which allows RunInstances, TerminateInstances and iam:PassRole on every
+// resource. A role that still has the managed policy from an earlier
+// bootstrap gets the inline policy, then loses the managed one.
 type spotFleetRole struct {
 	found    bool
-	attached bool
+	policy   string // current inline policy document; "" if absent
+	attached bool   // the managed tagging policy is attached
 }
 
 func (r *spotFleetRole) name() string { return "spot-fleet-role" }
 
-func (r *spotFleetRole) policyARN(s *state) string {
+func (s *state) spotFleetTaggingPolicyARN() string {
 	return fmt.Sprintf("arn:%s:iam::aws:%s", s.partition, spotFleetTaggingPolicy)
+}
+
+// roleARNFor is the ARN of one of the stack's roles (path /), known before
+// the role exists.
+func (s *state) roleARNFor(name string) string {
+	return fmt.Sprintf("arn:%s:iam::%s:role/%s", s.partition, s.account, name)
+}
+
+// ec2ARN is the ARN of EC2 resources in the stack's account and region.
+func (s *state) ec2ARN(resource string) string {
+	return fmt.Sprintf("arn:%s:ec2:%s:%s:%s", s.partition, s.cfg.Region, s.account, resource)
+}
+
+// spotFleetPolicy allows Spot Fleet what AmazonEC2SpotFleetTaggingRole allows
+// it (the same actions, less the Classic Load Balancer's), each scoped as far
+// as its resource types let it be:
+//   - the Describe calls, which support no resource-level permissions;
+//   - RunInstances and RequestSpotInstances on this account's resources in
+//     this region, and the region's images (an image's ARN has no account);
+//   - CreateTags on what a launch makes: instances, volumes, network
+//     interfaces and Spot requests of this account in this region;
+//   - TerminateInstances only on instances that carry the stack's tag, which
+//     the launch template puts on every instance at launch;
+//   - iam:PassRole only of the instance role, and only to EC2;
+//   - RegisterTargets only in the stack's target group.
+//
+// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-fleet-prerequisites.html
+func (s *state) spotFleetPolicy() string {
+	return mustJSON(policyDoc{Version: "2012-10-17", Statement: []policyStatement{
+		{Sid: "Describe", Effect: "Allow", Action: []string{"ec2:DescribeImages", "ec2:DescribeInstanceStatus", "ec2:DescribeSubnets"}, Resource: "*"},
+		{Sid: "LaunchHere", Effect: "Allow", Action: []string{"ec2:RequestSpotInstances", "ec2:RunInstances"}, Resource: []string{
+			s.ec2ARN("*"), fmt.Sprintf("arn:%s:ec2:%s::image/*", s.partition, s.cfg.Region),
+		}},
+		{Sid: "TagWhatItLaunches", Effect: "Allow", Action: []string{"ec2:CreateTags"}, Resource: []string{
+			s.ec2ARN("instance/*"), s.ec2ARN("network-interface/*"), s.ec2ARN("spot-instances-request/*"), s.ec2ARN("volume/*"),
+		}},
+		{Sid: "TerminateStackInstances", Effect: "Allow", Action: []string{"ec2:TerminateInstances"}, Resource: s.ec2ARN("instance/*"),
+			Condition: map[string]map[string]string{"StringEquals": {"ec2:ResourceTag/" + StackTag: s.cfg.Name}}},
+		{Sid: "PassInstanceRole", Effect: "Allow", Action: []string{"iam:PassRole"}, Resource: s.roleARNFor(s.roleNameFor()),
+			Condition: map[string]map[string][]string{"StringEquals": {"iam:PassedToService": {"ec2.amazonaws.com", "ec2.amazonaws.com.cn"}}}},
+		{Sid: "RegisterInOwnTargetGroup", Effect: "Allow", Action: []string{"elasticloadbalancing:RegisterTargets"}, Resource: orPending(s.tgARN)},
+	}})
 }
 
 func (r *spotFleetRole) find(ctx context.Context, s *state) (bool, error) {
@@ -278,33 +378,40 @@ func (r *spotFleetRole) find(ctx context.Context, s *state) (bool, error) {
 		return false, err
 	}
 	r.found, s.fleetRole = true, deref(role.Arn)
+	if r.policy, err = s.rolePolicy(ctx, s.fleetRoleName(), fleetPolicyName); err != nil {
+		return false, err
+	}
 	out, err := s.c.IAM.ListAttachedRolePolicies(ctx, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(s.fleetRoleName())})
 	if err != nil {
 		return false, err
 	}
-	for _, p := range out.AttachedPolicies {
-		r.attached = r.attached || deref(p.PolicyArn) == r.policyARN(s)
+	for _, ap := range out.AttachedPolicies {
+		r.attached = r.attached || deref(ap.PolicyArn) == s.spotFleetTaggingPolicyARN()
 	}
 	return true, nil
 }
 
 func (r *spotFleetRole) plan(s *state) Change {
-	c := Change{Resource: r.name(), ID: s.fleetRole, Settings: []Setting{{"role", s.fleetRoleName()}, {"trust", "spotfleet.amazonaws.com"}, {"managed-policy", r.policyARN(s)}}}
-	switch {
-	case !r.found:
+	c := Change{Resource: r.name(), ID: s.fleetRole, Settings: []Setting{
+		{"role", s.fleetRoleName()}, {"trust", "spotfleet.amazonaws.com"}, {"policy", s.spotFleetPolicy()},
+	}}
+	if !r.found {
 		c.Action = Create
-	case !r.attached:
-		c.Action, c.Diffs = Update, []Diff{{"managed-policy", "(none)", r.policyARN(s)}}
-	default:
-		c.Action = Unchanged
+		return c
 	}
-	return c
+	if !sameJSON(r.policy, s.spotFleetPolicy()) {
+		c.Diffs = append(c.Diffs, Diff{"policy", orNone(r.policy), s.spotFleetPolicy()})
+	}
+	if r.attached {
+		c.Diffs = append(c.Diffs, Diff{"managed-policy", s.spotFleetTaggingPolicyARN(), "(none): the inline policy scoped to the stack replaces it"})
+	}
+	return c.updateOnDiffs()
 }
 
 func (r *spotFleetRole) create(ctx context.Context, s *state) error {
 	out, err := s.c.IAM.CreateRole(ctx, &iam.CreateRoleInput{
 		RoleName: aws.String(s.fleetRoleName()), AssumeRolePolicyDocument: aws.String(trustPolicy("spotfleet.amazonaws.com")),
-		Description: aws.String("spot-agent " + s.cfg.Name + ": Spot Fleet launches and tags instances"), Tags: s.iamTags(),
+		Description: aws.String("spot-agent " + s.cfg.Name + ": Spot Fleet launches, tags and terminates the stack's instances"), Tags: s.iamTags(),
 	})
 	if err != nil {
 		return err
@@ -313,15 +420,22 @@ func (r *spotFleetRole) create(ctx context.Context, s *state) error {
 	return r.update(ctx, s, Change{})
 }
 
+// update puts the scoped policy first, then detaches the managed one, so
+// that the role is never without what the fleet needs.
 func (r *spotFleetRole) update(ctx context.Context, s *state, _ Change) error {
+	want := s.spotFleetPolicy()
+	if err := s.putRolePolicy(ctx, s.fleetRoleName(), fleetPolicyName, r.policy, want); err != nil {
+		return err
+	}
+	r.policy = want
 	if r.attached {
-		return nil
+		_, err := s.c.IAM.DetachRolePolicy(ctx, &iam.DetachRolePolicyInput{RoleName: aws.String(s.fleetRoleName()), PolicyArn: aws.String(s.spotFleetTaggingPolicyARN())})
+		if err != nil && !notFound(err) {
+			return fmt.Errorf("detach %s: %w", s.spotFleetTaggingPolicyARN(), err)
+		}
+		r.attached = false
 	}
-	_, err := s.c.IAM.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(s.fleetRoleName()), PolicyArn: aws.String(r.policyARN(s))})
-	if err == nil {
-		r.attached = true
-	}
-	return err
+	return nil
 }
 
 func (r *spotFleetRole) delete(ctx context.Context, s *state) error {

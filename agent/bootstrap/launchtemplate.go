@@ -115,7 +115,7 @@ func (s *state) renderUserData() ([]byte, error) {
 	if s.opts.UserData == nil {
 		return nil, errors.New("no user-data renderer")
 	}
-	return s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), Env: s.agentEnv(), UserData: s.userPart})
+	return s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), AgentURLs: s.releaseURLs(), Env: s.agentEnv(), UserData: s.userPart})
 }
 
 // userData is the launch template's user-data, base64-encoded.
@@ -253,7 +253,11 @@ func (r *launchTemplate) plan(s *state) Change {
 
 // userDataSummary describes the user-data in the plan.
 func (s *state) userDataSummary() string {
-	sum := s.cfg.Distribution + ", agent from " + s.agentURL() + ", env " + mapString(s.agentEnv())
+	from := s.agentURL()
+	if urls := s.releaseURLs(); urls != nil {
+		from = fmt.Sprintf("release %s's packages, each instance its architecture's (amd64 %s, arm64 %s)", s.cfg.AgentRelease, urls["amd64"], urls["arm64"])
+	}
+	sum := s.cfg.Distribution + ", agent from " + from + ", env " + mapString(s.agentEnv())
 	if s.cfg.UserDataFile != "" {
 		sum += fmt.Sprintf("; MIME multipart with %s (%d bytes) first", s.cfg.UserDataFile, len(s.userPart))
 	}

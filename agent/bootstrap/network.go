@@ -40,10 +40,16 @@ func ec2Tag(tags []ec2types.Tag, key string) string {
 	return ""
 }
 
-// vpc is the stack's VPC, or the one given with --vpc-id.
+// vpc is the stack's VPC, or the one given with --vpc-id. The stack's own has
+// DNS support and DNS hostnames on, as a workshop's VPC does: instances get
+// DNS names, and names inside the VPC resolve (an EFS file system mounted by
+// its DNS name needs both). AWS turns DNS hostnames off in a new VPC, and a
+// given VPC is never changed, only reported.
+// https://docs.aws.amazon.com/vpc/latest/userguide/AmazonDNS-concepts.html#vpc-dns-support
 type vpc struct {
-	found bool
-	cidr  string
+	found                    bool
+	cidr                     string
+	dnsSupport, dnsHostnames bool
 }
 
 func (r *vpc) name() string { return "vpc" }
@@ -64,22 +70,61 @@ func (r *vpc) find(ctx context.Context, s *state) (bool, error) {
 		return false, nil
 	}
 	r.found, r.cidr, s.vpcID = true, deref(out.Vpcs[0].CidrBlock), deref(out.Vpcs[0].VpcId)
+	if r.dnsSupport, err = s.vpcDNS(ctx, ec2types.VpcAttributeNameEnableDnsSupport); err != nil {
+		return false, err
+	}
+	if r.dnsHostnames, err = s.vpcDNS(ctx, ec2types.VpcAttributeNameEnableDnsHostnames); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 
+// vpcDNS reads one of the VPC's DNS attributes (one per call).
+func (s *state) vpcDNS(ctx context.Context, name ec2types.VpcAttributeName) (bool, error) {
+	out, err := s.c.EC2.DescribeVpcAttribute(ctx, &ec2.DescribeVpcAttributeInput{VpcId: aws.String(s.vpcID), Attribute: name})
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	v := out.EnableDnsSupport
+	if name == ec2types.VpcAttributeNameEnableDnsHostnames {
+		v = out.EnableDnsHostnames
+	}
+	return v != nil && deref(v.Value), nil
+}
+
 func (r *vpc) plan(s *state) Change {
-	c := Change{Resource: r.name(), ID: s.vpcID, Settings: []Setting{{"cidr", s.cfg.VPCCIDR}}}
+	c := Change{Resource: r.name(), ID: s.vpcID, Settings: []Setting{{"cidr", s.cfg.VPCCIDR}, {"dns", "support and hostnames on"}}}
 	switch {
 	case s.cfg.VPCID != "":
-		c.Action, c.Settings, c.Note = Adopt, []Setting{{"cidr", r.cidr}}, "given with --vpc-id: used, never changed or deleted"
+		c.Action, c.Settings, c.Note = Adopt, []Setting{{"cidr", r.cidr}, {"dns", r.dnsText()}}, "given with --vpc-id: used, never changed or deleted"
+		if !r.dnsSupport || !r.dnsHostnames {
+			c.Note += "; its DNS " + r.dnsText() + ": names inside the VPC (an EFS file system's, for one) need both on"
+		}
+		return c
 	case !r.found:
 		c.Action = Create
+		return c
 	case r.cidr != s.cfg.VPCCIDR:
 		c.Action, c.Diffs = Recreate, []Diff{{"cidr", r.cidr, s.cfg.VPCCIDR}}
-	default:
-		c.Action = Unchanged
+		return c
 	}
-	return c
+	if !r.dnsSupport {
+		c.Diffs = append(c.Diffs, Diff{"dns-support", "off", "on"})
+	}
+	if !r.dnsHostnames {
+		c.Diffs = append(c.Diffs, Diff{"dns-hostnames", "off", "on"})
+	}
+	return c.updateOnDiffs()
+}
+
+func (r *vpc) dnsText() string {
+	onOff := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	return "support " + onOff(r.dnsSupport) + ", hostnames " + onOff(r.dnsHostnames)
 }
 
 func (r *vpc) create(ctx context.Context, s *state) error {
@@ -90,11 +135,29 @@ func (r *vpc) create(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
-	s.vpcID = deref(out.Vpc.VpcId)
-	return nil
+	s.vpcID, r.found = deref(out.Vpc.VpcId), true
+	return r.update(ctx, s, Change{})
 }
 
-func (r *vpc) update(context.Context, *state, Change) error { return nil }
+// update turns DNS support on, then DNS hostnames, which need it: one
+// attribute per call.
+func (r *vpc) update(ctx context.Context, s *state, _ Change) error {
+	if !r.dnsSupport {
+		_, err := s.c.EC2.ModifyVpcAttribute(ctx, &ec2.ModifyVpcAttributeInput{VpcId: aws.String(s.vpcID), EnableDnsSupport: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)}})
+		if err != nil {
+			return fmt.Errorf("dns support: %w", err)
+		}
+		r.dnsSupport = true
+	}
+	if !r.dnsHostnames {
+		_, err := s.c.EC2.ModifyVpcAttribute(ctx, &ec2.ModifyVpcAttributeInput{VpcId: aws.String(s.vpcID), EnableDnsHostnames: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)}})
+		if err != nil {
+			return fmt.Errorf("dns hostnames: %w", err)
+		}
+		r.dnsHostnames = true
+	}
+	return nil
+}
 
 func (r *vpc) delete(ctx context.Context, s *state) error {
 	return s.retryInUse(ctx, "the VPC's dependencies to go", func(ctx context.Context) error {
@@ -106,10 +169,9 @@ func (r *vpc) delete(ctx context.Context, s *state) error {
 // subnets are two public subnets in two Availability Zones: the halves of
 // the VPC's network. With --vpc-id they are the ones given with --subnets.
 type subnets struct {
-	have   map[string]ec2types.Subnet // component (subnet-1, subnet-2) → subnet
-	zones  []string                   // the first two zones, for new subnets
-	adopt  []ec2types.Subnet
-	lookup error
+	have  map[string]ec2types.Subnet // component (subnet-1, subnet-2) → subnet
+	zones []string                   // the first two zones, for new subnets
+	adopt []ec2types.Subnet
 }
 
 func (r *subnets) name() string { return "subnets" }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -141,20 +142,27 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	m := testbed.SharedMoto(t)
 	cfg := testConfig("update", bootstrap.FleetASG)
 	st, _ := newStack(t, m.URL, cfg)
-	if _, err := st.Apply(ctx(t)); err != nil {
+	res, err := st.Apply(ctx(t))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+	// Someone turned the VPC's DNS hostnames off: bootstrap turns them on again.
+	m.CLI(t, "ec2", "modify-vpc-attribute", "--vpc-id", res.Outputs.VPCID, "--no-enable-dns-hostnames")
 
 	changed := cfg
 	changed.Min, changed.Max, changed.Capacity = 3, 12, 3
 	changed.DeregistrationDelay = 60
 	changed.InstanceTypes = []string{"m6i.large", "c6i.large"}
 	changed.RequestsPerTarget = 250
+	changed.HealthCheckGrace = 10 * time.Minute
 	st2, rec := newStack(t, m.URL, changed)
 	p, err := st2.Plan(ctx(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c := changesOf(p)["vpc"]; len(c.Diffs) != 1 || c.Diffs[0] != (bootstrap.Diff{Field: "dns-hostnames", Have: "off", Want: "on"}) {
+		t.Errorf("vpc plan %+v, want dns-hostnames off → on", c)
 	}
 	updates := map[string]bool{}
 	for _, c := range p.Changes {
@@ -162,7 +170,7 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 			updates[c.Resource] = true
 		}
 	}
-	for _, r := range []string{"target-group", "asg", "lifecycle-hook", "scaling"} {
+	for _, r := range []string{"vpc", "target-group", "asg", "lifecycle-hook", "scaling"} {
 		if !updates[r] {
 			t.Errorf("plan does not update %s: %+v", r, p.Changes)
 		}
@@ -176,14 +184,15 @@ func TestBootstrapChangedFlagsUpdateInPlaceOrRefuse(t *testing.T) {
 	mc := rec.MutatingCalls()
 	want := map[string]int{
 		"Auto Scaling.UpdateAutoScalingGroup": 1, "Elastic Load Balancing v2.ModifyTargetGroupAttributes": 1,
-		"Auto Scaling.PutLifecycleHook": 1, "Auto Scaling.PutScalingPolicy": 1,
+		"Auto Scaling.PutLifecycleHook": 1, "Auto Scaling.PutScalingPolicy": 1, "EC2.ModifyVpcAttribute": 1,
 	}
 	if !intMapsEqual(mc, want) {
 		t.Errorf("update made %v, want %v", mc, want)
 	}
 	g := testbed.JSONPath(m.CLI(t, "autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", "spot-agent-update"), "AutoScalingGroups", "0")
 	if num(testbed.JSONPath(g, "MinSize")) != 3 || num(testbed.JSONPath(g, "MaxSize")) != 12 ||
-		str(testbed.JSONPath(g, "MixedInstancesPolicy", "LaunchTemplate", "Overrides", "0", "InstanceType")) != "m6i.large" {
+		str(testbed.JSONPath(g, "MixedInstancesPolicy", "LaunchTemplate", "Overrides", "0", "InstanceType")) != "m6i.large" ||
+		num(testbed.JSONPath(g, "HealthCheckGracePeriod")) != 600 {
 		t.Errorf("group after update: %v", g)
 	}
 	attrs := m.CLI(t, "elbv2", "describe-target-group-attributes", "--target-group-arn", str(testbed.JSONPath(g, "TargetGroupARNs", "0")))
@@ -325,7 +334,7 @@ func TestBootstrapInAGivenVPCLeavesItOnTeardown(t *testing.T) {
 	if testbed.JSONPath(head, "Metadata", "sha256") == nil {
 		t.Errorf("uploaded object: %v", head)
 	}
-	if got := statements(t, m, "spot-agent-given-vpc-instance")["s3:GetObject"]; got != "arn:aws:s3:::"+bucket+"/agent/spot-agent_1.2.3_x86_64.rpm" {
+	if got := statements(t, m, "spot-agent-given-vpc-instance", "spot-agent")["s3:GetObject"]; got != "arn:aws:s3:::"+bucket+"/agent/spot-agent_1.2.3_x86_64.rpm" {
 		t.Errorf("s3:GetObject on %q", got)
 	}
 	if !strings.HasPrefix(res.Outputs.AgentURL, "s3://"+bucket+"/agent/") {

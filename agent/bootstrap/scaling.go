@@ -59,6 +59,8 @@ func (r *lifecycleHook) plan(s *state) Change {
 	switch {
 	case s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0:
 		c.Action = Unchanged
+	case s.hookMade: // with the group, just now
+		c.Action, c.Note = Unchanged, "created with the group"
 	case !r.found:
 		c.Action = Create
 	case r.timeout != s.hookTimeout() || r.result != "CONTINUE":
@@ -71,14 +73,20 @@ func (r *lifecycleHook) plan(s *state) Change {
 }
 
 func (r *lifecycleHook) create(ctx context.Context, s *state) error {
-	spec := s.hookSpec()
-	_, err := s.c.AutoScaling.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
-		AutoScalingGroupName: aws.String(s.fleetID), LifecycleHookName: spec.LifecycleHookName,
-		LifecycleTransition: spec.LifecycleTransition, HeartbeatTimeout: spec.HeartbeatTimeout, DefaultResult: spec.DefaultResult,
-	})
+	err := s.putLifecycleHook(ctx)
 	if err == nil {
 		r.found, r.timeout, r.result = true, s.hookTimeout(), "CONTINUE"
 	}
+	return err
+}
+
+// putLifecycleHook creates or updates the group's termination hook.
+func (s *state) putLifecycleHook(ctx context.Context) error {
+	spec := s.hookSpec()
+	_, err := s.c.AutoScaling.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
+		AutoScalingGroupName: aws.String(s.asgName()), LifecycleHookName: spec.LifecycleHookName,
+		LifecycleTransition: spec.LifecycleTransition, HeartbeatTimeout: spec.HeartbeatTimeout, DefaultResult: spec.DefaultResult,
+	})
 	return err
 }
 

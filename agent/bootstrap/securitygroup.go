@@ -55,8 +55,12 @@ func (r *securityGroup) id(s *state) *string {
 	return &s.instanceSG
 }
 
-func (r *securityGroup) groupName(s *state) string {
-	if r.component == "alb-sg" {
+func (r *securityGroup) groupName(s *state) string { return s.securityGroupName(r.component) }
+
+// securityGroupName is the name of the stack's security group component
+// (alb-sg or instance-sg).
+func (s *state) securityGroupName(component string) string {
+	if component == "alb-sg" {
 		return s.cfg.Name + "-alb"
 	}
 	return s.cfg.Name + "-instances"

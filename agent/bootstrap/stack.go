@@ -114,6 +114,7 @@ type UserData func(UserDataSpec) ([]byte, error)
 type UserDataSpec struct {
 	Distribution string            // al2023, debian or ubuntu
 	AgentURL     string            // https:// URL or s3://BUCKET/KEY of the package or binary
+	AgentURLs    map[string]string // instead of AgentURL, a package per architecture (amd64, arm64)
 	Env          map[string]string // SPOT_AGENT_* variables for the agent's environment file
 	UserData     []byte            // the user's own user-data (--user-data-file), to combine with the agent's; nil if none
 }
@@ -179,6 +180,7 @@ type state struct {
 	fleetID     string
 	topicARN    string
 	ruleARN     string
+	hookMade    bool // the ASG was created with its lifecycle hook in this run
 }
 
 // pending stands for an id that is not known before the resource is created.
@@ -250,6 +252,10 @@ func resources(cfg Config, all bool) []resource {
 		rs = append(rs, &spotFleetRole{})
 	}
 	rs = append(rs, &launchTemplate{})
+	if !all {
+		// The account's, not the stack's: never looked at by status or teardown.
+		rs = append(rs, &serviceLinkedRoles{})
+	}
 	if all {
 		// Before the fleets, so that teardown (in reverse) terminates what
 		// still runs only once no fleet would replace it.

@@ -52,9 +52,11 @@ func TestBootstrapEachFleetKindThenRerunStatusAndTeardown(t *testing.T) {
 				t.Errorf("outputs: %+v", out)
 			}
 
+			checkVPC(t, m, out)
 			checkLoadBalancing(t, m, cfg, out)
 			checkLaunchTemplate(t, m, cfg, out)
 			checkInstanceRole(t, m, cfg, out)
+			checkServiceLinkedRoles(t, m, fleet)
 			checkFleetAndScaling(t, m, cfg, out)
 			checkNotifications(t, m, cfg, out)
 
@@ -122,6 +124,17 @@ func TestBootstrapEachFleetKindThenRerunStatusAndTeardown(t *testing.T) {
 				t.Errorf("second teardown: %v, found %d, mutating %v", err, td.Found(), rec.MutatingCalls())
 			}
 		})
+	}
+}
+
+// checkVPC: the new VPC resolves names, as the workshop's does (an EFS file
+// system mounted by its DNS name needs both attributes).
+func checkVPC(t *testing.T, m *testbed.Moto, out bootstrap.Outputs) {
+	t.Helper()
+	for attr, key := range map[string]string{"enableDnsSupport": "EnableDnsSupport", "enableDnsHostnames": "EnableDnsHostnames"} {
+		if got := testbed.JSONPath(m.CLI(t, "ec2", "describe-vpc-attribute", "--vpc-id", out.VPCID, "--attribute", attr), key, "Value"); got != true {
+			t.Errorf("VPC %s %s = %v, want true", out.VPCID, attr, got)
+		}
 	}
 }
 
@@ -208,10 +221,10 @@ func checkLaunchTemplate(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, ou
 	// groups or profile, so only the template itself is checked.
 }
 
-// statements returns the instance role's policy: resource by action.
-func statements(t *testing.T, m *testbed.Moto, role string) map[string]string {
+// statements returns a role's inline policy: resource by action.
+func statements(t *testing.T, m *testbed.Moto, role, policy string) map[string]string {
 	t.Helper()
-	doc := testbed.JSONPath(m.CLI(t, "iam", "get-role-policy", "--role-name", role, "--policy-name", "spot-agent"), "PolicyDocument")
+	doc := testbed.JSONPath(m.CLI(t, "iam", "get-role-policy", "--role-name", role, "--policy-name", policy), "PolicyDocument")
 	if s, ok := doc.(string); ok { // URL-encoded or plain JSON text
 		if err := json.Unmarshal([]byte(s), &doc); err != nil {
 			t.Fatalf("policy document: %v", err)
@@ -235,11 +248,51 @@ func statements(t *testing.T, m *testbed.Moto, role string) map[string]string {
 	return out
 }
 
+// checkSpotFleetRole: the Spot Fleet role has only its inline policy, scoped
+// to the stack, not the AWS managed one with RunInstances, TerminateInstances
+// and PassRole on every resource.
+func checkSpotFleetRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out bootstrap.Outputs) {
+	t.Helper()
+	role := "spot-agent-" + cfg.Name + "-spot-fleet"
+	if attached := m.CLI(t, "iam", "list-attached-role-policies", "--role-name", role); len(testbed.JSONPath(attached, "AttachedPolicies").([]any)) != 0 {
+		t.Errorf("spot fleet role has managed policies: %v", attached)
+	}
+	here := "arn:aws:ec2:us-east-1:123456789012:"
+	want := map[string]string{
+		"ec2:DescribeImages": "*", "ec2:DescribeInstanceStatus": "*", "ec2:DescribeSubnets": "*",
+		"ec2:RequestSpotInstances":             "[" + here + "* arn:aws:ec2:us-east-1::image/*]",
+		"ec2:RunInstances":                     "[" + here + "* arn:aws:ec2:us-east-1::image/*]",
+		"ec2:CreateTags":                       "[" + here + "instance/* " + here + "network-interface/* " + here + "spot-instances-request/* " + here + "volume/*]",
+		"ec2:TerminateInstances":               here + "instance/*",
+		"iam:PassRole":                         out.RoleARN,
+		"elasticloadbalancing:RegisterTargets": out.TargetGroupARN,
+	}
+	if got := statements(t, m, role, "spot-agent-spot-fleet"); !mapsEqual(got, want) {
+		t.Errorf("spot fleet role policy:\n got %v\nwant %v", got, want)
+	}
+}
+
+// checkServiceLinkedRoles: the roles AWS says the fleet kind needs exist.
+func checkServiceLinkedRoles(t *testing.T, m *testbed.Moto, fleet string) {
+	t.Helper()
+	services := map[string][]string{
+		bootstrap.FleetASG: {"autoscaling.amazonaws.com"}, bootstrap.FleetSpotFleet: {"spotfleet.amazonaws.com", "spot.amazonaws.com"},
+		bootstrap.FleetEC2Fleet: {"ec2fleet.amazonaws.com", "spot.amazonaws.com"},
+	}[fleet]
+	for _, svc := range services {
+		roles := testbed.JSONPath(m.CLI(t, "iam", "list-roles", "--path-prefix", "/aws-service-role/"+svc+"/"), "Roles").([]any)
+		if len(roles) != 1 {
+			t.Errorf("service-linked roles for %s: %v", svc, roles)
+		}
+	}
+}
+
 func checkInstanceRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out bootstrap.Outputs) {
 	t.Helper()
 	role := "spot-agent-" + cfg.Name + "-instance"
 	want := map[string]string{
 		"elasticloadbalancing:DeregisterTargets":             out.TargetGroupARN,
+		"elasticloadbalancing:RegisterTargets":               out.TargetGroupARN, // the return after a restart, on every fleet
 		"elasticloadbalancing:DescribeTargetHealth":          "*",
 		"elasticloadbalancing:DescribeTargetGroupAttributes": "*",
 		"ec2:DescribeTags":                                   "*",
@@ -249,10 +302,8 @@ func checkInstanceRole(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, out 
 		asgARN := "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/spot-agent-" + cfg.Name
 		want["autoscaling:CompleteLifecycleAction"] = asgARN
 		want["autoscaling:RecordLifecycleActionHeartbeat"] = asgARN
-	case bootstrap.FleetEC2Fleet:
-		want["elasticloadbalancing:RegisterTargets"] = out.TargetGroupARN
 	}
-	if got := statements(t, m, role); !mapsEqual(got, want) {
+	if got := statements(t, m, role, "spot-agent"); !mapsEqual(got, want) {
 		t.Errorf("instance role policy:\n got %v\nwant %v", got, want)
 	}
 	prof := m.CLI(t, "iam", "get-instance-profile", "--instance-profile-name", role)
@@ -295,6 +346,11 @@ func checkFleetAndScaling(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, o
 		if num(testbed.JSONPath(g, "MinSize")) != 2 || num(testbed.JSONPath(g, "MaxSize")) != 10 || num(testbed.JSONPath(g, "DesiredCapacity")) != 2 ||
 			str(testbed.JSONPath(g, "TargetGroupARNs", "0")) != out.TargetGroupARN {
 			t.Errorf("auto scaling group: %v", g)
+		}
+		// Without an application the target group checks the agent: ELB
+		// checks, with the grace a first boot needs.
+		if str(testbed.JSONPath(g, "HealthCheckType")) != "ELB" || num(testbed.JSONPath(g, "HealthCheckGracePeriod")) != 300 {
+			t.Errorf("health check %v after %vs, want ELB after 300s", testbed.JSONPath(g, "HealthCheckType"), testbed.JSONPath(g, "HealthCheckGracePeriod"))
 		}
 		mip := testbed.JSONPath(g, "MixedInstancesPolicy")
 		if num(testbed.JSONPath(mip, "InstancesDistribution", "OnDemandPercentageAboveBaseCapacity")) != 0 ||
@@ -343,10 +399,7 @@ func checkFleetAndScaling(t *testing.T, m *testbed.Moto, cfg bootstrap.Config, o
 		if lb := testbed.JSONPath(conf, "LoadBalancersConfig"); lb != nil && !strings.Contains(fmt.Sprint(lb), out.TargetGroupARN) {
 			t.Errorf("load balancers config: %v", lb)
 		}
-		attached := m.CLI(t, "iam", "list-attached-role-policies", "--role-name", "spot-agent-"+cfg.Name+"-spot-fleet")
-		if str(testbed.JSONPath(attached, "AttachedPolicies", "0", "PolicyArn")) != "arn:aws:iam::aws:policy/service-role/AmazonEC2SpotFleetTaggingRole" {
-			t.Errorf("spot fleet role policies: %v", attached)
-		}
+		checkSpotFleetRole(t, m, cfg, out)
 		id := "spot-fleet-request/" + out.FleetID
 		target := testbed.JSONPath(m.CLI(t, "application-autoscaling", "describe-scalable-targets", "--service-namespace", "ec2", "--resource-ids", id), "ScalableTargets", "0")
 		if num(testbed.JSONPath(target, "MinCapacity")) != 2 || num(testbed.JSONPath(target, "MaxCapacity")) != 10 ||
@@ -474,5 +527,44 @@ func assertNothingLeft(t *testing.T, m *testbed.Moto, name string) {
 				t.Errorf("ec2 fleet left: %s", *f.FleetId)
 			}
 		}
+	}
+}
+
+// A release build's default: the plan says which release's packages the
+// instances install, and the user-data holds both architectures', each
+// instance taking its own.
+func TestBootstrapPlansTheReleasesPackages(t *testing.T) {
+	t.Parallel()
+	m := testbed.SharedMoto(t)
+	cfg := testConfig("release", bootstrap.FleetASG)
+	cfg.AgentURL, cfg.AgentRelease = "", "1.2.3"
+	st, rec := newStack(t, m.URL, cfg)
+	p, err := st.Plan(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const base = "https://github.com/spot-agent/spot-agent/releases/download/v1.2.3/"
+	var text strings.Builder
+	p.WriteText(&text)
+	if want := "user-data: al2023, agent from release 1.2.3's packages, each instance its architecture's (amd64 " + base +
+		"spot-agent-1.2.3-1.x86_64.rpm, arm64 " + base + "spot-agent-1.2.3-1.aarch64.rpm)"; !strings.Contains(text.String(), want) {
+		t.Errorf("plan:\n%s\nwant %s", text.String(), want)
+	}
+	if mc := rec.MutatingCalls(); len(mc) != 0 {
+		t.Errorf("the plan made %v", mc)
+	}
+	res, err := st.Apply(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+	// The fleet's types are x86: the outputs name the amd64 package.
+	if res.Outputs.AgentURL != base+"spot-agent-1.2.3-1.x86_64.rpm" {
+		t.Errorf("outputs agent %s", res.Outputs.AgentURL)
+	}
+	ud, _ := launchTemplateUserData(t, m, "release")
+	if !strings.Contains(string(ud), "x86_64) pkg_url='"+base+"spot-agent-1.2.3-1.x86_64.rpm'") ||
+		!strings.Contains(string(ud), "aarch64) pkg_url='"+base+"spot-agent-1.2.3-1.aarch64.rpm'") {
+		t.Errorf("the launch template's user-data lacks a package per architecture:\n%s", ud)
 	}
 }

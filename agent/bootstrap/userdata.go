@@ -12,12 +12,19 @@ import (
 // user-data into a MIME multipart document when there is one. It is the
 // default Options.UserData.
 func RenderUserData(spec UserDataSpec) ([]byte, error) {
-	return userdata.Render(userdata.Config{
+	c := userdata.Config{
 		Distribution: userdata.Distribution(spec.Distribution),
 		PackageURL:   spec.AgentURL,
 		Env:          spec.Env,
 		UserData:     spec.UserData,
-	})
+	}
+	if len(spec.AgentURLs) > 0 {
+		c.PackageURL, c.PackageURLs = "", map[userdata.Arch]string{}
+		for a, u := range spec.AgentURLs {
+			c.PackageURLs[userdata.Arch(a)] = u
+		}
+	}
+	return userdata.Render(c)
 }
 
 // standInAccount takes the place of the account id before it is known: the

@@ -56,6 +56,49 @@ func (s *state) retryInUse(ctx context.Context, what string, f func(context.Cont
 	return err
 }
 
+// propagationTimeout bounds how long a call that names a new role or
+// instance profile is retried while AWS says it is invalid: IAM is
+// eventually consistent, and a new instance profile usually becomes usable
+// by EC2 within seconds, sometimes a minute or two.
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+const propagationTimeout = 3 * time.Minute
+
+// notYetPropagated reports whether err says a role or instance profile that
+// exists is not yet known where it is used: EC2 and Auto Scaling answer
+// "Value (NAME) for parameter iamInstanceProfile.name is invalid. Invalid IAM
+// Instance Profile name" (InvalidParameterValue, or ValidationError from
+// CreateAutoScalingGroup), Spot Fleet names its IamFleetRole.
+func notYetPropagated(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || !slices.Contains([]string{"InvalidParameterValue", "ValidationError", "InvalidSpotFleetRequestConfig"}, ae.ErrorCode()) {
+		return false
+	}
+	msg := ae.ErrorMessage()
+	return strings.Contains(msg, "Invalid IAM Instance Profile") || strings.Contains(msg, "iamInstanceProfile") || strings.Contains(msg, "IamFleetRole")
+}
+
+// retryPropagation repeats f while its error says a new role or instance
+// profile is not usable yet, every PollInterval, for propagationTimeout at
+// most (Timeout if shorter).
+func (s *state) retryPropagation(ctx context.Context, what string, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, min(propagationTimeout, s.opts.Timeout))
+	defer cancel()
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	for {
+		err := f(ctx)
+		if !notYetPropagated(err) {
+			return err
+		}
+		fmt.Fprintf(s.opts.Progress, "waiting for %s: %v\n", what, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w", what, err)
+		case <-t.C:
+		}
+	}
+}
+
 // hasCode reports whether err is an AWS API error with one of the codes.
 func hasCode(err error, codes ...string) bool {
 	var ae smithy.APIError

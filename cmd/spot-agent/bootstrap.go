@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.IntVar(&cfg.Capacity, "capacity", def.Capacity, "initial desired capacity, between --min and --max")
 	fs.Float64Var(&cfg.RequestsPerTarget, "requests-per-target", def.RequestsPerTarget, "target tracking value of ALBRequestCountPerTarget")
 	fs.BoolVar(&cfg.CapacityRebalance, "capacity-rebalance", false, "ASG: replace instances on a rebalance recommendation")
+	fs.StringVar(&cfg.HealthCheckType, "health-check-type", "", "ASG: ec2 (replace an instance only when its EC2 status checks fail) or elb (also when the target group's check of the agent's /healthz fails after --health-check-grace) (default: elb, or ec2 with --app-port: an application's start is its own)")
+	fs.DurationVar(&cfg.HealthCheckGrace, "health-check-grace", def.HealthCheckGrace, "ASG: how long a new instance is in service before a failed health check replaces it, whole seconds, 0s..2h: it must cover the first boot (cloud-init, the install, the agent's start), and with --health-check-type elb --app-port the application's start too")
 	fs.IntVar(&cfg.DeregistrationDelay, "deregistration-delay", def.DeregistrationDelay, "target group deregistration delay in seconds, 0..3600 (keep it under the 120 s notice)")
 	fs.DurationVar(&cfg.Stickiness, "stickiness", 0, "load balancer cookie stickiness duration, e.g. 1h (0: off)")
 	fs.StringVar(&cfg.VPCID, "vpc-id", "", "use this VPC instead of creating one (with --subnets)")
@@ -44,7 +47,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.MetricsCIDR, "metrics-cidr", "", "who may reach the agent's metrics on the instances' --admin-port (default: nobody; the agent then listens on loopback only)")
 	fs.StringVar(&cfg.AMI, "ami", "", "AMI id (default: the latest Amazon Linux 2023, from its public SSM parameter)")
 	fs.StringVar(&cfg.Distribution, "distribution", def.Distribution, "the AMI's distribution: al2023, debian or ubuntu (decides rpm or deb)")
-	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install")
+	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install (default: a release build's own release packages, each instance its architecture's)")
 	fs.StringVar(&cfg.AgentFile, "agent-file", "", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url")
 	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, fmt.Sprintf("the agent's port on the instances: the target group's, or with --app-port the one its health check goes to (then %d unless given)", bootstrap.AppAgentPort))
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
@@ -59,11 +62,36 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 		if cfg.AppPort != 0 && !given(fs, "agent-port") {
 			cfg.AgentPort = bootstrap.AppAgentPort // the application owns 80
 		}
+		if cfg.AgentURL == "" && cfg.AgentFile == "" {
+			// A release build installs its own release's packages; a
+			// development build has none (Validate says how to make one).
+			v, _, _ := buildInfo()
+			if rel, ok := releaseVersion(v); ok {
+				cfg.AgentRelease = rel
+			}
+		}
 		env, err := agentEnv.settings()
 		cfg.AgentEnv = env
+		if given(fs, "health-check-grace") && cfg.Fleet != bootstrap.FleetASG {
+			err = errors.Join(err, &bootstrap.FlagError{Flag: "health-check-grace", Problem: "only with --fleet asg: Spot Fleet and EC2 Fleet do not replace instances on health checks here"})
+		}
 		return err
 	}
 }
+
+// releaseVersion tells whether v, this build's version, is a release's: a
+// semantic version (goreleaser's ldflags give 1.2.3, go install v1.2.3),
+// not a snapshot's (1.2.4-next) or a pseudo-version (v0.0.0-2026...-abcdef),
+// which have no published packages.
+func releaseVersion(v string) (string, bool) {
+	v = strings.TrimPrefix(v, "v")
+	if !releaseRE.MatchString(v) || strings.HasSuffix(v, "-next") {
+		return "", false
+	}
+	return v, true
+}
+
+var releaseRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$`)
 
 // given reports whether a flag was set, on the command line or from the environment.
 func given(fs *flag.FlagSet, name string) bool {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,8 +14,15 @@ import (
 )
 
 // parseBootstrap parses args (and the SPOT_AGENT_* environment) as bootstrap
-// does and returns the configuration, valid apart from what the flags break.
+// does, after --name flags --agent-url of an rpm, and returns the
+// configuration, valid apart from what the flags break.
 func parseBootstrap(t *testing.T, args ...string) (bootstrap.Config, error) {
+	t.Helper()
+	return parseBootstrapArgs(t, append([]string{"--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm"}, args...)...)
+}
+
+// parseBootstrapArgs parses args alone.
+func parseBootstrapArgs(t *testing.T, args ...string) (bootstrap.Config, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
@@ -22,7 +30,7 @@ func parseBootstrap(t *testing.T, args ...string) (bootstrap.Config, error) {
 	var sf stackFlags
 	var dryRun bool
 	finish := bootstrapFlags(fs, &cfg, &sf, &dryRun)
-	if err := parse(fs, append([]string{"--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm"}, args...)); err != nil {
+	if err := parse(fs, args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
 	err := finish()
@@ -91,7 +99,9 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 		switch managed := bootstrap.ManagesAgentSetting(key); {
 		case managed && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key+" is set by bootstrap itself")):
 			t.Errorf("--agent-env %s (bootstrap's own): %v", key, err)
-		case !managed && err != nil:
+		case valueChecked[key] && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key)):
+			t.Errorf("--agent-env %s=x y (an ARN or the stack's region): %v", key, err)
+		case !managed && !valueChecked[key] && err != nil:
 			t.Errorf("--agent-env %s: %v", key, err)
 		}
 	}
@@ -114,6 +124,62 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 	}
 }
 
+// valueChecked are the settings whose value the instance role depends on: an
+// ARN to allow calls on, or the region (bootstrap.AgentSettingForTheRole).
+var valueChecked = map[string]bool{"SPOT_AGENT_NOTIFY_SNS_TOPIC": true, "SPOT_AGENT_TARGET_GROUP_ARN": true, "SPOT_AGENT_REGION": true}
+
+// noAWSCall are the settings of `spot-agent run` that change no AWS call the
+// agent makes, each with why: the instance role has nothing to allow for them.
+var noAWSCall = map[string]string{
+	"SPOT_AGENT_LISTEN": "a port", "SPOT_AGENT_ADMIN_LISTEN": "a port", "SPOT_AGENT_HELLO": "the page",
+	"SPOT_AGENT_REGISTER_PORT": "the port RegisterTargets names, on the groups SPOT_AGENT_REGISTER allows",
+	"SPOT_AGENT_IMDS_ENDPOINT": "instance metadata is no IAM action", "SPOT_AGENT_IMDS_V1_FALLBACK": "instance metadata",
+	"SPOT_AGENT_IMDS_TIMEOUT": "instance metadata", "SPOT_AGENT_POLL_INTERVAL": "instance metadata", "SPOT_AGENT_SLOW_POLL_INTERVAL": "instance metadata",
+	"SPOT_AGENT_REFRESH_INTERVAL": "how often, not which, calls", "SPOT_AGENT_LIFECYCLE_HEARTBEAT": "how often, not which, calls",
+	"SPOT_AGENT_DRAIN_ON": "when to drain", "SPOT_AGENT_DRAIN_ON_STOP": "when to drain", "SPOT_AGENT_DRAIN_TIMEOUT": "how long",
+	"SPOT_AGENT_EXIT_MARGIN":    "how long",
+	"SPOT_AGENT_NOTIFY_WEBHOOK": "an HTTP URL, no AWS call", "SPOT_AGENT_NOTIFY_FORMAT": "the webhook's body", "SPOT_AGENT_NOTIFY_BODY": "the webhook's body",
+	"SPOT_AGENT_NOTIFY_CONTENT_TYPE": "the webhook's body", "SPOT_AGENT_NOTIFY_TIMEOUT": "how long",
+	"SPOT_AGENT_APP_HEALTH_URL": "the application's health check", "SPOT_AGENT_APP_HEALTH_INTERVAL": "the application's health check",
+	"SPOT_AGENT_APP_HEALTH_TIMEOUT": "the application's health check",
+	"SPOT_AGENT_ON_DRAIN_EXEC":      "the command's own AWS calls are the user's, not the agent's", "SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "how long",
+	"SPOT_AGENT_ON_DRAIN_DONE_EXEC": "the command's own AWS calls are the user's, not the agent's", "SPOT_AGENT_ON_DRAIN_DONE_TIMEOUT": "how long",
+	"SPOT_AGENT_LOG_LEVEL": "logging", "SPOT_AGENT_LOG_FORMAT": "logging",
+}
+
+// Every setting of `spot-agent run` is either one the instance role follows
+// (bootstrap.AgentSettingForTheRole: granted, scoped or refused) or one that
+// changes no AWS call the agent makes: a new or renamed flag of run fails
+// here until it is placed, so that --agent-env never takes a setting whose
+// calls the role would deny.
+func TestEverySettingOfRunIsPlacedForTheInstanceRole(t *testing.T) {
+	run := runSettings()
+	for key := range run {
+		_, role := bootstrap.AgentSettingForTheRole(key)
+		_, none := noAWSCall[key]
+		switch {
+		case role && none:
+			t.Errorf("%s is both changing the agent's AWS calls and not", key)
+		case !role && !none:
+			t.Errorf("%s: does it change which AWS calls the agent makes? Place it in bootstrap's agentSettingsForTheRole (and make the instance role follow it) or in noAWSCall here", key)
+		}
+	}
+	for _, key := range append(bootstrap.AgentSettingsForTheRole(), sortedKeysOf(noAWSCall)...) {
+		if !run[key] {
+			t.Errorf("%s is no setting of 'spot-agent run' (renamed?)", key)
+		}
+	}
+}
+
+func sortedKeysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // A value is taken whole, commas and equal signs included; the environment's
 // value is replaced, not extended, by the command line.
 func TestAgentEnvValuesAndTheEnvironment(t *testing.T) {
@@ -131,5 +197,48 @@ func TestAgentEnvValuesAndTheEnvironment(t *testing.T) {
 	}
 	if cfg, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_LOG_FORMAT=json"); err != nil || len(cfg.AgentEnv) != 1 || cfg.AgentEnv["SPOT_AGENT_LOG_FORMAT"] != "json" {
 		t.Errorf("the command line over the environment: %q, %v", cfg.AgentEnv, err)
+	}
+}
+
+// A release build installs its own release's packages unless told
+// otherwise; a snapshot, a pseudo-version or a development build has none.
+func TestBootstrapDefaultsToItsOwnReleasesPackages(t *testing.T) {
+	for v, want := range map[string]string{
+		"1.2.3": "1.2.3", "v1.2.3": "1.2.3", "2.0.0-rc.1": "2.0.0-rc.1",
+		"dev": "", "1.2.4-next": "", "v0.0.0-20260101000000-0123456789ab": "", "v1.2.3+dirty": "", "(devel)": "",
+	} {
+		got, ok := releaseVersion(v)
+		if got != want || ok != (want != "") {
+			t.Errorf("releaseVersion(%q) = %q, %v; want %q", v, got, ok, want)
+		}
+	}
+	clearAgentEnv(t)
+	parse := func(args ...string) bootstrap.Config {
+		t.Helper()
+		cfg, err := parseBootstrapArgs(t, append([]string{"--name", "demo"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	saved := version
+	t.Cleanup(func() { version = saved })
+	version = "1.2.3"
+	if cfg := parse(); cfg.AgentRelease != "1.2.3" || cfg.Validate() != nil {
+		t.Errorf("a release build: release %q, %v", cfg.AgentRelease, cfg.Validate())
+	}
+	if cfg := parse("--agent-url", "https://example.com/spot-agent-1-1.x86_64.rpm"); cfg.AgentRelease != "" {
+		t.Errorf("--agent-url given: release %q", cfg.AgentRelease)
+	}
+	version = "1.2.4-next"
+	for args, want := range map[string]string{
+		"":                           `--agent-url: instances need the agent's package, and a development build of spot-agent has no release packages to default to: run 'make package', then give --agent-file "$(ls dist/spot-agent-*.x86_64.rpm)"; or give --agent-url with an https:// or s3:// URL of a .rpm`,
+		"--instance-types c7g.large": `--agent-file "$(ls dist/spot-agent-*.aarch64.rpm)"`,
+		"--distribution ubuntu --ami ami-0123456789abcdef0": `--agent-file "$(ls dist/spot-agent_*_amd64.deb)"; or give --agent-url with an https:// or s3:// URL of a .deb`,
+	} {
+		cfg := parse(strings.Fields(args)...)
+		if err := cfg.Validate(); cfg.AgentRelease != "" || err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a snapshot build with %q: release %q, %v\nwant %s", args, cfg.AgentRelease, err, want)
+		}
 	}
 }

@@ -175,7 +175,14 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"bad name", withRegion, []string{"bootstrap", "--name", "Bad_Name", "--agent-url", testAgentURL}, "--name"},
 		{"long name", withRegion, []string{"bootstrap", "--name", "a-name-of-21-letters-", "--agent-url", testAgentURL}, "--name"},
 		{"no name", withRegion, []string{"bootstrap", "--agent-url", testAgentURL}, "--name: is required"},
+		{"a name AWS refuses for the load balancer", withRegion, []string{"bootstrap", "--name", "internal", "--agent-url", testAgentURL},
+			`--name: "internal" would name the load balancer "internal-alb", which must not begin with "internal-"`},
+		{"a name AWS refuses for the security groups", withRegion, []string{"bootstrap", "--name", "sg-web", "--agent-url", testAgentURL},
+			`--name: "sg-web" would name the security group "sg-web-alb", which must not begin with "sg-"`},
 		{"bad fleet", withRegion, append(ok, "--fleet", "lambda"), "--fleet"},
+		{"bad health check type", withRegion, append(ok, "--health-check-type", "lb"), `--health-check-type: "lb" is not ec2 or elb`},
+		{"health check grace not in seconds", withRegion, append(ok, "--health-check-grace", "1500ms"), "--health-check-grace: 1.5s: give whole seconds"},
+		{"health check grace for a spot fleet", withRegion, append(ok, "--fleet", "spot-fleet", "--health-check-grace", "10m"), "--health-check-grace: only with --fleet asg"},
 		{"no agent", withRegion, []string{"bootstrap", "--name", "flags"}, "--agent-url"},
 		{"deb on al2023", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/a.deb"}, "--agent-url"},
 		{"subnets without vpc", withRegion, append(ok, "--subnets", "subnet-0123456789abcdef0"), "--subnets"},
@@ -198,6 +205,7 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
 		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
 		{"teardown bad name", withRegion, []string{"teardown", "--name", "x_y", "--yes"}, "--name"},
+		{"teardown a name AWS refuses", withRegion, []string{"teardown", "--name", "internal", "--yes"}, `--name: "internal" would name the load balancer`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.env, "", tc.args...)
@@ -235,6 +243,7 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 	}
 	for _, want := range []string{
 		"target: HTTP:80 instance", "health-check: GET /healthz on port 8081 every 5s",
+		"health-check: EC2: only an instance failing its EC2 status checks (after a 5m0s grace) is replaced; one whose application does not answer stays, out of the load balancer's rotation (--health-check-type elb to replace it)",
 		"ingress: tcp/8081 from (new); tcp/80 from (new)",
 		"SPOT_AGENT_APP_HEALTH_URL=http://127.0.0.1:80/health,SPOT_AGENT_HELLO=false,SPOT_AGENT_LISTEN=:8081,SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx",
 		fmt.Sprintf("; MIME multipart with %s (%d bytes) first", ud, len(content)), "no change made",

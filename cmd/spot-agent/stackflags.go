@@ -27,7 +27,7 @@ type stackFlags struct {
 }
 
 func (f *stackFlags) register(fs *flag.FlagSet, waits bool) {
-	fs.StringVar(&f.name, "name", "", "the stack's name: lowercase letters, digits, hyphens, at most 20 characters (required)")
+	fs.StringVar(&f.name, "name", "", "the stack's name: lowercase letters, digits, hyphens, at most 20 characters, such that every name derived from it is one AWS takes (not internal or internal-..., which would begin the load balancer's name with internal-; not sg or sg-..., which would begin the security groups' with sg-) (required)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: the SDK's, from AWS_REGION or the profile; there is no fallback)")
 	fs.StringVar(&f.profile, "profile", "", "AWS shared-config profile (default: the SDK's, from AWS_PROFILE)")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")

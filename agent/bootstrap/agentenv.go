@@ -1,0 +1,95 @@
+package bootstrap
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
+)
+
+// The agent settings whose value changes what the agent asks of AWS, so that
+// the instance role bootstrap writes must follow them (agentPolicy).
+const (
+	envSNSTopic     = "SPOT_AGENT_NOTIFY_SNS_TOPIC"
+	envTargetGroups = "SPOT_AGENT_TARGET_GROUP_ARN"
+	envRegion       = "SPOT_AGENT_REGION"
+)
+
+// agentSettingsForTheRole are the agent settings --agent-env takes that
+// decide which AWS calls the agent makes on which resources, each with what
+// the instance role does about it. Every other setting of `spot-agent run`
+// makes no AWS call the role would have to allow (a test of the command line
+// holds every flag of run to this list or to its own list of such settings).
+var agentSettingsForTheRole = map[string]string{
+	envSNSTopic:                     "sns:Publish is allowed on that topic",
+	envTargetGroups:                 "DeregisterTargets and RegisterTargets are allowed on those groups besides the stack's own; groups in another region are refused",
+	envRegion:                       "refused unless it is the stack's region, where its target group, group and topic are",
+	"SPOT_AGENT_TAG_KEY":            "ec2:DescribeTags is allowed on every instance, for any key",
+	"SPOT_AGENT_LIFECYCLE_HOOK":     "the lifecycle calls are allowed on the stack's group, for any hook",
+	"SPOT_AGENT_LIFECYCLE_HOOK_TAG": "the lifecycle calls are allowed on the stack's group, for any hook",
+	"SPOT_AGENT_DRY_RUN":            "the agent makes no AWS call",
+	"SPOT_AGENT_REGISTER":           "set by bootstrap (EC2 Fleet); RegisterTargets is allowed on the stack's group for every fleet",
+	"SPOT_AGENT_STATE_DIR":          "the return into the groups a stop or hibernation left calls RegisterTargets, allowed on the stack's group (and SPOT_AGENT_TARGET_GROUP_ARN's) for every fleet; empty turns the return off",
+}
+
+// AgentSettingsForTheRole lists the agent settings that change the agent's
+// AWS calls, sorted.
+func AgentSettingsForTheRole() []string { return sortedKeys(agentSettingsForTheRole) }
+
+// AgentSettingForTheRole says what the instance role does about an agent
+// setting (SPOT_AGENT_<FLAG>) that changes the agent's AWS calls; false for
+// a setting that changes none.
+func AgentSettingForTheRole(key string) (string, bool) {
+	v, ok := agentSettingsForTheRole[key]
+	return v, ok
+}
+
+var targetGroupResourceRE = regexp.MustCompile(`^targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$`)
+
+// checkRoleSettings checks the --agent-env settings the instance role must
+// follow: a topic that is an SNS topic's ARN, target groups in the stack's
+// region, the stack's region.
+func (c *Config) checkRoleSettings(bad func(flag, format string, args ...any)) {
+	if v := c.AgentEnv[envSNSTopic]; v != "" {
+		if a, err := arn.Parse(v); err != nil || a.Service != "sns" || a.Partition != partitionOf(c.Region) || !accountRE.MatchString(a.AccountID) ||
+			a.Region == "" || ruleTopic.check(strings.TrimSuffix(a.Resource, ".fifo")) != "" {
+			bad("agent-env", "%s: %q is not an SNS topic's ARN like arn:%s:sns:%s:123456789012:interruptions (the instance role is allowed sns:Publish on it)", envSNSTopic, v, partitionOf(c.Region), c.Region)
+		}
+	}
+	for _, tg := range c.extraTargetGroups() {
+		a, err := arn.Parse(tg)
+		switch {
+		case err != nil || a.Service != "elasticloadbalancing" || a.Partition != partitionOf(c.Region) || !accountRE.MatchString(a.AccountID) || !targetGroupResourceRE.MatchString(a.Resource):
+			bad("agent-env", "%s: %q is not a target group's ARN like arn:%s:elasticloadbalancing:%s:123456789012:targetgroup/web/0123456789abcdef", envTargetGroups, tg, partitionOf(c.Region), c.Region)
+		case a.Region != c.Region:
+			bad("agent-env", "%s: %s is in %s; the agent on the stack's instances calls Elastic Load Balancing in %s: give groups in %s", envTargetGroups, tg, a.Region, c.Region, c.Region)
+		}
+	}
+	if v, ok := c.AgentEnv[envRegion]; ok && v != c.Region {
+		bad("agent-env", "%s=%s: the stack is in %s, and so are its target group, group and topic: leave the setting out (the agent takes the instance's region)", envRegion, v, c.Region)
+	}
+}
+
+var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+
+// extraTargetGroups are the groups given with SPOT_AGENT_TARGET_GROUP_ARN,
+// sorted, each once.
+func (c *Config) extraTargetGroups() []string {
+	var out []string
+	for _, tg := range strings.Split(c.AgentEnv[envTargetGroups], ",") {
+		if tg = strings.TrimSpace(tg); tg != "" && !slices.Contains(out, tg) {
+			out = append(out, tg)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// snsTopic is the topic the agent publishes to (--agent-env), or "".
+func (c *Config) snsTopic() string { return c.AgentEnv[envSNSTopic] }
+
+func (c *Config) describeTargetGroupGrant() string {
+	return fmt.Sprintf("overrides the stack's target group tag: the agent leaves %s, not the stack's own group; the instance role's DeregisterTargets is scoped to the stack's own group and these", strings.Join(c.extraTargetGroups(), ", "))
+}
