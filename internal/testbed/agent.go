@@ -44,6 +44,23 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
 
+// BuildAgentFor builds the on-instance spot-agent (-tags agentonly, static,
+// as the packages ship it) for goarch into dir, and returns its path.
+func BuildAgentFor(goarch, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "spot-agent-"+goarch)
+	cmd := exec.Command("go", "build", "-tags", "agentonly", "-trimpath", "-o", bin, "./cmd/spot-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+goarch, "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build spot-agent for %s: %w\n%s", goarch, err, out)
+	}
+	return bin, nil
+}
+
 // BuildAgent builds spot-agent once per test binary and returns its path.
 func BuildAgent() (string, error) { return agentBin() }
 
@@ -103,11 +120,18 @@ type syncBuffer = Buffer
 // The process is killed when the test ends, and its logs shown if it failed.
 func StartAgent(t testing.TB, env []string, args ...string) *Agent {
 	t.Helper()
+	return StartAgentCommand(t, []string{AgentBinary(t)}, env, args...)
+}
+
+// StartAgentCommand is StartAgent with another command line before `run`: a
+// binary built for another architecture and the emulator that runs it, say.
+func StartAgentCommand(t testing.TB, command []string, env []string, args ...string) *Agent {
+	t.Helper()
 	a := &Agent{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	a.Traffic = fmt.Sprintf("127.0.0.1:%d", Port(t))
 	a.Admin = fmt.Sprintf("127.0.0.1:%d", Port(t))
 	full := append([]string{"run", "--listen", a.Traffic, "--admin-listen", a.Admin, "--log-level", "debug"}, args...)
-	a.cmd = exec.Command(AgentBinary(t), full...)
+	a.cmd = exec.Command(command[0], append(command[1:], full...)...)
 	a.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
