@@ -56,12 +56,12 @@ var aemmPath = sync.OnceValues(func() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 })
 
-// StartAEMM starts AEMM on a free loopback port, IMDSv2 only, serving every
-// client (-x -1), and stops it when the test ends.
-func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
-	t.Helper()
-	bin, err := aemmPath()
-	Need(t, "amazon-ec2-metadata-mock (go tool)", err)
+// AEMMBinary returns the path of amazon-ec2-metadata-mock ($AEMM_BIN, else
+// the module's tool, built once by `go tool -n`).
+func AEMMBinary() (string, error) { return aemmPath() }
+
+// withDefaults fills in the identity fields left empty.
+func (o AEMMOptions) withDefaults() AEMMOptions {
 	if o.InstanceID == "" {
 		o.InstanceID = "i-0123456789abcdef0"
 	}
@@ -74,7 +74,14 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 	if o.InstanceType == "" {
 		o.InstanceType = "c5.large"
 	}
-	home := t.TempDir() // AEMM also reads $HOME/aemm-config.json: keep it empty
+	return o
+}
+
+// ConfigJSON is AEMM's configuration file (-c) for o: the instance identity,
+// with the instance id in both places AEMM keeps it (meta-data and the
+// identity document).
+func (o AEMMOptions) ConfigJSON() []byte {
+	o = o.withDefaults()
 	cfg := map[string]any{
 		"metadata": map[string]any{"values": map[string]any{
 			"instance-id":                 o.InstanceID,
@@ -91,16 +98,17 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 		}},
 	}
 	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(home, "config.json")
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port := Port(t)
+	return b
+}
+
+// CommandLine is AEMM's command line for o, with its configuration file at cfgPath,
+// listening on host:port, IMDSv2 only, serving every client (-x -1).
+func (o AEMMOptions) CommandLine(cfgPath, host string, port int) []string {
 	args := []string{}
 	if o.Mode != "" {
 		args = append(args, o.Mode)
 	}
-	args = append(args, "-c", cfgPath, "-n", "127.0.0.1", "-p", fmt.Sprint(port), "-I", "-x", "-1")
+	args = append(args, "-c", cfgPath, "-n", host, "-p", fmt.Sprint(port), "-I", "-x", "-1")
 	if o.Action != "" {
 		args = append(args, "-a", o.Action)
 	}
@@ -122,7 +130,22 @@ func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
 		}
 		args = append(args, "--asg-termination-delay-sec", fmt.Sprint(int(d.Seconds())))
 	}
-	args = append(args, o.Args...)
+	return append(args, o.Args...)
+}
+
+// StartAEMM starts AEMM on a free loopback port, IMDSv2 only, serving every
+// client (-x -1), and stops it when the test ends.
+func StartAEMM(t testing.TB, o AEMMOptions) *AEMM {
+	t.Helper()
+	bin, err := aemmPath()
+	Need(t, "amazon-ec2-metadata-mock (go tool)", err)
+	home := t.TempDir() // AEMM also reads $HOME/aemm-config.json: keep it empty
+	cfgPath := filepath.Join(home, "config.json")
+	if err := os.WriteFile(cfgPath, o.ConfigJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := Port(t)
+	args := o.CommandLine(cfgPath, "127.0.0.1", port)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+home)
 	out := &syncBuffer{}
