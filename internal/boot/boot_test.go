@@ -201,6 +201,11 @@ func TestInstanceBoot(t *testing.T) {
 	})
 
 	t.Run("the application recipe's polkit rule lets the agent's user start koel-drain.service and nothing else", func(t *testing.T) {
+		// The recipe needs dbus-broker (see packages); dbus-daemon would
+		// refuse the agent's user before polkit is asked anything.
+		if id := in.show(t, "dbus.service", "Id")["Id"]; id != "dbus-broker.service" {
+			t.Fatalf("the system bus is %s, want dbus-broker.service", id)
+		}
 		uid := strings.TrimSpace(in.c.must(t, "stat", "-c", "%u", fmt.Sprintf("/proc/%d", pid0)))
 		// polkit's answer, not a failure to reach systemd at all.
 		out, err := in.c.exec("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", "systemctl", "start", "--no-block", "nginx.service")
