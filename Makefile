@@ -12,7 +12,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: build build-instance test lint unit package vulns demo bench drill fuzz clean
+.PHONY: build build-instance test lint unit package boot vulns demo bench drill fuzz clean
 
 build: ## the full static binary in bin/ (run, bootstrap, status, teardown, install)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/spot-agent
@@ -28,6 +28,8 @@ lint: ## gofmt, go vet, staticcheck, shellcheck
 	$(GO) vet -tags agentonly ./cmd/spot-agent
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags agentonly ./cmd/spot-agent
+	$(GO) vet -tags boot ./internal/boot
+	$(GO) tool staticcheck -tags boot ./internal/boot
 	shellcheck $$(git ls-files '*.sh') .ci/run
 
 unit: ## every Go test, race detector on
@@ -36,10 +38,13 @@ unit: ## every Go test, race detector on
 package: ## the release built offline (goreleaser snapshot in dist/) and checked: lintian, contents, unit, user-data
 	bash scripts/check-packaging.sh
 
+boot: ## the package from `make package` installed by bootstrap's user-data on a booted Debian 12 (systemd-nspawn, cloud-init, IMDS at 169.254.169.254), as root
+	$(GO) test -tags boot -count=1 -v -timeout 30m ./internal/boot
+
 vulns: ## govulncheck with an offline database built from golang.org/x/vulndb
 	bash scripts/check-vulns.sh
 
-test: lint unit package vulns ## everything CI checks
+test: lint unit package boot vulns ## everything CI checks
 
 demo: ## one spot interruption, end to end, on local peers (moto + AEMM)
 	bash scripts/demo.sh

@@ -120,6 +120,7 @@ for deb in "$deb_amd64" "$deb_arm64"; do
 	same "$deb files" "$deb_files" "$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { print $6 }' | sort)"
 	same "$deb conffiles" "/etc/default/spot-agent" "$(dpkg-deb -I "$deb" conffiles)"
 	same "$deb section" "net" "$(dpkg-deb -f "$deb" Section)"
+	same "$deb recommends" "libnss-systemd" "$(dpkg-deb -f "$deb" Recommends)"
 	for s in postinst:postinstall prerm:preremove postrm:postremove; do
 		cmp -s <(dpkg-deb -I "$deb" "${s%%:*}") "packaging/${s#*:}.sh" || die "$deb: ${s%%:*} is not packaging/${s#*:}.sh"
 	done
@@ -127,6 +128,8 @@ for deb in "$deb_amd64" "$deb_arm64"; do
 done
 for r in "$rpm_amd64" "$rpm_arm64"; do
 	same "$r files" "$rpm_files" "$(rpm -qlp "$r" 2>/dev/null | sort)"
+	# nss-systemd is in systemd-libs there (see .goreleaser.yaml): no Recommends.
+	same "$r weak dependencies" "" "$(rpm -qp --recommends "$r" 2>/dev/null)"
 	# c: %config, n: noreplace
 	same "$r config files" "cn /etc/sysconfig/spot-agent" \
 		"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$r" 2>/dev/null | grep '^c')"

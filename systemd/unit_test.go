@@ -51,6 +51,7 @@ func TestUnitSettings(t *testing.T) {
 		"WatchdogSec":             "30s",
 		"Restart":                 "on-failure",
 		"RestartSec":              "2s",
+		"KillMode":                "mixed",
 		"ExecStart":               "/usr/bin/spot-agent run",
 		"EnvironmentFile":         "-/etc/default/spot-agent -/etc/sysconfig/spot-agent",
 		"DynamicUser":             "yes",

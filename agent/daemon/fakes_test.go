@@ -8,6 +8,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -45,10 +46,11 @@ const (
 // fakeIMDS answers identity and notice reads from what the test set; nothing
 // set is a 404, as IMDS answers.
 type fakeIMDS struct {
-	mu        sync.Mutex
-	action    *notice.InstanceAction
-	lifecycle string
-	rebalance *notice.Rebalance
+	mu          sync.Mutex
+	unreachable bool // every read fails, as with no route to 169.254.169.254
+	action      *notice.InstanceAction
+	lifecycle   string
+	rebalance   *notice.Rebalance
 }
 
 var _ metadata = (*fakeIMDS)(nil)
@@ -57,13 +59,24 @@ func (f *fakeIMDS) setAction(a *notice.InstanceAction) { f.mu.Lock(); f.action =
 func (f *fakeIMDS) setLifecycle(s string)              { f.mu.Lock(); f.lifecycle = s; f.mu.Unlock() }
 func (f *fakeIMDS) setRebalance(r *notice.Rebalance)   { f.mu.Lock(); f.rebalance = r; f.mu.Unlock() }
 
+// errUnreachable is what an IMDS read gives when the service cannot be reached.
+var errUnreachable = errors.New("dial tcp 169.254.169.254:80: connect: network is unreachable")
+
 func (f *fakeIMDS) Identity(context.Context) (imds.Identity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unreachable {
+		return imds.Identity{}, errUnreachable
+	}
 	return imds.Identity{InstanceID: testInstance, Region: "us-east-1", AvailabilityZone: "us-east-1a", InstanceType: "c5.large", AccountID: "123456789012"}, nil
 }
 
 func (f *fakeIMDS) InstanceAction(context.Context) (notice.InstanceAction, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.unreachable {
+		return notice.InstanceAction{}, errUnreachable
+	}
 	if f.action == nil {
 		return notice.InstanceAction{}, imds.ErrNotFound
 	}

@@ -368,10 +368,26 @@ func TestDrainCommandsAreBoundedByTheDrain(t *testing.T) {
 }
 
 func TestAStopWithNoGroupEverResolvedEndsAfterAShortDrain(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		elb  func() *fakeELB
+		md   func() *fakeIMDS
+	}{
+		{"the ELB API unreachable", func() *fakeELB {
+			elb := newFakeELB(30, map[string][]int32{tgA: {80}})
+			elb.describeErr = &smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "unreachable"}
+			return elb
+		}, func() *fakeIMDS { return &fakeIMDS{} }},
+		{"instance metadata unreachable: no identity", func() *fakeELB {
+			return newFakeELB(30, map[string][]int32{tgA: {80}})
+		}, func() *fakeIMDS { return &fakeIMDS{unreachable: true} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { stopWithNoGroupResolved(t, tc.elb(), tc.md()) })
+	}
+}
+
+func stopWithNoGroupResolved(t *testing.T, elb *fakeELB, md *fakeIMDS) {
 	synctest.Test(t, func(t *testing.T) {
-		elb := newFakeELB(30, map[string][]int32{tgA: {80}})
-		elb.describeErr = &smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "unreachable"}
-		md := &fakeIMDS{}
 		w := newWorld(t, testConfig(t), elb, md)
 		w.start()
 		time.Sleep(5 * time.Second)

@@ -139,9 +139,12 @@ func (a *AEMM) stop() {
 	a.cmd = nil
 }
 
-// start runs AEMM on a.port with o and waits until it hands out tokens.
-func (a *AEMM) start(t testing.TB, o AEMMOptions) {
-	t.Helper()
+// AEMMBinary returns the path of amazon-ec2-metadata-mock ($AEMM_BIN, else
+// the module's tool, built once by `go tool -n`).
+func AEMMBinary() (string, error) { return aemmPath() }
+
+// WithDefaults returns o with the identity fields left empty filled in.
+func (o AEMMOptions) WithDefaults() AEMMOptions {
 	if o.InstanceID == "" {
 		o.InstanceID = "i-0123456789abcdef0"
 	}
@@ -154,9 +157,14 @@ func (a *AEMM) start(t testing.TB, o AEMMOptions) {
 	if o.InstanceType == "" {
 		o.InstanceType = "c5.large"
 	}
-	a.o = o
-	// AEMM also reads $HOME/aemm-config.json: HOME is a folder of the test's
-	// that holds only config.json.
+	return o
+}
+
+// ConfigJSON is AEMM's configuration file (-c) for o: the instance identity,
+// with the instance id in both places AEMM keeps it (meta-data and the
+// identity document).
+func (o AEMMOptions) ConfigJSON() []byte {
+	o = o.WithDefaults()
 	cfg := map[string]any{
 		"metadata": map[string]any{"values": map[string]any{
 			"instance-id":                 o.InstanceID,
@@ -173,15 +181,17 @@ func (a *AEMM) start(t testing.TB, o AEMMOptions) {
 		}},
 	}
 	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(a.home, "config.json")
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return b
+}
+
+// CommandLine is AEMM's command line for o, with its configuration file at
+// cfgPath, listening on host:port, IMDSv2 only, serving every client (-x -1).
+func (o AEMMOptions) CommandLine(cfgPath, host string, port int) []string {
 	args := []string{}
 	if o.Mode != "" {
 		args = append(args, o.Mode)
 	}
-	args = append(args, "-c", cfgPath, "-n", "127.0.0.1", "-p", fmt.Sprint(a.port), "-I", "-x", "-1")
+	args = append(args, "-c", cfgPath, "-n", host, "-p", fmt.Sprint(port), "-I", "-x", "-1")
 	if o.Action != "" {
 		args = append(args, "-a", o.Action)
 	}
@@ -209,7 +219,21 @@ func (a *AEMM) start(t testing.TB, o AEMMOptions) {
 		}
 		args = append(args, "--asg-termination-delay-sec", fmt.Sprint(int(d.Seconds())))
 	}
-	args = append(args, o.Args...)
+	return append(args, o.Args...)
+}
+
+// start runs AEMM on a.port with o and waits until it hands out tokens.
+func (a *AEMM) start(t testing.TB, o AEMMOptions) {
+	t.Helper()
+	o = o.WithDefaults()
+	a.o = o
+	// AEMM also reads $HOME/aemm-config.json: HOME is a folder of the test's
+	// that holds only config.json.
+	cfgPath := filepath.Join(a.home, "config.json")
+	if err := os.WriteFile(cfgPath, o.ConfigJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := o.CommandLine(cfgPath, "127.0.0.1", a.port)
 	cmd := exec.Command(a.bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+a.home)
 	cmd.Stdout, cmd.Stderr = a.out, a.out

@@ -27,8 +27,12 @@ const Region = "us-east-1"
 // Moto is a running moto server.
 type Moto struct {
 	URL string
-	cmd *exec.Cmd
-	out *syncBuffer // moto's request log, written by exec's copier
+	// HTTPClient, when set, makes every request (e.g. one that dials into
+	// another network namespace, where a server the test did not start with
+	// StartMoto listens).
+	HTTPClient aws.HTTPClient
+	cmd        *exec.Cmd
+	out        *syncBuffer // moto's request log, written by exec's copier
 }
 
 // MotoPython finds a Python interpreter that can import moto: $MOTO_PYTHON,
@@ -123,6 +127,7 @@ func (m *Moto) Config() aws.Config {
 		Region:       Region,
 		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
 		BaseEndpoint: aws.String(m.URL),
+		HTTPClient:   m.HTTPClient,
 	}
 }
 
