@@ -6,7 +6,6 @@ package daemon
 // only the wire below them is faked, with the answers the real APIs give.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 	"github.com/spot-agent/spot-agent/agent/tags"
 	"github.com/spot-agent/spot-agent/agent/targets"
 	"github.com/spot-agent/spot-agent/agent/web"
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 const (
@@ -357,24 +357,6 @@ func (s *fakeServer) Shutdown(context.Context) error {
 	return nil
 }
 
-// lockedBuffer is a log sink the daemon's goroutines write while a test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // world is one in-process daemon and the fakes around it.
 type world struct {
 	t        *testing.T
@@ -386,7 +368,7 @@ type world struct {
 	systemd  *fakeSystemd
 	commands *fakeCommands
 	server   *fakeServer
-	logs     *lockedBuffer
+	logs     *testbed.Buffer
 	metrics  *metrics.Metrics
 	gate     *web.Hello
 	slept    time.Duration // what sleptSinceBoot answers; guarded by mu
@@ -415,7 +397,7 @@ func newWorld(t *testing.T, cfg Config, elb *fakeELB, md *fakeIMDS) *world {
 		t.Fatal(err)
 	}
 	w := &world{t: t, cfg: cfg, imds: md, elb: elb, asg: &fakeASG{}, systemd: &fakeSystemd{}, commands: &fakeCommands{},
-		server: newFakeServer(), logs: &lockedBuffer{}, metrics: metrics.New(metrics.Build{Version: "test"}),
+		server: newFakeServer(), logs: &testbed.Buffer{}, metrics: metrics.New(metrics.Build{Version: "test"}),
 		ec2: fakeEC2{tags: map[string]string{asgNameTag: "web-asg", "spot-agent:lifecycle-hook": "web-drain"}}}
 	log := slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hm := w.metrics.HTTP()
