@@ -125,6 +125,7 @@ type fakeELB struct {
 	members     map[string]map[int32]bool // group → ports this instance is registered on
 	calls       []elbCall
 	describeErr error // returned by DescribeTargetHealth when set
+	registerErr error // returned by RegisterTargets when set
 }
 
 var _ targets.ELB = (*fakeELB)(nil)
@@ -207,6 +208,9 @@ func (f *fakeELB) RegisterTargets(_ context.Context, in *elbv2.RegisterTargetsIn
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	arn := aws.ToString(in.TargetGroupArn)
+	if f.registerErr != nil {
+		return nil, f.registerErr
+	}
 	if f.members[arn] == nil {
 		f.members[arn] = map[int32]bool{}
 	}

@@ -334,7 +334,8 @@ func (l *loop) maybeRegister() {
 
 // registered ends a registration that ran to its end. Neither part is tried
 // again in this process: --register runs once per start, and a failed return
-// into the groups is logged and counted (the next stop remembers them again).
+// into the groups is logged and counted; its record stays, so that a restart
+// once the cause is fixed (a missing permission) tries again.
 func (l *loop) registered(err error) {
 	reg := l.reg
 	l.reg = nil
@@ -350,7 +351,11 @@ func (l *loop) registered(err error) {
 		result = "error"
 	}
 	l.p.metrics.ObserveRejoin(result)
-	l.log.Info("back in the target groups a stop or hibernation left", "result", result, "groups", len(reg.rejoin))
+	if err != nil {
+		l.log.Error("not back in the target groups a stop or hibernation left: the instance serves but gets no traffic; restart the agent once the cause is fixed", "groups", len(reg.rejoin))
+		return
+	}
+	l.log.Info("back in the target groups a stop or hibernation left", "groups", len(reg.rejoin))
 	l.rejoin = nil
 	l.forget()
 }

@@ -201,6 +201,32 @@ func TestAStopDrainIsRememberedAndTheNextStartGoesBackOnceReady(t *testing.T) {
 	})
 }
 
+func TestAFailedReturnIsCountedAndKeepsItsRecordForTheNextStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(t)
+		elb := newFakeELB(30, map[string][]int32{tgA: nil, tgB: nil})
+		elb.registerErr = &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized to perform: elasticloadbalancing:RegisterTargets", Fault: smithy.FaultClient}
+		st := &stateFile{path: filepath.Join(cfg.StateDir, membershipFileName)}
+		if err := st.save(membership{InstanceID: testInstance, Reason: "signal SIGTERM", Groups: []memberGroup{{ARN: tgA, Ports: []int32{80}}}}); err != nil {
+			t.Fatal(err)
+		}
+		w := newWorld(t, cfg, elb, &fakeIMDS{})
+		w.start()
+		time.Sleep(5 * time.Second)
+		if got := counter(t, w, "spot_agent_rejoins_total", "error"); got != 1 {
+			t.Errorf("spot_agent_rejoins_total{result=\"error\"} = %v, want 1", got)
+		}
+		if !w.logHas("restart the agent once the cause is fixed") {
+			t.Errorf("the failure does not say what to do:\n%s", w.logs)
+		}
+		if _, ok, _ := st.load(); !ok {
+			t.Error("the record is gone: a restart once the permission is fixed would not go back")
+		}
+		w.signal()
+		w.wait(time.Minute)
+	})
+}
+
 func TestARestartWithANoticeInForceResumesTheDrainAndDoesNotGoBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig(t)
