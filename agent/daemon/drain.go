@@ -54,6 +54,7 @@ type drain struct {
 
 // drainResult is how a drain ended.
 type drainResult struct {
+	n       notice.Notice   // the notice that started it
 	dec     notice.Decision // the final, merged decision
 	left    []targets.Group // what the instance was taken out of
 	summary string          // for the last STATUS=
@@ -198,7 +199,7 @@ func (d *drain) run() {
 	left := leftGroups(outcomes, d.pending)
 	d.remember(dec, left)
 	d.log.Info("drain finished", "reason", dec.Reason, "left_before_deadline", time.Until(dec.Deadline).Round(time.Millisecond))
-	d.done <- drainResult{dec: dec, left: left, summary: summarize(outcomes)}
+	d.done <- drainResult{n: d.n, dec: dec, left: left, summary: summarize(outcomes)}
 }
 
 // drainCommand runs --on-drain-exec after --on-drain-exec-delay.

@@ -55,6 +55,7 @@ type loop struct {
 	reg       *registration // the registration under way
 	rejoin    *membership   // the groups to go back into, once serving and ready
 	sleptMark time.Duration // the system's suspended time when the suspend began
+	suspendOf time.Time     // the time of the hibernate notice the daemon is suspended for
 	resumeChk *time.Ticker  // while suspended: look for a resume
 	outcome   string        // how the daemon ended, for the last STATUS=
 	leftover  *membership   // read from the state directory at start
@@ -131,6 +132,8 @@ func (l *loop) run(ctx context.Context) (time.Time, error) {
 		case <-resumeC:
 			if slept := l.p.slept(); slept-l.sleptMark > time.Second {
 				l.resume(fmt.Sprintf("the system was suspended for %s", (slept - l.sleptMark).Round(time.Second)))
+			} else if !l.suspendOf.IsZero() && time.Since(l.suspendOf) > notice.HibernateStale {
+				l.resume(fmt.Sprintf("the hibernate notice is more than %s old and this process still runs", notice.HibernateStale))
 			}
 		case <-failed:
 			err := fmt.Errorf("a component stopped: %w", context.Cause(l.gctx))
@@ -285,6 +288,7 @@ func (l *loop) drained(r drainResult) (time.Time, bool) {
 			l.rejoin = &m
 		}
 		l.sleptMark = l.p.slept()
+		l.suspendOf = r.n.Time
 		l.resumeChk = time.NewTicker(l.cfg.SlowPollInterval)
 		l.p.systemd.Status("suspended (%s): out of service until the instance resumes", r.dec.Reason)
 		l.log.Warn("suspended: waiting for the instance to resume", "reason", r.dec.Reason, "left_groups", len(r.left))

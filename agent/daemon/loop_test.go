@@ -305,6 +305,9 @@ func TestAHibernationSuspendsAndTheResumeGoesBack(t *testing.T) {
 	}{
 		{"the notice is withdrawn", func(w *world) { w.imds.setAction(nil) }},
 		{"the system was suspended, the notice still there", func(w *world) { w.setSlept(10 * time.Minute) }},
+		// A process restarted after the resume, IMDS still showing the notice:
+		// it drained again; the notice's age tells it the instance is up.
+		{"the notice, still there, grows older than HibernateStale", func(w *world) { time.Sleep(notice.HibernateStale) }},
 	} {
 		t.Run(resume.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -312,7 +315,7 @@ func TestAHibernationSuspendsAndTheResumeGoesBack(t *testing.T) {
 				md := &fakeIMDS{}
 				w := newWorld(t, testConfig(t), elb, md)
 				inService(t, w)
-				md.setAction(&notice.InstanceAction{Action: "hibernate", Time: time.Now().Add(2 * time.Minute)})
+				md.setAction(&notice.InstanceAction{Action: "hibernate", Time: time.Now()})
 				time.Sleep(time.Minute)
 				if !w.running() {
 					t.Fatal("the agent exited on a hibernate notice: nothing would bring it back after the resume")

@@ -34,6 +34,13 @@ func (v Verdict) String() string {
 	return fmt.Sprintf("verdict(%d)", int(v))
 }
 
+// HibernateStale is how old a hibernate notice's time may be and still be
+// acted on. Hibernation begins as soon as the notice is given, so an agent
+// that reads one this much later is running on an instance that has resumed
+// (the process was restarted after the resume, say, while instance metadata
+// still shows the notice).
+const HibernateStale = 10 * time.Minute
+
 // ImmediateGrace is the budget for a notice that leaves no time to wait
 // (hibernate, or a deadline already past): enough for one deregistration round
 // trip and a graceful close of idle connections.
@@ -121,6 +128,9 @@ func decideSpot(n Notice, p Policy, now time.Time) Decision {
 				n.Action, n.Time.Format(time.RFC3339), p.BootTime.Format(time.RFC3339))}
 	}
 	switch {
+	case n.Action == ActionHibernate && !n.Time.IsZero() && now.Sub(n.Time) > HibernateStale:
+		return Decision{Verdict: Ignore, Stale: true,
+			Reason: fmt.Sprintf("spot hibernate notice for %s is more than %s old: the instance has resumed since", n.Time.Format(time.RFC3339), HibernateStale)}
 	case n.Action == ActionHibernate:
 		d := immediate(now, false, "spot hibernate: hibernation starts at once")
 		d.Suspend = true

@@ -114,6 +114,20 @@ func TestDecide(t *testing.T) {
 			reason: "spot hibernate: hibernation starts at once",
 		},
 		{
+			name:   "a spot hibernate notice older than HibernateStale is a leftover of a hibernation the instance resumed from",
+			n:      spot("hibernate", now.Add(-notice.HibernateStale-time.Second)),
+			p:      policy(),
+			want:   notice.Decision{Verdict: notice.Ignore, Stale: true},
+			reason: "is more than 10m0s old: the instance has resumed since",
+		},
+		{
+			name:   "a spot hibernate notice just under HibernateStale old is still acted on",
+			n:      spot("hibernate", now.Add(-notice.HibernateStale+time.Second)),
+			p:      policy(),
+			want:   notice.Decision{Verdict: notice.Drain, Suspend: true, Deadline: now.Add(notice.ImmediateGrace), ExitBy: now},
+			reason: "spot hibernate: hibernation starts at once",
+		},
+		{
 			name:   "a spot notice withdrawn (the resume after hibernation) is ignored by Decide: the loop resumes",
 			n:      notice.Notice{Kind: notice.KindSpot, Action: notice.ActionWithdrawn, Seen: now},
 			p:      policy(),
