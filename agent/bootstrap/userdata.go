@@ -82,7 +82,7 @@ func (st *Stack) userDataFlagError(err error, agentTooBig bool) error {
 			fe.Flag = "distribution"
 		case "package URL":
 			fe.Flag = "agent-url"
-			if st.cfg.AgentFile != "" {
+			if len(st.cfg.AgentFiles) > 0 {
 				fe.Flag = "agent-file"
 			}
 		case "env":
