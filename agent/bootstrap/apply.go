@@ -194,7 +194,7 @@ func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(st.log, "[%6.1fs] %-16s %-9s failed: %v\n", time.Since(start).Seconds(), r.name(), c.Action, err)
+			fmt.Fprintf(st.log, "[%6.1fs] %-22s %-9s failed: %v\n", time.Since(start).Seconds(), r.name(), c.Action, err)
 			res.Outputs = s.outputs()
 			return res, &StepError{Resource: r.name(), Err: err}
 		}
@@ -203,7 +203,7 @@ func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 		}
 		id := r.plan(s).ID
 		res.Steps = append(res.Steps, Step{Resource: r.name(), Action: c.Action, ID: id, Elapsed: time.Since(start)})
-		line := fmt.Sprintf("[%6.1fs] %-16s %-9s %s", time.Since(start).Seconds(), r.name(), c.Action, id)
+		line := fmt.Sprintf("[%6.1fs] %-22s %-9s %s", time.Since(start).Seconds(), r.name(), c.Action, id)
 		if c.Action == Update {
 			var ds []string
 			for _, d := range c.Diffs {
@@ -231,7 +231,7 @@ func (p *Plan) WriteText(w io.Writer) {
 		if c.Action == Skip && c.Note == "" {
 			continue
 		}
-		fmt.Fprintf(w, "  %-9s %-16s %s\n", c.Action, c.Resource, c.ID)
+		fmt.Fprintf(w, "  %-9s %-22s %s\n", c.Action, c.Resource, c.ID)
 		for _, d := range c.Diffs {
 			fmt.Fprintf(w, "      ~ %s\n", d)
 		}

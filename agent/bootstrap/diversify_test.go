@@ -3,6 +3,7 @@ package bootstrap_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func mixedFleet(t *testing.T, m *testbed.Moto, fake *testbed.EC2Fake, fleet stri
 			reads, changes := rec.Totals()
 			t.Logf("fresh bootstrap of %s: %d reads, %d mutating calls:\n%s", fleet, reads, changes, rec)
 			checkTemplatesPerArch(t, m, res.Outputs)
-			checkOverridesPerArch(t, m, fleet, res.Outputs)
+			checkOverridesPerArch(t, m, fake, fleet, res.Outputs)
 
 			rec.Reset()
 			if res, err = st.Apply(ctx(t)); err != nil {
@@ -189,7 +190,7 @@ func checkTemplatesPerArch(t *testing.T, m *testbed.Moto, out bootstrap.Outputs)
 
 // checkOverridesPerArch: each architecture's requirements, with its own
 // manufacturers, launch from its own template.
-func checkOverridesPerArch(t *testing.T, m *testbed.Moto, fleet string, out bootstrap.Outputs) {
+func checkOverridesPerArch(t *testing.T, m *testbed.Moto, fake *testbed.EC2Fake, fleet string, out bootstrap.Outputs) {
 	t.Helper()
 	bg := context.Background()
 	byLT := map[string][]string{} // launch template → CPU manufacturers of its overrides
@@ -244,11 +245,35 @@ func checkOverridesPerArch(t *testing.T, m *testbed.Moto, fleet string, out boot
 		}
 	case bootstrap.FleetSpotFleet:
 		// moto gap: describe-spot-fleet-requests returns no
-		// LaunchTemplateConfigs; the request itself is held to AWS's rules
-		// by the capture test (rules_test.go). Two architectures in two
-		// subnets make four overrides, over the three InstanceRequirements a
-		// request may hold: the Spot Fleet gets the matching types.
-		return
+		// LaunchTemplateConfigs; the fake adds the request's. Two
+		// architectures in two subnets make four overrides, over the three
+		// InstanceRequirements a request may hold: the Spot Fleet gets the
+		// matching types, each from its architecture's template.
+		cfg := m.Config()
+		cfg.BaseEndpoint = aws.String(fake.URL)
+		d, err := ec2.NewFromConfig(cfg).DescribeSpotFleetRequests(bg, &ec2.DescribeSpotFleetRequestsInput{SpotFleetRequestIds: []string{out.FleetID}})
+		if err != nil || len(d.SpotFleetRequestConfigs) != 1 {
+			t.Fatalf("spot fleet: %v", err)
+		}
+		c := d.SpotFleetRequestConfigs[0].SpotFleetRequestConfig
+		if m := c.SpotMaintenanceStrategies; m == nil || m.CapacityRebalance == nil || m.CapacityRebalance.ReplacementStrategy != ec2types.ReplacementStrategyLaunchBeforeTerminate ||
+			aws.ToInt32(m.CapacityRebalance.TerminationDelay) != 300 {
+			t.Errorf("maintenance strategies %+v", m)
+		}
+		for _, lc := range c.LaunchTemplateConfigs {
+			id := aws.ToString(lc.LaunchTemplateSpecification.LaunchTemplateId)
+			for _, o := range lc.Overrides {
+				if o.InstanceRequirements != nil || o.InstanceType == "" {
+					t.Errorf("override %+v: want a type", o)
+					continue
+				}
+				if gravitonName(string(o.InstanceType)) {
+					byLT[id] = append(byLT[id], "amazon-web-services")
+				} else {
+					byLT[id] = append(byLT[id], "amd", "intel")
+				}
+			}
+		}
 	}
 	want := map[string][]string{
 		out.LaunchTemplates[bootstrap.ArchX86]: {"amd", "intel"},
@@ -270,4 +295,142 @@ func gravitonName(typ string) bool {
 	family, _, _ := strings.Cut(typ, ".")
 	i := strings.IndexAny(family, "0123456789")
 	return i >= 0 && strings.HasPrefix(family[i+1:], "g")
+}
+
+// A fixed list that mixes x86 and Graviton types: each type's architecture
+// comes from DescribeInstanceTypes, and each type launches from its
+// architecture's template; a type AWS does not know, or requirements no type
+// has, is a *FlagError of the plan, before any change.
+func TestBootstrapMixedInstanceTypesAndSelectionErrors(t *testing.T) {
+	m := testbed.SharedMoto(t)
+	fake := testbed.NewEC2Fake(t, m)
+	t.Run("mixed types", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig("mixtypes", bootstrap.FleetASG)
+		cfg.InstanceTypes, cfg.AgentURL = []string{"c7g.large", "c6i.large", "m7g.large"}, "https://example.com/spot-agent_1.2.3_{arch}.rpm"
+		st, _ := newStack(t, fake.URL, cfg)
+		res, err := st.Apply(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+		if p := res.Plan.Pools; p == nil || len(p.Architectures) != 2 || !slices.Equal(p.Architectures[0].Types, []string{"c6i.large"}) ||
+			!slices.Equal(p.Architectures[1].Types, []string{"c7g.large", "m7g.large"}) || p.Count != 6 {
+			t.Errorf("pools %+v", p)
+		}
+		g, err := bootstrap.NewClients(m.Config()).AutoScaling.DescribeAutoScalingGroups(context.Background(),
+			&autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{res.Outputs.FleetID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lt := g.AutoScalingGroups[0].MixedInstancesPolicy.LaunchTemplate
+		main := aws.ToString(lt.LaunchTemplateSpecification.LaunchTemplateId)
+		got := map[string]string{}
+		for _, o := range lt.Overrides {
+			id := main
+			if o.LaunchTemplateSpecification != nil {
+				id = aws.ToString(o.LaunchTemplateSpecification.LaunchTemplateId)
+			}
+			got[aws.ToString(o.InstanceType)] = id
+		}
+		x86, arm := res.Outputs.LaunchTemplates[bootstrap.ArchX86], res.Outputs.LaunchTemplates[bootstrap.ArchARM]
+		if main != x86 || got["c6i.large"] != x86 || got["c7g.large"] != arm || got["m7g.large"] != arm || x86 == arm {
+			t.Errorf("types by launch template %v (x86 %s, arm %s, main %s)", got, x86, arm, main)
+		}
+	})
+	planErr := func(t *testing.T, cfg bootstrap.Config, flag, want string) {
+		t.Helper()
+		st, rec := newStack(t, fake.URL, cfg)
+		_, err := st.Apply(ctx(t))
+		var fe *bootstrap.FlagError
+		if !errors.As(err, &fe) || fe.Flag != flag || !strings.Contains(err.Error(), want) {
+			t.Errorf("Apply() = %v\nwant --%s with %q", err, flag, want)
+		}
+		if mc := rec.MutatingCalls(); len(mc) != 0 {
+			t.Errorf("a refused configuration made %v", mc)
+		}
+	}
+	t.Run("a type AWS does not know", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig("unknowntype", bootstrap.FleetASG)
+		cfg.InstanceTypes = []string{"c5.large", "c5.huge"}
+		planErr(t, cfg, "instance-types", "not an instance type in us-east-1")
+	})
+	t.Run("requirements no type has", func(t *testing.T) {
+		t.Parallel()
+		cfg := mixedConfig("nomatch", bootstrap.FleetEC2Fleet)
+		cfg.Requirements.VCPUs, cfg.Arches = bootstrap.Range{Min: 4096}, []string{bootstrap.ArchARM}
+		planErr(t, cfg, "vcpus", "no arm64 instance type in us-east-1 has 4096.. vCPUs")
+	})
+}
+
+// An EC2 Fleet's Capacity Rebalancing is fixed at creation: a change is
+// refused before any change, naming it. An architecture the fleet leaves
+// keeps its template until teardown, which deletes it.
+func TestBootstrapFleetChangesOfDiversification(t *testing.T) {
+	m := testbed.SharedMoto(t)
+	fake := testbed.NewEC2Fake(t, m)
+	for fleet, why := range map[string]string{
+		bootstrap.FleetEC2Fleet:  "an EC2 Fleet's Capacity Rebalancing is fixed at creation",
+		bootstrap.FleetSpotFleet: "a Spot Fleet request's role, load balancers and Capacity Rebalancing are fixed at creation",
+	} {
+		t.Run("capacity rebalancing of "+fleet, func(t *testing.T) {
+			t.Parallel()
+			cfg := mixedConfig("rebal-"+fleet, fleet)
+			cfg.Min, cfg.Max = 2, 2
+			st, _ := newStack(t, fake.URL, cfg)
+			if _, err := st.Apply(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
+			off := cfg
+			off.CapacityRebalance = false
+			st2, rec := newStack(t, fake.URL, off)
+			_, err := st2.Apply(ctx(t))
+			if !errors.Is(err, bootstrap.ErrRecreate) || !strings.Contains(err.Error(), "capacity-rebalance: launch-before-terminate, termination delay 300s → (none)") ||
+				!strings.Contains(err.Error(), why) {
+				t.Errorf("turning Capacity Rebalancing off: %v", err)
+			}
+			if mc := rec.MutatingCalls(); len(mc) != 0 {
+				t.Errorf("the refused change made %v", mc)
+			}
+		})
+	}
+	t.Run("an architecture left", func(t *testing.T) {
+		t.Parallel()
+		cfg := mixedConfig("leavearm", bootstrap.FleetASG)
+		st, _ := newStack(t, fake.URL, cfg)
+		res, err := st.Apply(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x86only := cfg
+		x86only.Arches = []string{bootstrap.ArchX86}
+		st2, rec := newStack(t, fake.URL, x86only)
+		res2, err := st2.Apply(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := changesOf(res2.Plan)
+		if c := ch["launch-template-arm64"]; c.Action != bootstrap.Skip || !strings.Contains(c.Note, "kept until teardown") {
+			t.Errorf("the arm64 template: %s %q", c.Action, c.Note)
+		}
+		if c := ch["asg"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].Field != "overrides" {
+			t.Errorf("the group: %s %v", c.Action, c.Diffs)
+		}
+		if mc := rec.MutatingCalls(); !intMapsEqual(mc, map[string]int{"Auto Scaling.UpdateAutoScalingGroup": 1}) {
+			t.Errorf("leaving arm64 made %v", mc)
+		}
+		td, err := st2.Teardown(ctx(t), false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("teardown found %d resources", td.Found())
+		for _, id := range res.Outputs.LaunchTemplates {
+			if out, err := m.EC2().DescribeLaunchTemplates(context.Background(), &ec2.DescribeLaunchTemplatesInput{LaunchTemplateIds: []string{id}}); err == nil && len(out.LaunchTemplates) > 0 {
+				t.Errorf("launch template %s left", id)
+			}
+		}
+		assertNothingLeft(t, m, cfg.Name)
+	})
 }

@@ -190,7 +190,7 @@ func (r *asgFleet) plan(s *state) Change {
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetASG), Settings: []Setting{
 		{"name", s.asgName()}, {"min", itoa(s.cfg.Min)}, {"max", itoa(s.cfg.Max)}, {"desired", itoa(s.cfg.Capacity)},
 		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"overrides", s.overridesSummary()},
-		{"capacity-rebalance", s.rebalanceSummary()}, {"target-group", orPending(s.tgARN)},
+		{"capacity-rebalance", orNone(s.rebalanceSummary())}, {"target-group", orPending(s.tgARN)},
 		{"health-check", s.healthCheckSummary()},
 		{"launch-template", orPending(s.mainLT()) + " " + ltVersion},
 		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
@@ -488,7 +488,7 @@ func (r *spotFleet) plan(s *state) Change {
 	}
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetSpotFleet), Settings: []Setting{
 		{"type", "maintain"}, {"target-capacity", itoa(s.cfg.Capacity)}, {"allocation", "priceCapacityOptimized"},
-		{"overrides", s.overridesSummary()}, {"capacity-rebalance", s.rebalanceSummary()},
+		{"overrides", s.overridesSummary()}, {"capacity-rebalance", orNone(s.rebalanceSummary())},
 		{"load-balancers", "target group " + orPending(s.tgARN)}, {"role", orPending(s.fleetRole)},
 	}}
 	if s.spotFleetNeedsTypes() {
@@ -520,7 +520,7 @@ func (r *spotFleet) plan(s *state) Change {
 			have = rebalanceText(string(cr.ReplacementStrategy), deref(cr.TerminationDelay))
 		}
 		if want := s.rebalanceSummary(); have != want {
-			c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), want})
+			c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), orNone(want)})
 		}
 	}
 	// moto does not return LoadBalancersConfig; compare it only when present.
@@ -666,7 +666,7 @@ func (r *ec2Fleet) plan(s *state) Change {
 	}
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetEC2Fleet), Settings: []Setting{
 		{"type", "maintain"}, {"total-target-capacity", itoa(s.cfg.Capacity) + " spot"}, {"allocation", "price-capacity-optimized"},
-		{"overrides", s.overridesSummary()}, {"capacity-rebalance", s.rebalanceSummary()},
+		{"overrides", s.overridesSummary()}, {"capacity-rebalance", orNone(s.rebalanceSummary())},
 		{"load-balancer", "none: the agent registers itself (SPOT_AGENT_REGISTER=true)"},
 	}}
 	if !s.cfg.bootstrapping() {
@@ -694,7 +694,7 @@ func (r *ec2Fleet) plan(s *state) Change {
 		have = rebalanceText(string(cr.ReplacementStrategy), deref(cr.TerminationDelay))
 	}
 	if want := s.rebalanceSummary(); have != want {
-		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), want})
+		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), orNone(want)})
 		c.Action, c.Note = Recreate, "an EC2 Fleet's Capacity Rebalancing is fixed at creation"
 		return c
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -572,9 +573,11 @@ func checkPolicies(t *testing.T, r *captured) {
 	checkAgentCalls(t, r.cfg, r.out, policiesIn(r.reqs[:r.changeAt]))
 	checkAgentCalls(t, r.changed, r.out, policiesIn(r.reqs))
 	instanceRole := parsePolicy(t, policiesIn(r.reqs[:r.changeAt])["spot-agent-"+r.cfg.Name+"-instance"]["spot-agent"])
-	// The install reads an s3:// package with the role.
-	if u, ok := strings.CutPrefix(r.out.AgentURL, "s3://"); ok && !allowed(instanceRole, "s3:GetObject", "arn:aws:s3:::"+u, nil) {
-		t.Errorf("the instance role cannot read its package %s", r.out.AgentURL)
+	// The install reads an s3:// package, each architecture's, with the role.
+	for _, pkg := range append([]string{r.out.AgentURL}, slices.Collect(maps.Values(r.out.AgentURLs))...) {
+		if u, ok := strings.CutPrefix(pkg, "s3://"); ok && !allowed(instanceRole, "s3:GetObject", "arn:aws:s3:::"+u, nil) {
+			t.Errorf("the instance role cannot read its package %s", pkg)
+		}
 	}
 	if r.cfg.Fleet == bootstrap.FleetSpotFleet {
 		checkSpotFleetGrants(t, r)

@@ -99,7 +99,6 @@ type override struct {
 	req              *reqFields
 	lt               string // its launch template: its own, else its config's or the policy's
 	weight, priority bool
-	subnets          int
 }
 
 // archOfOverride is the architecture an override launches: its requirements'
@@ -226,7 +225,7 @@ func checkSelection(t *testing.T, r *captured) {
 			lt := aws.ToString(c.LaunchTemplateSpecification.LaunchTemplateId)
 			for _, o := range c.Overrides {
 				ovs = append(ovs, override{typ: string(o.InstanceType), req: reqOf(o.InstanceRequirements), lt: lt,
-					weight: o.WeightedCapacity != nil, priority: o.Priority != nil, subnets: strings.Count(aws.ToString(o.SubnetId), ",") + 1})
+					weight: o.WeightedCapacity != nil, priority: o.Priority != nil})
 			}
 		}
 		checkOverrides(t, what, ovs, templates, maxFleetRequirements)
@@ -256,6 +255,14 @@ func checkSelection(t *testing.T, r *captured) {
 			asg(what, v.MixedInstancesPolicy, v.CapacityRebalance)
 		case *ec2.CreateFleetInput:
 			ec2Configs(what, v.LaunchTemplateConfigs)
+			for _, c := range v.LaunchTemplateConfigs {
+				for _, o := range c.Overrides {
+					// "A request of type instant can have only one subnet ID."
+					if strings.Contains(aws.ToString(o.SubnetId), ",") && v.Type == ec2types.FleetTypeInstant {
+						t.Errorf("%s: an instant fleet's override with several subnets", what)
+					}
+				}
+			}
 			if so := v.SpotOptions; so != nil {
 				if slices.Contains(notWithRequirements, string(so.AllocationStrategy)) {
 					t.Errorf("%s: allocation strategy %s", what, so.AllocationStrategy)

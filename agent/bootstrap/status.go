@@ -244,10 +244,10 @@ func (st *Status) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-20s %-6d %-10s %s\n", t.ID, t.Port, t.State, reason)
 	}
-	fmt.Fprintf(w, "\n%-16s %s\n", "RESOURCE", "ID")
+	fmt.Fprintf(w, "\n%-22s %s\n", "RESOURCE", "ID")
 	for _, c := range st.Resources {
 		if c.Action != Absent {
-			fmt.Fprintf(w, "%-16s %s\n", c.Resource, c.ID)
+			fmt.Fprintf(w, "%-22s %s\n", c.Resource, c.ID)
 		}
 	}
 }

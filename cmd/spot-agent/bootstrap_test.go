@@ -280,3 +280,43 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 		}
 	}
 }
+
+// The README's mixed-architecture, requirements-based example, run as
+// written (with --dry-run) against moto behind testbed.EC2Fake: every line of
+// the plan the README shows is in the binary's plan (a line ending in "…" as
+// a prefix).
+func TestReadmeBootstrapExampleIsTheBinarysPlan(t *testing.T) {
+	t.Parallel()
+	fake := testbed.NewEC2Fake(t, testbed.SharedMoto(t))
+	doc := readme(t)
+	const start = "spot-agent bootstrap --name web "
+	i := strings.Index(doc, "```sh\n"+start)
+	if i < 0 {
+		t.Fatalf("README has no block starting with %q", start)
+	}
+	block := doc[i+len("```sh\n"):]
+	command, rest, _ := strings.Cut(block, "```")
+	plan, _, ok := strings.Cut(strings.TrimPrefix(strings.TrimLeft(rest, "\n"), "```text\n"), "```")
+	if !ok || !strings.HasPrefix(strings.TrimLeft(rest, "\n"), "```text\n") {
+		t.Fatalf("README's example is not followed by its plan in a text block")
+	}
+	args := strings.Fields(strings.NewReplacer("\\\n", " ", "'", "").Replace(command))
+	code, stdout, stderr := runCLI(t, fake.Env(), "", args[1:]...)
+	if code != 0 {
+		t.Fatalf("%s: exit %d\n%s\n%s", command, code, stdout, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(plan), "\n") {
+		want, prefix := strings.CutSuffix(strings.TrimSpace(line), "…")
+		found := false
+		for _, got := range strings.Split(stdout, "\n") {
+			got = strings.TrimSpace(got)
+			found = found || got == want || (prefix && strings.HasPrefix(got, want))
+		}
+		if !found && want != "" && want != "..." {
+			t.Errorf("README's plan line %q is not in the binary's plan", line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the binary's plan:\n%s", stdout)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -38,7 +39,10 @@ import (
 //     launches only an override's InstanceType, and fails with a 500 without
 //     one, where AWS would launch one of the matching types; and, as moto
 //     takes one subnet per override, a comma-separated SubnetId (which an
-//     EC2 Fleet's override takes) is cut to its first subnet.
+//     EC2 Fleet's override takes) is cut to its first subnet;
+//   - DescribeSpotFleetRequests answers, as AWS does, each request's
+//     LaunchTemplateConfigs and SpotMaintenanceStrategies as RequestSpotFleet
+//     (or a later ModifySpotFleetRequest) gave them: moto drops both.
 //
 // Everything else goes to moto unchanged. The placement scores are not AWS's
 // model (which is not public): a zone's score grows with the matching types
@@ -50,11 +54,12 @@ type EC2Fake struct {
 	ec2   *ec2.Client // moto's
 	proxy *httputil.ReverseProxy
 
-	mu      sync.Mutex
-	catalog []catalogType
-	offered map[string]map[string]bool // zone id, or "" for the region → types offered
-	zones   []ec2types.AvailabilityZone
-	calls   map[string]int
+	mu         sync.Mutex
+	spotFleets map[string]url.Values // Spot Fleet request id → the configuration moto drops
+	catalog    []catalogType
+	offered    map[string]map[string]bool // zone id, or "" for the region → types offered
+	zones      []ec2types.AvailabilityZone
+	calls      map[string]int
 }
 
 // catalogType is one instance type's attributes that requirements select on.
@@ -89,7 +94,8 @@ func LaunchEC2Fake(m *Moto) (f *EC2Fake, stop func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	f = &EC2Fake{ec2: m.EC2(), proxy: httputil.NewSingleHostReverseProxy(target), calls: map[string]int{}}
+	f = &EC2Fake{ec2: m.EC2(), proxy: httputil.NewSingleHostReverseProxy(target), calls: map[string]int{}, spotFleets: map[string]url.Values{}}
+	f.proxy.ModifyResponse = f.spotFleetConfigs
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	f.URL = srv.URL
 	return f, srv.Close, nil
@@ -135,6 +141,7 @@ func (f *EC2Fake) serve(w http.ResponseWriter, r *http.Request) {
 			f.scores(r.Context(), w, form)
 			return
 		case "CreateFleet", "ModifyFleet", "RequestSpotFleet", "ModifySpotFleetRequest":
+			r = r.WithContext(context.WithValue(r.Context(), requestForm{}, cloneValues(form)))
 			code, msg := f.launchable(r.Context(), action, form)
 			if code != "" {
 				status := http.StatusBadRequest
@@ -145,6 +152,8 @@ func (f *EC2Fake) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			body = []byte(form.Encode())
+		case "DescribeSpotFleetRequests":
+			r = r.WithContext(context.WithValue(r.Context(), requestForm{}, form))
 		}
 	}
 	r.Body = io.NopCloser(strings.NewReader(string(body)))
@@ -650,4 +659,124 @@ func (f *EC2Fake) templateArch(ctx context.Context, form url.Values, prefix stri
 		return "arm64", nil
 	}
 	return "x86_64", nil
+}
+
+// requestForm is the context key of a request's form as the SDK sent it.
+type requestForm struct{}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = slices.Clone(vs)
+	}
+	return out
+}
+
+var (
+	spotFleetIDRE   = regexp.MustCompile(`<spotFleetRequestId>([^<]+)</spotFleetRequestId>`)
+	spotFleetItemRE = regexp.MustCompile(`(?s)(<spotFleetRequestConfig>.*?)(</spotFleetRequestConfig>\s*<spotFleetRequestId>([^<]+)</spotFleetRequestId>)`)
+)
+
+// spotFleetConfigs remembers what a RequestSpotFleet or ModifySpotFleetRequest
+// gave that moto drops, and adds it to moto's DescribeSpotFleetRequests.
+func (f *EC2Fake) spotFleetConfigs(resp *http.Response) error {
+	form, ok := resp.Request.Context().Value(requestForm{}).(url.Values)
+	if !ok || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	keep := func(prefix string, keys ...string) url.Values {
+		out := url.Values{}
+		for k, vs := range form {
+			rest, ok := strings.CutPrefix(k, prefix)
+			for _, want := range keys {
+				if ok && strings.HasPrefix(rest, want+".") {
+					out[strings.Replace(rest, "LaunchTemplateConfig.", "LaunchTemplateConfigs.", 1)] = vs
+				}
+			}
+		}
+		return out
+	}
+	f.mu.Lock()
+	switch form.Get("Action") {
+	case "RequestSpotFleet":
+		if m := spotFleetIDRE.FindSubmatch(body); m != nil {
+			f.spotFleets[string(m[1])] = keep("SpotFleetRequestConfig.", "LaunchTemplateConfigs", "SpotMaintenanceStrategies")
+		}
+	case "ModifySpotFleetRequest":
+		if cfg, ok := f.spotFleets[form.Get("SpotFleetRequestId")]; ok {
+			if changed := keep("", "LaunchTemplateConfig"); len(changed) > 0 {
+				for k := range cfg {
+					if strings.HasPrefix(k, "LaunchTemplateConfigs.") {
+						delete(cfg, k)
+					}
+				}
+				maps.Copy(cfg, changed)
+			}
+		}
+	case "DescribeSpotFleetRequests":
+		body = spotFleetItemRE.ReplaceAllFunc(body, func(item []byte) []byte {
+			m := spotFleetItemRE.FindSubmatch(item)
+			cfg := f.spotFleets[string(m[3])]
+			return []byte(string(m[1]) + queryXML(cfg) + string(m[2]))
+		})
+	}
+	f.mu.Unlock()
+	resp.Body = io.NopCloser(strings.NewReader(string(body)))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// queryXML writes query-protocol parameters (A.B.1.C=v) as the EC2 XML
+// answers them (<a><b><item><c>v</c></item></b></a>): names in lower camel
+// case, list members as items.
+func queryXML(v url.Values) string {
+	type node struct {
+		value    string
+		children map[string]*node
+	}
+	root := &node{children: map[string]*node{}}
+	for k, vs := range v {
+		n := root
+		for _, part := range strings.Split(k, ".") {
+			if n.children[part] == nil {
+				n.children[part] = &node{children: map[string]*node{}}
+			}
+			n = n.children[part]
+		}
+		n.value = vs[0]
+	}
+	var b strings.Builder
+	var write func(n *node)
+	write = func(n *node) {
+		keys := slices.Collect(maps.Keys(n.children))
+		sort.Slice(keys, func(i, j int) bool {
+			a, errA := strconv.Atoi(keys[i])
+			c, errC := strconv.Atoi(keys[j])
+			if errA == nil && errC == nil {
+				return a < c
+			}
+			return keys[i] < keys[j]
+		})
+		for _, k := range keys {
+			name := "item"
+			if _, err := strconv.Atoi(k); err != nil {
+				name = strings.ToLower(k[:1]) + k[1:]
+			}
+			b.WriteString("<" + name + ">")
+			if c := n.children[k]; len(c.children) > 0 {
+				write(c)
+			} else {
+				b.WriteString(html.EscapeString(c.value))
+			}
+			b.WriteString("</" + name + ">")
+		}
+	}
+	write(root)
+	return b.String()
 }
