@@ -93,6 +93,9 @@ func packageFor(pkgs map[string]string, arch string) string {
 // https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html
 func archOf(instanceType string) string {
 	family, _, _ := strings.Cut(instanceType, ".")
+	if family == "a1" { // the first Graviton, named before the convention
+		return ArchARM
+	}
 	i := strings.IndexAny(family, "0123456789")
 	if i >= 0 && strings.HasPrefix(family[i+1:], "g") {
 		return ArchARM

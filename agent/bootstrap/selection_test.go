@@ -80,8 +80,11 @@ func TestValidateInstanceSelection(t *testing.T) {
 			c.AgentURL, c.AgentFiles = "", []string{"a/spot-agent-1-1.aarch64.rpm", "b/spot-agent-1-1.x86_64.rpm"}
 		}, []string{"x86_64", "arm64"}, "", ""},
 		{"a fixed list's own architectures", func(c *bootstrap.Config) {
-			c.Requirements, c.InstanceTypes = nil, []string{"m7g.large", "c7g.large"}
+			c.Requirements, c.InstanceTypes = nil, []string{"m7g.large", "c7g.large", "a1.large"}
 		}, []string{"arm64"}, "", ""},
+		{"a fixed list of both architectures", func(c *bootstrap.Config) {
+			c.Requirements, c.InstanceTypes = nil, []string{"c7g.large", "g4dn.xlarge", "c7gn.large"}
+		}, []string{"x86_64", "arm64"}, "", ""},
 		{"types and requirements", func(c *bootstrap.Config) { c.InstanceTypes = []string{"c5.large"} }, nil, "instance-types", "give instance types or requirements"},
 		{"neither", func(c *bootstrap.Config) { c.Requirements = nil }, nil, "instance-types", "give instance types, or requirements with --vcpus and --memory"},
 		{"too many types", func(c *bootstrap.Config) {
