@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -55,13 +54,9 @@ func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
 	s.setAgentObject()
 	r.uploads = nil
 	for _, f := range s.cfg.AgentFiles {
-		read := s.opts.ReadFile
-		if read == nil {
-			read = os.ReadFile
-		}
-		b, err := read(f)
-		if err != nil {
-			return false, fmt.Errorf("--agent-file: %w", err)
+		b, ok := s.packages[f] // read by preflight
+		if !ok {
+			return false, &FlagError{"agent-file", f + " was not read"}
 		}
 		sum := sha256.Sum256(b)
 		r.uploads = append(r.uploads, upload{key: "agent/" + filepath.Base(f), body: b, wantSHA: hex.EncodeToString(sum[:])})

@@ -159,7 +159,12 @@ func (c *Config) defaultArches() (archs []string, why string) {
 // package and an AMI, before any call; the API may still tell a fixed type's
 // architecture otherwise (then Plan says so).
 func (c *Config) validateArches(bad func(flag, format string, args ...any)) {
-	archs := c.plannedArches()
+	c.checkArches(c.plannedArches(), bad)
+}
+
+// checkArches checks that each of archs has a package and an AMI, and that
+// no AMI is given for another architecture.
+func (c *Config) checkArches(archs []string, bad func(flag, format string, args ...any)) {
 	pkgs := c.agentPackages()
 	pkgFlag := "agent-url"
 	if len(c.AgentFiles) > 0 {

@@ -132,10 +132,7 @@ func (r *instancePools) typeArches(ctx context.Context, s *state) error {
 	}
 	// The names told one thing before any call; the API may tell another.
 	var errs []error
-	cfg := s.cfg
-	cfg.InstanceTypes = nil
-	cfg.Arches, cfg.Requirements = s.arches, &Requirements{}
-	cfg.validateArches(func(flag, format string, args ...any) {
+	s.cfg.checkArches(s.arches, func(flag, format string, args ...any) {
 		errs = append(errs, &FlagError{flag, fmt.Sprintf(format, args...) + " (the architectures DescribeInstanceTypes gives --instance-types)"})
 	})
 	return errors.Join(errs...)

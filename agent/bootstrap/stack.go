@@ -126,7 +126,8 @@ type Stack struct {
 	opts Options
 	log  io.Writer
 
-	userPart []byte // --user-data-file, read by preflight
+	userPart []byte            // --user-data-file, read by preflight
+	packages map[string][]byte // --agent-file, by path, read by preflight
 }
 
 // New returns a Stack for cfg. For status and teardown only Name and Region matter.
@@ -156,7 +157,8 @@ type state struct {
 	opts      Options
 	account   string
 	partition string
-	userPart  []byte // the user's own user-data, nil if none
+	userPart  []byte            // the user's own user-data, nil if none
+	packages  map[string][]byte // the --agent-file packages, by path
 
 	vpcID       string
 	subnetIDs   []string
@@ -292,7 +294,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart, packages: st.packages}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

@@ -225,6 +225,8 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 			`--agent-file: "a/spot-agent-1-1.x86_64.rpm" and "b/spot-agent-2-1.x86_64.rpm" are both x86_64 packages`},
 		{"packages whose names tell nothing", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", "a/agent.rpm", "--agent-file", "b/agent2.rpm"},
 			`--agent-file: "a/agent.rpm": its name does not say its architecture`},
+		{"a package file missing", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", filepath.Join(dir, "spot-agent-1-1.x86_64.rpm")},
+			"--agent-file: cannot be read: open "},
 		{"no package for Graviton types", withRegion, append(ok, "--instance-types", "c5.large,c7g.large"), "--agent-url: no package for the arm64 instances"},
 		{"one unnamed package for two architectures", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/agent.rpm", "--arch", "x86_64,arm64"},
 			"--agent-url: one package for x86_64 and arm64 instances, and its name does not say which it is"},

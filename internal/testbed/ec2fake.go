@@ -42,7 +42,9 @@ import (
 //     EC2 Fleet's override takes) is cut to its first subnet;
 //   - DescribeSpotFleetRequests answers, as AWS does, each request's
 //     LaunchTemplateConfigs and SpotMaintenanceStrategies as RequestSpotFleet
-//     (or a later ModifySpotFleetRequest) gave them: moto drops both.
+//     (or a later ModifySpotFleetRequest) gave them: moto drops both; and a
+//     ModifySpotFleetRequest without TargetCapacity, to which moto answers a
+//     500, is taken here.
 //
 // Everything else goes to moto unchanged. The placement scores are not AWS's
 // model (which is not public): a zone's score grows with the matching types
@@ -149,6 +151,16 @@ func (f *EC2Fake) serve(w http.ResponseWriter, r *http.Request) {
 					status = http.StatusInternalServerError
 				}
 				ec2Error(w, status, code, msg)
+				return
+			}
+			if action == "ModifySpotFleetRequest" && form.Get("TargetCapacity") == "" {
+				// moto 5.2.1 answers a 500 without TargetCapacity, which AWS
+				// does not require: the fake takes the new configuration.
+				f.mu.Lock()
+				f.changeSpotFleet(r.Context().Value(requestForm{}).(url.Values))
+				f.mu.Unlock()
+				w.Header().Set("Content-Type", "text/xml")
+				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><ModifySpotFleetRequestResponse xmlns="http://ec2.amazonaws.com/doc/%s/"><requestId>8f0c4f2e-0000-4000-8000-000000000003</requestId><return>true</return></ModifySpotFleetRequestResponse>`, ec2APIVersion)
 				return
 			}
 			body = []byte(form.Encode())
@@ -689,35 +701,14 @@ func (f *EC2Fake) spotFleetConfigs(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	keep := func(prefix string, keys ...string) url.Values {
-		out := url.Values{}
-		for k, vs := range form {
-			rest, ok := strings.CutPrefix(k, prefix)
-			for _, want := range keys {
-				if ok && strings.HasPrefix(rest, want+".") {
-					out[strings.Replace(rest, "LaunchTemplateConfig.", "LaunchTemplateConfigs.", 1)] = vs
-				}
-			}
-		}
-		return out
-	}
 	f.mu.Lock()
 	switch form.Get("Action") {
 	case "RequestSpotFleet":
 		if m := spotFleetIDRE.FindSubmatch(body); m != nil {
-			f.spotFleets[string(m[1])] = keep("SpotFleetRequestConfig.", "LaunchTemplateConfigs", "SpotMaintenanceStrategies")
+			f.spotFleets[string(m[1])] = keepParams(form, "SpotFleetRequestConfig.", "LaunchTemplateConfigs", "SpotMaintenanceStrategies")
 		}
 	case "ModifySpotFleetRequest":
-		if cfg, ok := f.spotFleets[form.Get("SpotFleetRequestId")]; ok {
-			if changed := keep("", "LaunchTemplateConfig"); len(changed) > 0 {
-				for k := range cfg {
-					if strings.HasPrefix(k, "LaunchTemplateConfigs.") {
-						delete(cfg, k)
-					}
-				}
-				maps.Copy(cfg, changed)
-			}
-		}
+		f.changeSpotFleet(form)
 	case "DescribeSpotFleetRequests":
 		body = spotFleetItemRE.ReplaceAllFunc(body, func(item []byte) []byte {
 			m := spotFleetItemRE.FindSubmatch(item)
@@ -730,6 +721,38 @@ func (f *EC2Fake) spotFleetConfigs(resp *http.Response) error {
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
+}
+
+// keepParams are the parameters under prefix whose names start with one of
+// keys, the prefix cut (and a modification's LaunchTemplateConfig named as
+// the request's LaunchTemplateConfigs).
+func keepParams(form url.Values, prefix string, keys ...string) url.Values {
+	out := url.Values{}
+	for k, vs := range form {
+		rest, ok := strings.CutPrefix(k, prefix)
+		for _, want := range keys {
+			if ok && strings.HasPrefix(rest, want+".") {
+				out[strings.Replace(rest, "LaunchTemplateConfig.", "LaunchTemplateConfigs.", 1)] = vs
+			}
+		}
+	}
+	return out
+}
+
+// changeSpotFleet takes a ModifySpotFleetRequest's launch template configs
+// for the request's configuration; f.mu is held.
+func (f *EC2Fake) changeSpotFleet(form url.Values) {
+	cfg, ok := f.spotFleets[form.Get("SpotFleetRequestId")]
+	changed := keepParams(form, "", "LaunchTemplateConfig")
+	if !ok || len(changed) == 0 {
+		return
+	}
+	for k := range cfg {
+		if strings.HasPrefix(k, "LaunchTemplateConfigs.") {
+			delete(cfg, k)
+		}
+	}
+	maps.Copy(cfg, changed)
 }
 
 // queryXML writes query-protocol parameters (A.B.1.C=v) as the EC2 XML
