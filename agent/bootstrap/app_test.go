@@ -104,7 +104,7 @@ type userDataPart struct {
 func launchTemplateUserData(t *testing.T, m *testbed.Moto, name string) (raw []byte, parts []userDataPart) {
 	t.Helper()
 	ctx := context.Background()
-	lts, err := m.EC2().DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{"spot-agent-" + name}})
+	lts, err := m.EC2().DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{"spot-agent-" + name + "-x86_64"}})
 	if err != nil || len(lts.LaunchTemplates) != 1 {
 		t.Fatalf("launch template: %v", err)
 	}
@@ -190,7 +190,7 @@ func TestBootstrapTakesAnApplicationBesideTheAgent(t *testing.T) {
 	if c := ch["target-group"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].String() != "health-check.port: traffic-port → 8081" {
 		t.Errorf("target group: %s %v, want the health-check port updated in place", c.Action, c.Diffs)
 	}
-	for _, r := range []string{"instance-sg", "launch-template"} {
+	for _, r := range []string{"instance-sg", "launch-template-x86_64"} {
 		if ch[r].Action != bootstrap.Update {
 			t.Errorf("%s: %s %v, want update", r, ch[r].Action, ch[r].Diffs)
 		}
@@ -291,7 +291,7 @@ func TestBootstrapTakesAnApplicationBesideTheAgent(t *testing.T) {
 	if mc := rec.MutatingCalls(); !intMapsEqual(mc, map[string]int{"EC2.CreateLaunchTemplateVersion": 1, "EC2.ModifyLaunchTemplate": 1}) {
 		t.Errorf("a changed user-data file made %v", mc)
 	}
-	if c := changesOf(res.Plan)["launch-template"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].Field != "user-data" {
+	if c := changesOf(res.Plan)["launch-template-x86_64"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].Field != "user-data" {
 		t.Errorf("launch template: %s %v", c.Action, c.Diffs)
 	}
 	if _, parts := launchTemplateUserData(t, m, name); len(parts) != 2 || !strings.HasSuffix(parts[0].body, "final_message: ready\n") {
@@ -416,7 +416,7 @@ func TestBootstrapRefusesABadUserDataFileBeforeAnyAPICall(t *testing.T) {
 		{"a YAML list", "#cloud-config\n- nginx\n", nil, "user-data-file", "not a mapping"},
 		{"too big", big, nil, "user-data-file", "with it the launch template's user-data would be "},
 		{"too big with an uploaded agent", big, func(c *bootstrap.Config) {
-			c.AgentURL, c.AgentFile = "", writeFile(t, "spot-agent_1_x86_64.rpm", "rpm")
+			c.AgentURL, c.AgentFiles = "", []string{writeFile(t, "spot-agent_1_x86_64.rpm", "rpm")}
 		}, "user-data-file", "over EC2's 16384-byte limit"},
 		{"too many settings", "#!/bin/sh\n", func(c *bootstrap.Config) {
 			// The agent's part alone is too big: the settings are to blame.

@@ -10,10 +10,13 @@ import (
 
 // Plan is what bootstrap would do (or did): one Change per resource.
 type Plan struct {
-	Stack    string   `json:"stack"`
-	Region   string   `json:"region"`
-	Fleet    string   `json:"fleet,omitempty"`
-	Changes  []Change `json:"resources"`
+	Stack   string   `json:"stack"`
+	Region  string   `json:"region"`
+	Fleet   string   `json:"fleet,omitempty"`
+	Changes []Change `json:"resources"`
+	// Pools are the instance selection: types per architecture, zones,
+	// Spot placement scores.
+	Pools    *Pools   `json:"pools,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -39,24 +42,45 @@ type Outputs struct {
 	FleetID         string `json:"fleet_id,omitempty"`
 	RoleARN         string `json:"instance_role_arn,omitempty"`
 	InstanceProfile string `json:"instance_profile_arn,omitempty"`
-	LaunchTemplate  string `json:"launch_template_id,omitempty"`
-	TopicARN        string `json:"topic_arn,omitempty"`
-	RuleARN         string `json:"rule_arn,omitempty"`
-	AgentURL        string `json:"agent_url,omitempty"`
-	VPCID           string `json:"vpc_id,omitempty"`
+	// LaunchTemplate is the fleet's main launch template (its first
+	// architecture's); LaunchTemplates are all of them by architecture.
+	LaunchTemplate  string            `json:"launch_template_id,omitempty"`
+	LaunchTemplates map[string]string `json:"launch_template_ids,omitempty"`
+	TopicARN        string            `json:"topic_arn,omitempty"`
+	RuleARN         string            `json:"rule_arn,omitempty"`
+	// AgentURL is the first architecture's package; AgentURLs are all of
+	// them by architecture, when there is one per architecture.
+	AgentURL  string            `json:"agent_url,omitempty"`
+	AgentURLs map[string]string `json:"agent_urls,omitempty"`
+	VPCID     string            `json:"vpc_id,omitempty"`
 }
 
 func (s *state) outputs() Outputs {
 	o := Outputs{
 		Stack: s.cfg.Name, Region: s.cfg.Region, TargetGroupARN: s.tgARN, LoadBalancerARN: s.albARN,
 		FleetType: s.fleetKind, FleetID: s.fleetID, RoleARN: s.roleARN, InstanceProfile: s.profileARN,
-		LaunchTemplate: s.ltID, TopicARN: s.topicARN, RuleARN: s.ruleARN, VPCID: s.vpcID,
+		TopicARN: s.topicARN, RuleARN: s.ruleARN, VPCID: s.vpcID,
 	}
 	if s.albDNS != "" {
 		o.URL = "http://" + s.albDNS + "/"
 	}
-	if s.cfg.InstanceTypes != nil {
+	if s.cfg.bootstrapping() {
 		o.AgentURL = s.agentURL()
+		if urls := s.agentURLs(); len(urls) > 1 {
+			o.AgentURLs = map[string]string{}
+			for a, u := range urls {
+				o.AgentURLs[a] = u
+			}
+		}
+	}
+	if len(s.ltIDs) > 0 {
+		o.LaunchTemplates = map[string]string{}
+		for a, id := range s.ltIDs {
+			if a != "" {
+				o.LaunchTemplates[a] = id
+			}
+		}
+		o.LaunchTemplate = s.mainLT()
 	}
 	return o
 }
@@ -99,7 +123,7 @@ func (st *Stack) plan(ctx context.Context, s *state) ([]resource, *Plan, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	return rs, &Plan{Stack: st.cfg.Name, Region: st.cfg.Region, Fleet: st.cfg.Fleet, Changes: changes, Warnings: st.cfg.Warnings()}, nil
+	return rs, &Plan{Stack: st.cfg.Name, Region: st.cfg.Region, Fleet: st.cfg.Fleet, Changes: changes, Pools: s.pools, Warnings: st.cfg.Warnings()}, nil
 }
 
 // recreateError lists what would have to be recreated.
@@ -170,7 +194,7 @@ func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(st.log, "[%6.1fs] %-16s %-9s failed: %v\n", time.Since(start).Seconds(), r.name(), c.Action, err)
+			fmt.Fprintf(st.log, "[%6.1fs] %-22s %-9s failed: %v\n", time.Since(start).Seconds(), r.name(), c.Action, err)
 			res.Outputs = s.outputs()
 			return res, &StepError{Resource: r.name(), Err: err}
 		}
@@ -179,7 +203,7 @@ func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 		}
 		id := r.plan(s).ID
 		res.Steps = append(res.Steps, Step{Resource: r.name(), Action: c.Action, ID: id, Elapsed: time.Since(start)})
-		line := fmt.Sprintf("[%6.1fs] %-16s %-9s %s", time.Since(start).Seconds(), r.name(), c.Action, id)
+		line := fmt.Sprintf("[%6.1fs] %-22s %-9s %s", time.Since(start).Seconds(), r.name(), c.Action, id)
 		if c.Action == Update {
 			var ds []string
 			for _, d := range c.Diffs {
@@ -207,7 +231,7 @@ func (p *Plan) WriteText(w io.Writer) {
 		if c.Action == Skip && c.Note == "" {
 			continue
 		}
-		fmt.Fprintf(w, "  %-9s %-16s %s\n", c.Action, c.Resource, c.ID)
+		fmt.Fprintf(w, "  %-9s %-22s %s\n", c.Action, c.Resource, c.ID)
 		for _, d := range c.Diffs {
 			fmt.Fprintf(w, "      ~ %s\n", d)
 		}
@@ -220,6 +244,9 @@ func (p *Plan) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "      (%s)\n", c.Note)
 		}
 	}
+	if p.Pools != nil {
+		p.Pools.WriteText(w)
+	}
 	for _, wn := range p.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}
@@ -231,11 +258,32 @@ func (p *Plan) WriteText(w io.Writer) {
 func (o Outputs) WriteText(w io.Writer) {
 	for _, kv := range [][2]string{
 		{"url", o.URL}, {"target group", o.TargetGroupARN}, {"fleet", strings.TrimSpace(o.FleetType + " " + o.FleetID)},
-		{"instance role", o.RoleARN}, {"instance profile", o.InstanceProfile}, {"launch template", o.LaunchTemplate},
-		{"topic", o.TopicARN}, {"rule", o.RuleARN}, {"agent", o.AgentURL},
+		{"instance role", o.RoleARN}, {"instance profile", o.InstanceProfile}, {"launch template", o.launchTemplates()},
+		{"topic", o.TopicARN}, {"rule", o.RuleARN}, {"agent", o.agents()},
 	} {
 		if kv[1] != "" {
 			fmt.Fprintf(w, "%-17s %s\n", kv[0]+":", kv[1])
 		}
 	}
+}
+
+// launchTemplates lists the launch templates, by architecture when several.
+func (o Outputs) launchTemplates() string { return byArch(o.LaunchTemplates, o.LaunchTemplate) }
+
+// agents lists the agent's packages, by architecture when several.
+func (o Outputs) agents() string { return byArch(o.AgentURLs, o.AgentURL) }
+
+// byArch lists m's values with their architectures; one when m has fewer
+// than two.
+func byArch(m map[string]string, one string) string {
+	if len(m) < 2 {
+		return one
+	}
+	var out []string
+	for _, a := range Arches {
+		if v := m[a]; v != "" {
+			out = append(out, a+" "+v)
+		}
+	}
+	return strings.Join(out, ", ")
 }

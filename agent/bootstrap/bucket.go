@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,40 +17,49 @@ import (
 // local file (an ETag is not a digest for multipart uploads).
 const shaKey = "sha256"
 
-// bucket holds the agent's package or binary when bootstrap uploads it
-// (--agent-file). It is private; only the instance role may read the object.
+// bucket holds the agent's packages when bootstrap uploads them
+// (--agent-file, one per architecture). It is private; only the instance role
+// may read the objects.
 type bucket struct {
 	found    bool
-	untagged bool   // our derived name, but the tagging call never happened
-	haveSHA  string // of the object in the bucket; "" if absent
-	body     []byte
-	wantSHA  string
+	untagged bool // our derived name, but the tagging call never happened
+	uploads  []upload
+}
+
+// upload is one --agent-file and its object.
+type upload struct {
+	key     string
+	body    []byte
+	wantSHA string
+	haveSHA string // of the object in the bucket; "" if absent
 }
 
 func (r *bucket) name() string { return "agent-bucket" }
 
-// setAgentObject sets where an uploaded agent goes (--agent-file): the
-// stack's bucket and the object's key.
+// setAgentObject sets where uploaded packages go (--agent-file): the
+// stack's bucket, and each object's key by the package's architecture ("" for
+// one package whose name does not say it).
 func (s *state) setAgentObject() {
 	s.bucket = s.bucketName()
-	if s.cfg.AgentFile != "" {
-		s.objectKey = "agent/" + filepath.Base(s.cfg.AgentFile)
+	s.objectKeys = nil
+	for _, f := range s.cfg.AgentFiles {
+		if s.objectKeys == nil {
+			s.objectKeys = map[string]string{}
+		}
+		s.objectKeys[PackageArch(f)] = "agent/" + filepath.Base(f)
 	}
 }
 
 func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
 	s.setAgentObject()
-	if s.cfg.AgentFile != "" {
-		read := s.opts.ReadFile
-		if read == nil {
-			read = os.ReadFile
-		}
-		b, err := read(s.cfg.AgentFile)
-		if err != nil {
-			return false, fmt.Errorf("--agent-file: %w", err)
+	r.uploads = nil
+	for _, f := range s.cfg.AgentFiles {
+		b, ok := s.packages[f] // read by preflight
+		if !ok {
+			return false, &FlagError{"agent-file", f + " was not read"}
 		}
 		sum := sha256.Sum256(b)
-		r.body, r.wantSHA = b, hex.EncodeToString(sum[:])
+		r.uploads = append(r.uploads, upload{key: "agent/" + filepath.Base(f), body: b, wantSHA: hex.EncodeToString(sum[:])})
 	}
 	if _, err := s.c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}); err != nil {
 		if notFound(err) {
@@ -75,14 +83,15 @@ func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
 		}
 	}
 	r.found = true
-	if s.objectKey != "" {
-		head, err := s.c.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.objectKey)})
+	for i := range r.uploads {
+		u := &r.uploads[i]
+		head, err := s.c.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(u.key)})
 		switch {
 		case notFound(err):
 		case err != nil:
 			return false, err
 		default:
-			r.haveSHA = head.Metadata[shaKey]
+			u.haveSHA = head.Metadata[shaKey]
 		}
 	}
 	return true, nil
@@ -90,8 +99,8 @@ func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
 
 func (r *bucket) plan(s *state) Change {
 	c := Change{Resource: r.name(), ID: s.bucket, Settings: []Setting{{"bucket", s.bucket}, {"access", "private; s3:GetObject for the instance role only"}}}
-	if s.objectKey != "" {
-		c.Settings = append(c.Settings, Setting{"object", fmt.Sprintf("%s (%d bytes, sha256 %.12s)", s.objectKey, len(r.body), r.wantSHA)})
+	for _, u := range r.uploads {
+		c.Settings = append(c.Settings, Setting{"object", fmt.Sprintf("%s (%d bytes, sha256 %.12s)", u.key, len(u.body), u.wantSHA)})
 	}
 	switch {
 	case !r.found:
@@ -100,8 +109,10 @@ func (r *bucket) plan(s *state) Change {
 	case r.untagged:
 		c.Diffs = append(c.Diffs, Diff{"tags", "(none)", StackTag + "=" + s.cfg.Name})
 	}
-	if s.objectKey != "" && r.haveSHA != r.wantSHA {
-		c.Diffs = append(c.Diffs, Diff{"object sha256", orNone(r.haveSHA), r.wantSHA})
+	for _, u := range r.uploads {
+		if u.haveSHA != u.wantSHA {
+			c.Diffs = append(c.Diffs, Diff{u.key + " sha256", orNone(u.haveSHA), u.wantSHA})
+		}
 	}
 	return c.updateOnDiffs()
 }
@@ -134,15 +145,19 @@ func (r *bucket) update(ctx context.Context, s *state, _ Change) error {
 		}
 		r.untagged = false
 	}
-	if s.objectKey != "" && r.haveSHA != r.wantSHA {
+	for i := range r.uploads {
+		u := &r.uploads[i]
+		if u.haveSHA == u.wantSHA {
+			continue
+		}
 		_, err := s.c.S3.PutObject(ctx, &s3.PutObjectInput{
-			Bucket: aws.String(s.bucket), Key: aws.String(s.objectKey), Body: bytes.NewReader(r.body),
-			Metadata: map[string]string{shaKey: r.wantSHA},
+			Bucket: aws.String(s.bucket), Key: aws.String(u.key), Body: bytes.NewReader(u.body),
+			Metadata: map[string]string{shaKey: u.wantSHA},
 		})
 		if err != nil {
-			return fmt.Errorf("upload %s: %w", s.objectKey, err)
+			return fmt.Errorf("upload %s: %w", u.key, err)
 		}
-		r.haveSHA = r.wantSHA
+		u.haveSHA = u.wantSHA
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,22 +22,30 @@ const (
 	FleetEC2Fleet  = "ec2-fleet"
 )
 
-// DefaultInstanceTypes are current-generation x86 types of one size, so that
-// price-capacity-optimized has pools to choose from. Each gets the same weight.
-var DefaultInstanceTypes = []string{"c5.large", "c5a.large", "c6i.large", "c6a.large", "m5.large", "m5a.large", "m6i.large", "m6a.large", "c7i.large", "m7i.large"}
-
 // Config is what one stack should be. The command line fills it; the library
 // never sees flags.
 type Config struct {
 	Name   string // the stack: letters, digits, hyphens, at most MaxNameLen
 	Region string
 
-	Fleet             string   // asg, spot-fleet or ec2-fleet
-	InstanceTypes     []string // instance types of the fleet's pools
-	Min, Max          int      // capacity bounds
-	Capacity          int      // initial desired capacity, between Min and Max
-	RequestsPerTarget float64  // target tracking value of ALBRequestCountPerTarget
-	CapacityRebalance bool     // ASG capacity rebalancing
+	Fleet string // asg, spot-fleet or ec2-fleet
+	// InstanceTypes are a fixed list of the fleet's instance types, of either
+	// architecture or both; exclusive with Requirements.
+	InstanceTypes []string
+	// Requirements select the instance types by their attributes
+	// (attribute-based instance type selection), on every architecture in
+	// Arches; exclusive with InstanceTypes.
+	Requirements *Requirements
+	// Arches are the architectures a requirements-based fleet spans (x86_64,
+	// arm64); empty: every one the agent's packages and AMIs cover.
+	Arches            []string
+	Min, Max          int     // capacity bounds
+	Capacity          int     // initial desired capacity, between Min and Max
+	RequestsPerTarget float64 // target tracking value of ALBRequestCountPerTarget
+	// CapacityRebalance launches a replacement when an instance gets a
+	// rebalance recommendation: the ASG's Capacity Rebalancing, a fleet's
+	// launch-before-terminate maintenance strategy (capacityrebalance.go).
+	CapacityRebalance bool
 
 	// HealthCheckType is how the ASG tells an unhealthy instance to replace:
 	// HealthEC2 (EC2 status checks only) or HealthELB (also the target
@@ -55,10 +64,18 @@ type Config struct {
 	IngressCIDR string   // who may reach the ALB on port 80
 	MetricsCIDR string   // who may reach the agent's admin port; empty = nobody
 
-	AMI          string // empty: the Amazon Linux 2023 public SSM parameter
+	// AMI is one AMI, for the fleet's only architecture; AMIs are one per
+	// architecture. Without either, the Amazon Linux 2023 public SSM
+	// parameter of each architecture.
+	AMI          string
+	AMIs         map[string]string
 	Distribution string // al2023, debian or ubuntu: how user-data installs the agent
-	AgentURL     string // https:// or s3:// location of the agent's .rpm or .deb
-	AgentFile    string // local .rpm or .deb to upload to the stack's bucket
+	// AgentURL is the https:// or s3:// location of the agent's .rpm or .deb;
+	// ArchPlaceholder in it stands for each architecture's.
+	AgentURL string
+	// AgentFiles are local .rpm or .deb packages to upload to the stack's
+	// bucket: one, or one per architecture.
+	AgentFiles []string
 	// AgentRelease is a release version (1.2.3) whose published packages
 	// the instances install, each its architecture's: the default of a
 	// release build of spot-agent, which takes its own version's.
@@ -89,9 +106,11 @@ type Config struct {
 
 // DefaultConfig returns the defaults of every setting the command line offers.
 func DefaultConfig() Config {
+	def := DefaultRequirements()
 	return Config{
 		Fleet:               FleetASG,
-		InstanceTypes:       append([]string(nil), DefaultInstanceTypes...),
+		Requirements:        &def,
+		CapacityRebalance:   true,
 		Min:                 2,
 		Max:                 10,
 		Capacity:            2,
@@ -257,7 +276,7 @@ func (c *Config) Validate() error {
 	}
 	if err := ValidateRegion(c.Region); err != nil {
 		errs = append(errs, err)
-	} else if c.AgentFile != "" && ValidateName(c.Name) == nil {
+	} else if len(c.AgentFiles) > 0 && ValidateName(c.Name) == nil {
 		// The bucket's name ends with the region.
 		if err := checkDerivedNames(c.Name, c.Region); err != nil {
 			errs = append(errs, err)
@@ -268,24 +287,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("fleet", "%q is not asg, spot-fleet or ec2-fleet", c.Fleet)
 	}
-	if len(c.InstanceTypes) == 0 {
-		bad("instance-types", "at least one instance type is needed")
-	}
-	arch := ""
-	for _, t := range c.InstanceTypes {
-		if !instanceTypeRE.MatchString(t) {
-			bad("instance-types", "%q is not an instance type like c5.large", t)
-			continue
-		}
-		a := archOf(t)
-		if arch != "" && a != arch {
-			bad("instance-types", "mixes %s and %s types: one AMI cannot boot both", arch, a)
-		}
-		arch = a
-	}
-	if len(c.InstanceTypes) > 20 {
-		bad("instance-types", "%d types: at most 20 overrides are allowed", len(c.InstanceTypes))
-	}
+	c.validateSelection(bad)
 	if c.Min < 0 {
 		bad("min", "%d is negative", c.Min)
 	}
@@ -349,39 +351,24 @@ func (c *Config) Validate() error {
 	if c.AMI != "" && !amiRE.MatchString(c.AMI) {
 		bad("ami", "%q is not an AMI id like ami-0123456789abcdef0", c.AMI)
 	}
+	for _, a := range sortedKeys(c.AMIs) {
+		switch {
+		case !slices.Contains(Arches, a):
+			bad("ami", "%q is not an architecture: give x86_64=ami-… or arm64=ami-…", a)
+		case !amiRE.MatchString(c.AMIs[a]):
+			bad("ami", "%s=%q is not an AMI id like ami-0123456789abcdef0", a, c.AMIs[a])
+		}
+	}
+	if c.AMI != "" && len(c.AMIs) > 0 {
+		bad("ami", "give one AMI, or one per architecture (x86_64=ami-…,arm64=ami-…), not both")
+	}
 	switch c.Distribution {
 	case "al2023", "debian", "ubuntu":
 	default:
 		bad("distribution", "%q is not al2023, debian or ubuntu", c.Distribution)
 	}
-	if c.Distribution != "al2023" && c.AMI == "" {
-		bad("ami", "--distribution %s needs --ami (the default AMI is Amazon Linux 2023)", c.Distribution)
-	}
-	want := ".rpm"
-	if c.Distribution == "debian" || c.Distribution == "ubuntu" {
-		want = ".deb"
-	}
-	switch {
-	case c.AgentURL != "" && c.AgentFile != "":
-		bad("agent-url", "give --agent-url or --agent-file, not both")
-	case c.AgentURL == "" && c.AgentFile == "" && c.AgentRelease == "":
-		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
-			"run 'make package', then give --agent-file \"$(ls %s)\"; or give --agent-url with an https:// or s3:// URL of a %s", c.distPackage(), want)
-	case c.AgentRelease != "" && (c.AgentURL != "" || c.AgentFile != ""):
-		bad("agent-url", "the release's packages (%s) or --agent-url or --agent-file, not two", c.AgentRelease)
-	case c.AgentRelease != "":
-		if _, err := userdata.ReleasePackageURLs(c.AgentRelease, userdata.Distribution(c.Distribution)); err != nil {
-			bad("agent-url", "no release packages to default to (%v): give --agent-url or --agent-file", err)
-		}
-	case c.AgentURL != "":
-		u, err := url.Parse(c.AgentURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "s3") || u.Host == "" || u.Path == "" || u.User != nil {
-			bad("agent-url", "%q is not an https:// URL or an s3://BUCKET/KEY URI", c.AgentURL)
-		} else if path.Ext(u.Path) != want {
-			bad("agent-url", "%q is not a %s package, which --distribution %s installs", c.AgentURL, want, c.Distribution)
-		}
-	case path.Ext(c.AgentFile) != want:
-		bad("agent-file", "%q is not a %s package, which --distribution %s installs", c.AgentFile, want, c.Distribution)
+	if c.validatePackages(bad) && (len(c.InstanceTypes) > 0) != (c.Requirements != nil) {
+		c.validateArches(bad)
 	}
 	for flag, p := range map[string]int{"agent-port": c.AgentPort, "admin-port": c.AdminPort} {
 		if p < 1 || p > 65535 {
@@ -473,6 +460,9 @@ func (c *Config) Warnings() []string {
 	if c.Fleet == FleetEC2Fleet && c.Min != c.Max {
 		w = append(w, "EC2 Fleet has no target tracking (Application Auto Scaling does not scale it): its capacity stays at --capacity")
 	}
+	if drain := c.drainOnRebalanceWarning(); drain != "" {
+		w = append(w, drain)
+	}
 	for _, k := range sortedKeys(c.AgentEnv) {
 		why, ok := rewiringAgentSettings[k]
 		if k == envTargetGroups {
@@ -502,33 +492,108 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// Arch is the fleet's architecture as the packages name it: amd64, or arm64
-// for Graviton instance types.
-func (c *Config) Arch() string {
-	if len(c.InstanceTypes) > 0 && archOf(c.InstanceTypes[0]) == "arm64" {
-		return "arm64"
+// MaxInstanceTypes bounds --instance-types: an Auto Scaling group takes up to
+// 40 instance types.
+// https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_LaunchTemplateOverrides.html
+const MaxInstanceTypes = 40
+
+// validateSelection checks how the fleet selects its instance types: a fixed
+// list or requirements, not both.
+func (c *Config) validateSelection(bad func(flag, format string, args ...any)) {
+	switch {
+	case len(c.InstanceTypes) > 0 && c.Requirements != nil:
+		bad("instance-types", "give instance types or requirements (--vcpus, --memory, --burstable, --instance-generations, --max-spot-price-percent), not both")
+	case len(c.InstanceTypes) == 0 && c.Requirements == nil:
+		bad("instance-types", "give instance types, or requirements with --vcpus and --memory")
 	}
-	return "amd64"
+	for i, t := range c.InstanceTypes {
+		switch {
+		case !instanceTypeRE.MatchString(t):
+			bad("instance-types", "%q is not an instance type like c5.large", t)
+		case slices.Contains(c.InstanceTypes[:i], t):
+			bad("instance-types", "%s is given twice", t)
+		}
+	}
+	if len(c.InstanceTypes) > MaxInstanceTypes {
+		bad("instance-types", "%d types: an Auto Scaling group takes at most %d (requirements take every type that matches)", len(c.InstanceTypes), MaxInstanceTypes)
+	}
+	if c.Requirements != nil {
+		c.Requirements.validate(bad)
+	}
+	for i, a := range c.Arches {
+		switch {
+		case !slices.Contains(Arches, a):
+			bad("arch", "%q is not x86_64 or arm64", a)
+		case slices.Contains(c.Arches[:i], a):
+			bad("arch", "%s is given twice", a)
+		}
+	}
+	if len(c.Arches) > 0 && len(c.InstanceTypes) > 0 {
+		bad("arch", "only with requirements: with --instance-types each type's own architecture counts")
+	}
 }
 
-// distPackage is where 'make package' puts the package the fleet installs.
-func (c *Config) distPackage() string {
+// validatePackages checks where the agent's packages come from; false when
+// that is too broken to check the architectures against.
+func (c *Config) validatePackages(report func(flag, format string, args ...any)) bool {
+	ok := true
+	bad := func(flag, format string, args ...any) {
+		ok = false
+		report(flag, format, args...)
+	}
+	want := ".rpm"
 	if c.Distribution == "debian" || c.Distribution == "ubuntu" {
-		return "dist/spot-agent_*_" + c.Arch() + ".deb"
+		want = ".deb"
 	}
-	if c.Arch() == "arm64" {
-		return "dist/spot-agent-*.aarch64.rpm"
+	switch {
+	case c.AgentURL != "" && len(c.AgentFiles) > 0:
+		bad("agent-url", "give --agent-url or --agent-file, not both")
+	case c.AgentURL == "" && len(c.AgentFiles) == 0 && c.AgentRelease == "":
+		var files []string
+		for _, a := range c.plannedArches() {
+			files = append(files, fmt.Sprintf("--agent-file \"$(ls %s)\"", c.distPackage(a)))
+		}
+		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
+			"run 'make package', then give %s; or give --agent-url with an https:// or s3:// URL of a %s (%s in it for each architecture's)", strings.Join(files, " "), want, ArchPlaceholder)
+	case c.AgentRelease != "" && (c.AgentURL != "" || len(c.AgentFiles) > 0):
+		bad("agent-url", "the release's packages (%s) or --agent-url or --agent-file, not two", c.AgentRelease)
+	case c.AgentRelease != "":
+		if _, err := userdata.ReleasePackageURLs(c.AgentRelease, userdata.Distribution(c.Distribution)); err != nil {
+			bad("agent-url", "no release packages to default to (%v): give --agent-url or --agent-file", err)
+		}
+	case c.AgentURL != "":
+		u, err := url.Parse(strings.ReplaceAll(c.AgentURL, ArchPlaceholder, "arch"))
+		if err != nil || (u.Scheme != "https" && u.Scheme != "s3") || u.Host == "" || u.Path == "" || u.User != nil {
+			bad("agent-url", "%q is not an https:// URL or an s3://BUCKET/KEY URI", c.AgentURL)
+		} else if path.Ext(u.Path) != want {
+			bad("agent-url", "%q is not a %s package, which --distribution %s installs", c.AgentURL, want, c.Distribution)
+		} else if strings.Contains(u.Host, "arch") && strings.Contains(c.AgentURL, ArchPlaceholder) && !strings.Contains(u.Path, "arch") {
+			bad("agent-url", "%s is in the host of %q: put it in the path", ArchPlaceholder, c.AgentURL)
+		}
+	default:
+		archs := map[string]string{}
+		for _, f := range c.AgentFiles {
+			a := PackageArch(f)
+			switch {
+			case path.Ext(f) != want:
+				bad("agent-file", "%q is not a %s package, which --distribution %s installs", f, want, c.Distribution)
+			case len(c.AgentFiles) > 1 && a == "":
+				bad("agent-file", "%q: its name does not say its architecture (nfpm's names end in _amd64.deb, _arm64.deb, .x86_64.rpm or .aarch64.rpm)", f)
+			case archs[a] != "":
+				bad("agent-file", "%q and %q are both %s packages: give one per architecture", archs[a], f, a)
+			}
+			archs[a] = f
+		}
+		if len(c.AgentFiles) > len(Arches) {
+			bad("agent-file", "%d files: give one package, or one per architecture (x86_64 and arm64)", len(c.AgentFiles))
+		}
 	}
-	return "dist/spot-agent-*.x86_64.rpm"
+	return ok
 }
 
-// archOf tells an instance type's architecture: Graviton families carry a "g"
-// after the generation digit (c6g, m7gd, t4g, c7gn).
-func archOf(instanceType string) string {
-	family, _, _ := strings.Cut(instanceType, ".")
-	i := strings.IndexAny(family, "0123456789")
-	if i >= 0 && strings.HasPrefix(family[i+1:], "g") {
-		return "arm64"
-	}
-	return "x86_64"
+// bootstrapping tells a configuration to build (bootstrap's, with its
+// instance selection) from the name and region alone that status and
+// teardown run with.
+func (c *Config) bootstrapping() bool {
+	return c.Name != "" && (len(c.InstanceTypes) > 0 || c.Requirements != nil)
 }

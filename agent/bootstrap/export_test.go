@@ -47,3 +47,6 @@ func ServiceLinkedRolesFor(fleet string) []string {
 	}
 	return out
 }
+
+// PlannedArches are the fleet's architectures as the flags tell them.
+func PlannedArches(c *Config) []string { return c.plannedArches() }

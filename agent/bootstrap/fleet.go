@@ -44,10 +44,85 @@ func otherKind(s *state, kind string, found bool, id string) (Change, bool) {
 	return c, true
 }
 
-// overrides are the fleet's pools: every instance type in every subnet.
-func (s *state) ec2Overrides() []ec2types.LaunchTemplateOverrides {
+// overrideKey is one override as a fleet has it and as it is wanted: its
+// instance type or requirements, and its launch template.
+func overrideKey(what, lt string) string { return what + " @" + orPending(lt) }
+
+// wantKeys are the overrides the configuration wants, by key.
+func (s *state) wantKeys() []string {
+	var out []string
+	if req := s.cfg.Requirements; req != nil && !(s.cfg.Fleet == FleetSpotFleet && s.spotFleetNeedsTypes()) {
+		for _, a := range s.archList() {
+			out = append(out, overrideKey(req.key(a), s.ltIDs[a]))
+		}
+	} else {
+		for _, a := range s.archList() {
+			for _, t := range s.fleetTypes(a) {
+				out = append(out, overrideKey(t, s.ltIDs[a]))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// fleetTypes are the instance types of one architecture the overrides name:
+// the fixed list's, or the requirements' matches for a Spot Fleet that
+// cannot take the requirements (spotFleetNeedsTypes).
+func (s *state) fleetTypes(arch string) []string {
+	if s.cfg.Requirements != nil {
+		return s.matched[arch]
+	}
+	return s.typesOf(arch)
+}
+
+// mainArch is the fleet's first architecture, whose launch template the
+// ASG's policy names; the others' overrides name their own.
+func (s *state) mainArch() string {
+	if a := s.archList(); len(a) > 0 {
+		return a[0]
+	}
+	return ArchX86
+}
+
+// mainLT is the fleet's main launch template: the first architecture's.
+func (s *state) mainLT() string {
+	for _, a := range append(s.archList(), append([]string{""}, Arches...)...) {
+		if id := s.ltIDs[a]; id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// overridesSummary says in the plan what each architecture launches, from
+// which launch template.
+func (s *state) overridesSummary() string {
+	var parts []string
+	for _, a := range s.archList() {
+		what := ""
+		switch {
+		case s.cfg.Requirements != nil && !(s.cfg.Fleet == FleetSpotFleet && s.spotFleetNeedsTypes()):
+			what = "the types matching the requirements (cpu " + strings.Join(cpuManufacturers[a], "|") + ")"
+		default:
+			what = join(s.fleetTypes(a))
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s from %s", a, what, orPending(s.ltIDs[a])))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ec2Overrides are a Spot Fleet's overrides for one architecture: its
+// requirements, or its types, in every subnet (an override names one).
+func (s *state) ec2Overrides(arch string) []ec2types.LaunchTemplateOverrides {
 	var out []ec2types.LaunchTemplateOverrides
-	for _, t := range s.cfg.InstanceTypes {
+	if req := s.cfg.Requirements; req != nil && !s.spotFleetNeedsTypes() {
+		for _, sn := range s.subnetIDs {
+			out = append(out, ec2types.LaunchTemplateOverrides{InstanceRequirements: req.forSpotFleet(arch), SubnetId: aws.String(sn)})
+		}
+		return out
+	}
+	for _, t := range s.fleetTypes(arch) {
 		for _, sn := range s.subnetIDs {
 			out = append(out, ec2types.LaunchTemplateOverrides{InstanceType: ec2types.InstanceType(t), SubnetId: aws.String(sn)})
 		}
@@ -82,14 +157,30 @@ func (r *asgFleet) find(ctx context.Context, s *state) (bool, error) {
 	return true, nil
 }
 
-func (r *asgFleet) types() []string {
+// haveKeys are the group's overrides, by key.
+func (r *asgFleet) haveKeys() []string {
 	var out []string
-	if p := r.g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil {
-		for _, o := range p.LaunchTemplate.Overrides {
-			out = append(out, deref(o.InstanceType))
-		}
+	p := r.g.MixedInstancesPolicy
+	if p == nil || p.LaunchTemplate == nil {
+		return nil
 	}
-	return out
+	main := ""
+	if p.LaunchTemplate.LaunchTemplateSpecification != nil {
+		main = deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
+	}
+	for _, o := range p.LaunchTemplate.Overrides {
+		lt := main
+		if o.LaunchTemplateSpecification != nil {
+			lt = deref(o.LaunchTemplateSpecification.LaunchTemplateId)
+		}
+		what := deref(o.InstanceType)
+		if o.InstanceRequirements != nil {
+			what = reqKeyOf(o.InstanceRequirements)
+		}
+		out = append(out, overrideKey(what, lt))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (r *asgFleet) plan(s *state) Change {
@@ -98,13 +189,13 @@ func (r *asgFleet) plan(s *state) Change {
 	}
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetASG), Settings: []Setting{
 		{"name", s.asgName()}, {"min", itoa(s.cfg.Min)}, {"max", itoa(s.cfg.Max)}, {"desired", itoa(s.cfg.Capacity)},
-		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"instance-types", join(s.cfg.InstanceTypes)},
-		{"capacity-rebalance", fmt.Sprint(s.cfg.CapacityRebalance)}, {"target-group", orPending(s.tgARN)},
+		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"overrides", s.overridesSummary()},
+		{"capacity-rebalance", orNone(s.rebalanceSummary())}, {"target-group", orPending(s.tgARN)},
 		{"health-check", s.healthCheckSummary()},
-		{"launch-template", orPending(s.ltID) + " " + ltVersion},
+		{"launch-template", orPending(s.mainLT()) + " " + ltVersion},
 		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
 	}}
-	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+	if !s.cfg.bootstrapping() {
 		c.Action = Unchanged
 		return c
 	}
@@ -119,8 +210,11 @@ func (r *asgFleet) plan(s *state) Change {
 	if deref(g.MaxSize) != int32(s.cfg.Max) {
 		c.Diffs = append(c.Diffs, Diff{"max", itoa(deref(g.MaxSize)), itoa(s.cfg.Max)})
 	}
-	if !slices.Equal(r.types(), s.cfg.InstanceTypes) {
-		c.Diffs = append(c.Diffs, Diff{"instance-types", join(r.types()), join(s.cfg.InstanceTypes)})
+	if have, want := r.haveKeys(), s.wantKeys(); !slices.Equal(have, want) {
+		c.Diffs = append(c.Diffs, Diff{"overrides", strings.Join(have, "; "), strings.Join(want, "; ")})
+	}
+	if have, want := r.onDemandStrategy(), s.asgOnDemandStrategy(); have != want && want != "" {
+		c.Diffs = append(c.Diffs, Diff{"on-demand-allocation-strategy", orNone(have), want})
 	}
 	if have, want := deref(g.HealthCheckType), s.asgHealthCheckType(); have != want {
 		c.Diffs = append(c.Diffs, Diff{"health-check-type", orNone(have), want})
@@ -141,10 +235,31 @@ func (r *asgFleet) plan(s *state) Change {
 	if p := g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil && p.LaunchTemplate.LaunchTemplateSpecification != nil {
 		lt = deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
 	}
-	if lt != s.ltID {
-		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+	if lt != s.ltIDs[s.mainArch()] {
+		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltIDs[s.mainArch()])})
 	}
 	return c.updateOnDiffs()
+}
+
+// onDemandStrategy is the group's On-Demand allocation strategy.
+func (r *asgFleet) onDemandStrategy() string {
+	if p := r.g.MixedInstancesPolicy; p != nil && p.InstancesDistribution != nil {
+		return deref(p.InstancesDistribution.OnDemandAllocationStrategy)
+	}
+	return ""
+}
+
+// asgOnDemandStrategy is lowest-price with requirements: "prioritized [...]
+// is the default value for Auto Scaling groups that don't specify
+// InstanceRequirements and cannot be used for groups that do", and a group
+// that had instance types keeps prioritized unless told. The group has no
+// On-Demand instance; the strategy is still checked. "" leaves the default.
+// https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_InstancesDistribution.html
+func (s *state) asgOnDemandStrategy() string {
+	if s.cfg.Requirements != nil {
+		return "lowest-price"
+	}
+	return ""
 }
 
 // asgHealthCheckType is the group's HealthCheckType as the API spells it.
@@ -177,21 +292,49 @@ func (s *state) fleetIDIf(kind string) string {
 	return ""
 }
 
+// mixed is the group's policy: the main architecture's launch template, and
+// an override per type or, with requirements, per architecture, each other
+// architecture's naming its own launch template.
 func (r *asgFleet) mixed(s *state) *astypes.MixedInstancesPolicy {
+	main := s.mainArch()
+	ltOf := func(a string) *astypes.LaunchTemplateSpecification {
+		if a == main {
+			return nil
+		}
+		return &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)}
+	}
 	var ov []astypes.LaunchTemplateOverrides
-	for _, t := range s.cfg.InstanceTypes {
-		ov = append(ov, astypes.LaunchTemplateOverrides{InstanceType: aws.String(t)})
+	if req := s.cfg.Requirements; req != nil {
+		for _, a := range s.archList() {
+			ov = append(ov, astypes.LaunchTemplateOverrides{InstanceRequirements: req.forASG(a), LaunchTemplateSpecification: ltOf(a)})
+		}
+	} else {
+		for _, t := range s.cfg.InstanceTypes {
+			ov = append(ov, astypes.LaunchTemplateOverrides{InstanceType: aws.String(t), LaunchTemplateSpecification: ltOf(s.archOfType(t))})
+		}
+	}
+	dist := &astypes.InstancesDistribution{
+		OnDemandBaseCapacity: aws.Int32(0), OnDemandPercentageAboveBaseCapacity: aws.Int32(0),
+		SpotAllocationStrategy: aws.String("price-capacity-optimized"),
+	}
+	if od := s.asgOnDemandStrategy(); od != "" {
+		dist.OnDemandAllocationStrategy = aws.String(od)
 	}
 	return &astypes.MixedInstancesPolicy{
 		LaunchTemplate: &astypes.LaunchTemplate{
-			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
+			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[main]), Version: aws.String(ltVersion)},
 			Overrides:                   ov,
 		},
-		InstancesDistribution: &astypes.InstancesDistribution{
-			OnDemandBaseCapacity: aws.Int32(0), OnDemandPercentageAboveBaseCapacity: aws.Int32(0),
-			SpotAllocationStrategy: aws.String("price-capacity-optimized"),
-		},
+		InstancesDistribution: dist,
 	}
+}
+
+// archOfType is a fixed type's architecture: the API's, else its name's.
+func (s *state) archOfType(t string) string {
+	if a := s.typeArch[t]; a != "" {
+		return a
+	}
+	return archOf(t)
 }
 
 func (r *asgFleet) create(ctx context.Context, s *state) error {
@@ -319,20 +462,24 @@ func (r *spotFleet) find(ctx context.Context, s *state) (bool, error) {
 	return false, nil
 }
 
-func fleetTypes(configs []ec2types.LaunchTemplateConfig) (types []string, lt string) {
-	seen := map[string]bool{}
+// fleetKeys are a Spot Fleet's or EC2 Fleet's overrides, by key.
+func fleetKeys(configs []ec2types.LaunchTemplateConfig) []string {
+	var out []string
 	for _, c := range configs {
+		lt := ""
 		if c.LaunchTemplateSpecification != nil {
 			lt = deref(c.LaunchTemplateSpecification.LaunchTemplateId)
 		}
 		for _, o := range c.Overrides {
-			if t := string(o.InstanceType); !seen[t] {
-				seen[t] = true
-				types = append(types, t)
+			what := string(o.InstanceType)
+			if o.InstanceRequirements != nil {
+				what = reqKeyOf(o.InstanceRequirements)
 			}
+			out = append(out, overrideKey(what, lt))
 		}
 	}
-	return types, lt
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (r *spotFleet) plan(s *state) Change {
@@ -341,10 +488,13 @@ func (r *spotFleet) plan(s *state) Change {
 	}
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetSpotFleet), Settings: []Setting{
 		{"type", "maintain"}, {"target-capacity", itoa(s.cfg.Capacity)}, {"allocation", "priceCapacityOptimized"},
-		{"instance-types", join(s.cfg.InstanceTypes)}, {"load-balancers", "target group " + orPending(s.tgARN)},
-		{"launch-template", orPending(s.ltID) + " " + ltVersion}, {"role", orPending(s.fleetRole)},
+		{"overrides", s.overridesSummary()}, {"capacity-rebalance", orNone(s.rebalanceSummary())},
+		{"load-balancers", "target group " + orPending(s.tgARN)}, {"role", orPending(s.fleetRole)},
 	}}
-	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+	if s.spotFleetNeedsTypes() {
+		c.Settings = append(c.Settings, Setting{"requirements", fmt.Sprintf("the matching types, not the requirements: a Spot Fleet override names one subnet, and a request takes at most %d InstanceRequirements (%d architectures × %d subnets)", maxFleetRequirements, len(s.archList()), s.subnetCount())})
+	}
+	if !s.cfg.bootstrapping() {
 		c.Action = Unchanged
 		return c
 	}
@@ -363,6 +513,16 @@ func (r *spotFleet) plan(s *state) Change {
 	if deref(r.cfg.IamFleetRole) != s.fleetRole {
 		c.Diffs = append(c.Diffs, Diff{"role", deref(r.cfg.IamFleetRole), orPending(s.fleetRole)})
 	}
+	// moto does not return SpotMaintenanceStrategies; compare it only when present.
+	if m := r.cfg.SpotMaintenanceStrategies; m != nil {
+		have := ""
+		if cr := m.CapacityRebalance; cr != nil {
+			have = rebalanceText(string(cr.ReplacementStrategy), deref(cr.TerminationDelay))
+		}
+		if want := s.rebalanceSummary(); have != want {
+			c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), orNone(want)})
+		}
+	}
 	// moto does not return LoadBalancersConfig; compare it only when present.
 	if lb := r.cfg.LoadBalancersConfig; lb != nil && lb.TargetGroupsConfig != nil {
 		var tgs []string
@@ -374,28 +534,29 @@ func (r *spotFleet) plan(s *state) Change {
 		}
 	}
 	if len(c.Diffs) > 0 {
-		c.Action, c.Note = Recreate, "a Spot Fleet request's role and load balancers are fixed at creation"
+		c.Action, c.Note = Recreate, "a Spot Fleet request's role, load balancers and Capacity Rebalancing are fixed at creation"
 		return c
 	}
 	// moto answers with LaunchSpecifications made of the first override
 	// instead of LaunchTemplateConfigs; compare them only when present.
 	if len(r.cfg.LaunchTemplateConfigs) > 0 {
-		types, lt := fleetTypes(r.cfg.LaunchTemplateConfigs)
-		if !slices.Equal(types, s.cfg.InstanceTypes) {
-			c.Diffs = append(c.Diffs, Diff{"instance-types", join(types), join(s.cfg.InstanceTypes)})
-		}
-		if lt != s.ltID {
-			c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+		if have, want := fleetKeys(r.cfg.LaunchTemplateConfigs), s.wantKeys(); !slices.Equal(have, want) {
+			c.Diffs = append(c.Diffs, Diff{"overrides", strings.Join(have, "; "), strings.Join(want, "; ")})
 		}
 	}
 	return c.updateOnDiffs()
 }
 
+// ltConfigs are one launch template per architecture, each with its overrides.
 func (r *spotFleet) ltConfigs(s *state) []ec2types.LaunchTemplateConfig {
-	return []ec2types.LaunchTemplateConfig{{
-		LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
-		Overrides:                   s.ec2Overrides(),
-	}}
+	var out []ec2types.LaunchTemplateConfig
+	for _, a := range s.archList() {
+		out = append(out, ec2types.LaunchTemplateConfig{
+			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)},
+			Overrides:                   s.ec2Overrides(a),
+		})
+	}
+	return out
 }
 
 func (r *spotFleet) create(ctx context.Context, s *state) error {
@@ -408,6 +569,7 @@ func (r *spotFleet) create(ctx context.Context, s *state) error {
 		InstanceInterruptionBehavior:     ec2types.InstanceInterruptionBehaviorTerminate,
 		TerminateInstancesWithExpiration: aws.Bool(true),
 		LaunchTemplateConfigs:            r.ltConfigs(s),
+		SpotMaintenanceStrategies:        s.spotFleetRebalance(),
 		LoadBalancersConfig: &ec2types.LoadBalancersConfig{TargetGroupsConfig: &ec2types.TargetGroupsConfig{
 			TargetGroups: []ec2types.TargetGroup{{Arn: aws.String(s.tgARN)}},
 		}},
@@ -504,10 +666,10 @@ func (r *ec2Fleet) plan(s *state) Change {
 	}
 	c := Change{Resource: r.name(), ID: s.fleetIDIf(FleetEC2Fleet), Settings: []Setting{
 		{"type", "maintain"}, {"total-target-capacity", itoa(s.cfg.Capacity) + " spot"}, {"allocation", "price-capacity-optimized"},
-		{"instance-types", join(s.cfg.InstanceTypes)}, {"launch-template", orPending(s.ltID) + " " + ltVersion},
+		{"overrides", s.overridesSummary()}, {"capacity-rebalance", orNone(s.rebalanceSummary())},
 		{"load-balancer", "none: the agent registers itself (SPOT_AGENT_REGISTER=true)"},
 	}}
-	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+	if !s.cfg.bootstrapping() {
 		c.Action = Unchanged
 		return c
 	}
@@ -526,6 +688,16 @@ func (r *ec2Fleet) plan(s *state) Change {
 		}
 		c.Diffs = append(c.Diffs, Diff{"total-target-capacity", itoa(have), itoa(s.cfg.Capacity)})
 	}
+	have := ""
+	if so := r.f.SpotOptions; so != nil && so.MaintenanceStrategies != nil && so.MaintenanceStrategies.CapacityRebalance != nil {
+		cr := so.MaintenanceStrategies.CapacityRebalance
+		have = rebalanceText(string(cr.ReplacementStrategy), deref(cr.TerminationDelay))
+	}
+	if want := s.rebalanceSummary(); have != want {
+		c.Diffs = append(c.Diffs, Diff{"capacity-rebalance", orNone(have), orNone(want)})
+		c.Action, c.Note = Recreate, "an EC2 Fleet's Capacity Rebalancing is fixed at creation"
+		return c
+	}
 	var configs []ec2types.LaunchTemplateConfig
 	for _, lc := range r.f.LaunchTemplateConfigs {
 		conf := ec2types.LaunchTemplateConfig{}
@@ -533,29 +705,40 @@ func (r *ec2Fleet) plan(s *state) Change {
 			conf.LaunchTemplateSpecification = &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: lc.LaunchTemplateSpecification.LaunchTemplateId}
 		}
 		for _, o := range lc.Overrides {
-			conf.Overrides = append(conf.Overrides, ec2types.LaunchTemplateOverrides{InstanceType: o.InstanceType})
+			conf.Overrides = append(conf.Overrides, ec2types.LaunchTemplateOverrides{InstanceType: o.InstanceType, InstanceRequirements: o.InstanceRequirements})
 		}
 		configs = append(configs, conf)
 	}
-	types, lt := fleetTypes(configs)
-	if !slices.Equal(types, s.cfg.InstanceTypes) {
-		c.Diffs = append(c.Diffs, Diff{"instance-types", join(types), join(s.cfg.InstanceTypes)})
-	}
-	if lt != s.ltID {
-		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltID)})
+	if have, want := fleetKeys(configs), s.wantKeys(); !slices.Equal(have, want) {
+		c.Diffs = append(c.Diffs, Diff{"overrides", strings.Join(have, "; "), strings.Join(want, "; ")})
 	}
 	return c.updateOnDiffs()
 }
 
+// ltConfigs are one launch template per architecture, each with its
+// overrides: with requirements one override, whose SubnetId takes every
+// subnet, comma-separated (a request takes at most maxFleetRequirements
+// InstanceRequirements); with types, every type in every subnet.
+// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_FleetLaunchTemplateOverridesRequest.html
 func (r *ec2Fleet) ltConfigs(s *state) []ec2types.FleetLaunchTemplateConfigRequest {
-	var ov []ec2types.FleetLaunchTemplateOverridesRequest
-	for _, o := range s.ec2Overrides() {
-		ov = append(ov, ec2types.FleetLaunchTemplateOverridesRequest{InstanceType: o.InstanceType, SubnetId: o.SubnetId})
+	var out []ec2types.FleetLaunchTemplateConfigRequest
+	for _, a := range s.archList() {
+		var ov []ec2types.FleetLaunchTemplateOverridesRequest
+		if req := s.cfg.Requirements; req != nil {
+			ov = append(ov, ec2types.FleetLaunchTemplateOverridesRequest{InstanceRequirements: req.forEC2([]string{a}, true), SubnetId: aws.String(strings.Join(s.subnetIDs, ","))})
+		} else {
+			for _, t := range s.typesOf(a) {
+				for _, sn := range s.subnetIDs {
+					ov = append(ov, ec2types.FleetLaunchTemplateOverridesRequest{InstanceType: ec2types.InstanceType(t), SubnetId: aws.String(sn)})
+				}
+			}
+		}
+		out = append(out, ec2types.FleetLaunchTemplateConfigRequest{
+			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)},
+			Overrides:                   ov,
+		})
 	}
-	return []ec2types.FleetLaunchTemplateConfigRequest{{
-		LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(s.ltID), Version: aws.String(ltVersion)},
-		Overrides:                   ov,
-	}}
+	return out
 }
 
 func (r *ec2Fleet) capacity(s *state) *ec2types.TargetCapacitySpecificationRequest {
@@ -572,6 +755,7 @@ func (r *ec2Fleet) create(ctx context.Context, s *state) error {
 		SpotOptions: &ec2types.SpotOptionsRequest{
 			AllocationStrategy:           ec2types.SpotAllocationStrategyPriceCapacityOptimized,
 			InstanceInterruptionBehavior: ec2types.SpotInstanceInterruptionBehaviorTerminate,
+			MaintenanceStrategies:        s.ec2FleetRebalance(),
 		},
 		LaunchTemplateConfigs:            r.ltConfigs(s),
 		TerminateInstancesWithExpiration: aws.Bool(true),

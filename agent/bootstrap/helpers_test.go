@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 func testConfig(name, fleet string) bootstrap.Config {
 	cfg := bootstrap.DefaultConfig()
 	cfg.Name, cfg.Region, cfg.Fleet = name, testbed.Region, fleet
-	cfg.InstanceTypes = []string{"c5.large", "m5.large", "c6i.large"}
+	cfg.InstanceTypes, cfg.Requirements = []string{"c5.large", "m5.large", "c6i.large"}, nil
 	cfg.AgentURL = "https://example.com/spot-agent_1.0.0_x86_64.rpm"
 	return cfg
 }

@@ -3,13 +3,12 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-
-	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // The roles' inline policies: the instance role's and the Spot Fleet role's.
@@ -74,52 +73,56 @@ func (s *state) agentPolicy() string {
 	if topic := s.cfg.snsTopic(); topic != "" {
 		st = append(st, policyStatement{Sid: "NotifyTopic", Effect: "Allow", Action: []string{"sns:Publish"}, Resource: topic})
 	}
-	if obj := s.agentObject(); obj != "" {
-		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"},
-			Resource: fmt.Sprintf("arn:%s:s3:::%s", s.partition, obj)})
+	if objs := s.agentObjects(); len(objs) > 0 {
+		var arns []string
+		for _, obj := range objs {
+			arns = append(arns, fmt.Sprintf("arn:%s:s3:::%s", s.partition, obj))
+		}
+		var res any = arns
+		if len(arns) == 1 {
+			res = arns[0]
+		}
+		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: res})
 	}
 	return mustJSON(policyDoc{Version: "2012-10-17", Statement: st})
 }
 
-// agentObject is BUCKET/KEY of the agent's package when it comes from S3
-// (uploaded by bootstrap, or an s3:// --agent-url); "" otherwise.
-func (s *state) agentObject() string {
-	if s.objectKey != "" {
-		return s.bucket + "/" + s.objectKey
+// agentObjects are BUCKET/KEY of each of the agent's packages that comes
+// from S3 (uploaded by bootstrap, or an s3:// --agent-url), sorted.
+func (s *state) agentObjects() []string {
+	var out []string
+	for _, u := range s.agentURLs() {
+		if rest, ok := strings.CutPrefix(u, "s3://"); ok && !slices.Contains(out, rest) {
+			out = append(out, rest)
+		}
 	}
-	if rest, ok := strings.CutPrefix(s.cfg.AgentURL, "s3://"); ok {
-		return rest
-	}
-	return ""
-}
-
-// agentURL is where user-data fetches the agent: with release packages, the
-// fleet's architecture's.
-func (s *state) agentURL() string {
-	if s.objectKey != "" {
-		return "s3://" + s.bucket + "/" + s.objectKey
-	}
-	if urls := s.releaseURLs(); urls != nil {
-		return urls[s.cfg.Arch()]
-	}
-	return s.cfg.AgentURL
-}
-
-// releaseURLs are the release's packages by architecture (--agent-url and
-// --agent-file not given to a release build); nil otherwise.
-func (s *state) releaseURLs() map[string]string {
-	if s.cfg.AgentRelease == "" || s.objectKey != "" || s.cfg.AgentURL != "" {
-		return nil
-	}
-	m, err := userdata.ReleasePackageURLs(s.cfg.AgentRelease, userdata.Distribution(s.cfg.Distribution))
-	if err != nil { // refused by Validate
-		return nil
-	}
-	out := map[string]string{}
-	for a, u := range m {
-		out[string(a)] = u
-	}
+	slices.Sort(out)
 	return out
+}
+
+// agentURLs are where the instances fetch the agent, by architecture ("" for
+// one package whose name does not say it): uploaded packages' objects in the
+// stack's bucket, or the URLs the flags or the release give.
+func (s *state) agentURLs() map[string]string {
+	if len(s.objectKeys) > 0 {
+		out := map[string]string{}
+		for a, key := range s.objectKeys {
+			out[a] = "s3://" + s.bucket + "/" + key
+		}
+		return out
+	}
+	return s.cfg.agentPackages()
+}
+
+// agentURL is the first architecture's package: the outputs' "agent".
+func (s *state) agentURL() string {
+	urls := s.agentURLs()
+	for _, a := range s.archList() {
+		if u := packageFor(urls, a); u != "" {
+			return u
+		}
+	}
+	return packageFor(urls, ArchX86)
 }
 
 // findRole looks a role up by its derived name and checks it is this stack's.

@@ -63,6 +63,10 @@ var sarTable = map[string]sarAction{
 	"ec2:DescribeImages":                                 {nil, nil, sarEC2},
 	"ec2:DescribeSubnets":                                {nil, nil, sarEC2},
 	"ec2:DescribeInstanceStatus":                         {nil, nil, sarEC2},
+	// The operator's calls of instance selection (checkOperatorPolicy).
+	"ec2:DescribeInstanceTypes":                    {nil, nil, sarEC2},
+	"ec2:GetInstanceTypesFromInstanceRequirements": {nil, nil, sarEC2},
+	"ec2:GetSpotPlacementScores":                   {nil, nil, sarEC2},
 	"ec2:RunInstances": {map[string]string{
 		"image": arnImage, "instance": arnInstance, "network-interface": arnNetworkIface, "security-group": arnSecurityGroup,
 		"subnet": arnSubnet, "volume": arnVolume, "launch-template": arnLaunchTemplate, "key-pair": arnKeyPair,

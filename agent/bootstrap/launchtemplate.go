@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -19,27 +21,46 @@ func amiParameter(arch string) string {
 	return "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-" + arch
 }
 
-// launchTemplate is what every instance boots with: the AMI, the instance
-// profile, the instances' security group, IMDSv2 only with a hop limit of 1
-// and instance tags in metadata, the instance tags the agent reads, and the
-// user-data that installs and starts it.
+// launchTemplate is what every instance of one architecture boots with: the
+// architecture's AMI, the instance profile, the instances' security group,
+// IMDSv2 only with a hop limit of 1 and instance tags in metadata, the
+// instance tags the agent reads, and the user-data that installs and starts
+// it. There is one per architecture: "one launch template for each AMI", each
+// paired with its types or requirements in the fleet's overrides.
+// https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-mixed-instances-groups-launch-template-overrides.html
 type launchTemplate struct {
+	arch    string // x86_64 or arm64; "" for a stack's one template before issue 15 (teardown, status)
 	found   bool
 	version int64
 	data    *ec2types.ResponseLaunchTemplateData
 	ud      string // base64 user-data, rendered by find
 }
 
-func (r *launchTemplate) name() string { return "launch-template" }
+func (r *launchTemplate) name() string { return r.component() }
+
+func (r *launchTemplate) component() string {
+	if r.arch == "" {
+		return "launch-template"
+	}
+	return "launch-template-" + r.arch
+}
+
+// used tells whether the fleet launches this architecture (bootstrap only).
+func (r *launchTemplate) used(s *state) bool {
+	return r.arch != "" && s.cfg.bootstrapping() && slices.Contains(s.archList(), r.arch)
+}
 
 func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
-	out, err := s.c.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: s.ec2Filter("launch-template")})
+	out, err := s.c.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: s.ec2Filter(r.component())})
 	if err != nil {
 		return false, err
 	}
+	if s.ltIDs == nil {
+		s.ltIDs, s.amis = map[string]string{}, map[string]string{}
+	}
 	if len(out.LaunchTemplates) > 0 {
 		lt := out.LaunchTemplates[0]
-		s.ltID, r.version = deref(lt.LaunchTemplateId), deref(lt.DefaultVersionNumber)
+		s.ltIDs[r.arch], r.version = deref(lt.LaunchTemplateId), deref(lt.DefaultVersionNumber)
 		v, err := s.c.EC2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{
 			LaunchTemplateId: lt.LaunchTemplateId, Versions: []string{strconv.FormatInt(r.version, 10)},
 		})
@@ -47,32 +68,35 @@ func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
 			return false, err
 		}
 		if len(v.LaunchTemplateVersions) == 0 {
-			return false, fmt.Errorf("launch template %s has no version %d", s.ltID, r.version)
+			return false, fmt.Errorf("launch template %s has no version %d", s.ltIDs[r.arch], r.version)
 		}
 		r.found, r.data = true, v.LaunchTemplateVersions[0].LaunchTemplateData
 	}
+	if !r.used(s) { // teardown, status, or an architecture the fleet left
+		return r.found, nil
+	}
 	// The AMI: --ami, else the one the template already has (so that a new
 	// Amazon Linux release does not make a re-run change anything), else the
-	// latest from the public parameter.
+	// latest from the architecture's public parameter.
 	switch {
+	case s.cfg.AMIs[r.arch] != "":
+		s.amis[r.arch] = s.cfg.AMIs[r.arch]
 	case s.cfg.AMI != "":
-		s.ami = s.cfg.AMI
+		s.amis[r.arch] = s.cfg.AMI
 	case r.found:
-		s.ami = deref(r.data.ImageId)
-	case len(s.cfg.InstanceTypes) > 0:
-		p, err := s.c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(amiParameter(archOf(s.cfg.InstanceTypes[0])))})
+		s.amis[r.arch] = deref(r.data.ImageId)
+	default:
+		p, err := s.c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(amiParameter(r.arch))})
 		if err != nil {
-			return false, fmt.Errorf("latest Amazon Linux 2023 AMI (%s): %w", amiParameter(archOf(s.cfg.InstanceTypes[0])), err)
+			return false, fmt.Errorf("latest Amazon Linux 2023 AMI (%s): %w", amiParameter(r.arch), err)
 		}
-		s.ami = deref(p.Parameter.Value)
+		s.amis[r.arch] = deref(p.Parameter.Value)
 	}
-	if len(s.cfg.InstanceTypes) > 0 { // bootstrap, not teardown or status
-		ud, err := s.userData()
-		if err != nil {
-			return false, err
-		}
-		r.ud = ud
+	ud, err := s.userData()
+	if err != nil {
+		return false, err
 	}
+	r.ud = ud
 	return r.found, nil
 }
 
@@ -115,7 +139,19 @@ func (s *state) renderUserData() ([]byte, error) {
 	if s.opts.UserData == nil {
 		return nil, errors.New("no user-data renderer")
 	}
-	return s.opts.UserData(UserDataSpec{Distribution: s.cfg.Distribution, AgentURL: s.agentURL(), AgentURLs: s.releaseURLs(), Env: s.agentEnv(), UserData: s.userPart})
+	spec := UserDataSpec{Distribution: s.cfg.Distribution, Env: s.agentEnv(), UserData: s.userPart}
+	urls := s.agentURLs()
+	if len(urls) == 1 {
+		for _, u := range urls {
+			spec.AgentURL = u
+		}
+	} else {
+		spec.AgentURLs = map[string]string{}
+		for a, u := range urls {
+			spec.AgentURLs[string(userdataArch(a))] = u
+		}
+	}
+	return s.opts.UserData(spec)
 }
 
 // userData is the launch template's user-data, base64-encoded.
@@ -147,7 +183,7 @@ func tagList(m map[string]string) []ec2types.Tag {
 
 func (r *launchTemplate) want(s *state) *ec2types.RequestLaunchTemplateData {
 	return &ec2types.RequestLaunchTemplateData{
-		ImageId:            aws.String(s.ami),
+		ImageId:            aws.String(s.amis[r.arch]),
 		IamInstanceProfile: &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: aws.String(s.roleName)},
 		SecurityGroupIds:   []string{s.instanceSG},
 		MetadataOptions: &ec2types.LaunchTemplateInstanceMetadataOptionsRequest{
@@ -226,14 +262,21 @@ func mapString(m map[string]string) string {
 }
 
 func (r *launchTemplate) plan(s *state) Change {
-	c := Change{Resource: r.name(), ID: s.ltID, Settings: []Setting{
-		{"name", s.ltName()}, {"ami", s.ami}, {"instance-profile", s.roleName}, {"security-group", orPending(s.instanceSG)},
+	c := Change{Resource: r.name(), ID: s.ltIDs[r.arch], Settings: []Setting{
+		{"name", s.ltName(r.arch)}, {"ami", s.amis[r.arch]}, {"instance-profile", s.roleName}, {"security-group", orPending(s.instanceSG)},
 		{"metadata", "HttpTokens=required HopLimit=1 InstanceMetadataTags=enabled"},
 		{"instance-tags", mapString(s.instanceTags())},
 		{"user-data", s.userDataSummary()},
 	}}
-	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 { // teardown and status: nothing to compare
+	switch {
+	case !s.cfg.bootstrapping(): // teardown and status: nothing to compare
 		c.Action = Unchanged
+		return c
+	case !r.used(s) && r.found:
+		c.Action, c.Settings, c.Note = Skip, nil, "the fleet launches no "+r.arch+" instance now; kept until teardown"
+		return c
+	case !r.used(s):
+		c.Action, c.Settings = Skip, nil
 		return c
 	}
 	if !r.found {
@@ -253,9 +296,19 @@ func (r *launchTemplate) plan(s *state) Change {
 
 // userDataSummary describes the user-data in the plan.
 func (s *state) userDataSummary() string {
-	from := s.agentURL()
-	if urls := s.releaseURLs(); urls != nil {
-		from = fmt.Sprintf("release %s's packages, each instance its architecture's (amd64 %s, arm64 %s)", s.cfg.AgentRelease, urls["amd64"], urls["arm64"])
+	urls := s.agentURLs()
+	from := packageFor(urls, "")
+	if from == "" {
+		var each []string
+		for _, a := range Arches {
+			if u := urls[a]; u != "" {
+				each = append(each, string(userdataArch(a))+" "+u)
+			}
+		}
+		from = "packages, each instance its architecture's (" + strings.Join(each, ", ") + ")"
+		if s.cfg.AgentRelease != "" && len(s.objectKeys) == 0 && s.cfg.AgentURL == "" {
+			from = "release " + s.cfg.AgentRelease + "'s " + from
+		}
 	}
 	sum := s.cfg.Distribution + ", agent from " + from + ", env " + mapString(s.agentEnv())
 	if s.cfg.UserDataFile != "" {
@@ -266,26 +319,27 @@ func (s *state) userDataSummary() string {
 
 func (r *launchTemplate) create(ctx context.Context, s *state) error {
 	out, err := s.c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(s.ltName()), LaunchTemplateData: r.want(s),
+		LaunchTemplateName: aws.String(s.ltName(r.arch)), LaunchTemplateData: r.want(s),
 		VersionDescription: aws.String("spot-agent bootstrap"),
-		TagSpecifications:  s.ec2Tags(ec2types.ResourceTypeLaunchTemplate, "launch-template"),
+		TagSpecifications:  s.ec2Tags(ec2types.ResourceTypeLaunchTemplate, r.component()),
 	})
 	if err != nil {
 		return err
 	}
-	s.ltID, r.found = deref(out.LaunchTemplate.LaunchTemplateId), true
+	s.ltIDs[r.arch], r.found = deref(out.LaunchTemplate.LaunchTemplateId), true
 	return nil
 }
 
 func (r *launchTemplate) update(ctx context.Context, s *state, _ Change) error {
+	id := s.ltIDs[r.arch]
 	out, err := s.c.EC2.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
-		LaunchTemplateId: aws.String(s.ltID), LaunchTemplateData: r.want(s), VersionDescription: aws.String("spot-agent bootstrap"),
+		LaunchTemplateId: aws.String(id), LaunchTemplateData: r.want(s), VersionDescription: aws.String("spot-agent bootstrap"),
 	})
 	if err != nil {
 		return err
 	}
 	v := deref(out.LaunchTemplateVersion.VersionNumber)
-	_, err = s.c.EC2.ModifyLaunchTemplate(ctx, &ec2.ModifyLaunchTemplateInput{LaunchTemplateId: aws.String(s.ltID), DefaultVersion: aws.String(strconv.FormatInt(v, 10))})
+	_, err = s.c.EC2.ModifyLaunchTemplate(ctx, &ec2.ModifyLaunchTemplateInput{LaunchTemplateId: aws.String(id), DefaultVersion: aws.String(strconv.FormatInt(v, 10))})
 	if err != nil {
 		return fmt.Errorf("set default version %d: %w", v, err)
 	}
@@ -294,7 +348,7 @@ func (r *launchTemplate) update(ctx context.Context, s *state, _ Change) error {
 }
 
 func (r *launchTemplate) delete(ctx context.Context, s *state) error {
-	_, err := s.c.EC2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(s.ltID)})
+	_, err := s.c.EC2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(s.ltIDs[r.arch])})
 	if notFound(err) {
 		return nil
 	}

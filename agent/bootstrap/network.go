@@ -197,6 +197,7 @@ func (r *subnets) find(ctx context.Context, s *state) (bool, error) {
 			return false, fmt.Errorf("--subnets: the load balancer needs subnets in two Availability Zones, these are in %d", len(zones))
 		}
 		r.adopt = out.Subnets
+		s.zones = sortedKeys(zones)
 		return true, nil
 	}
 	out, err := s.c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: s.ec2Filter("")})
@@ -224,6 +225,7 @@ func (r *subnets) find(ctx context.Context, s *state) (bool, error) {
 			return false, fmt.Errorf("region %s has %d available zones: the load balancer needs two", s.cfg.Region, len(r.zones))
 		}
 	}
+	_, s.zones = r.want(s)
 	return len(r.have) > 0, nil
 }
 

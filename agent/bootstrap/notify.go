@@ -98,7 +98,7 @@ func (r *topic) plan(s *state) Change {
 		c.Settings = append(c.Settings, Setting{"email", s.cfg.NotifyEmail + " (confirm from the email)"})
 	}
 	switch {
-	case s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0:
+	case !s.cfg.bootstrapping():
 		c.Action = Unchanged
 		return c
 	case !r.found:
@@ -202,7 +202,7 @@ func (r *rule) plan(s *state) Change {
 		{"scope", "the events carry no tags: the rule matches the account's in this region"},
 	}}
 	switch {
-	case s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0:
+	case !s.cfg.bootstrapping():
 		c.Action = Unchanged
 		return c
 	case !r.found:

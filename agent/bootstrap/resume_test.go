@@ -255,7 +255,7 @@ func TestBootstrapDryRunPlansEveryResourceAndChangesNothing(t *testing.T) {
 			creates = append(creates, c.Resource)
 		}
 	}
-	want := "vpc subnets internet-gateway route-table alb-sg instance-sg target-group load-balancer listener instance-role spot-fleet-role launch-template spot-fleet scaling topic rule"
+	want := "vpc subnets internet-gateway route-table alb-sg instance-sg target-group load-balancer listener instance-role spot-fleet-role launch-template-x86_64 spot-fleet scaling topic rule"
 	if strings.Join(creates, " ") != want {
 		t.Errorf("dry run creates\n %s\nwant\n %s", strings.Join(creates, " "), want)
 	}
@@ -307,8 +307,8 @@ func TestBootstrapInAGivenVPCLeavesItOnTeardown(t *testing.T) {
 	}
 	cfg := testConfig("given-vpc", bootstrap.FleetEC2Fleet)
 	cfg.VPCID, cfg.Subnets = *vpc.Vpc.VpcId, subnets
-	cfg.AgentURL, cfg.AgentFile = "", filepath.Join(t.TempDir(), "spot-agent_1.2.3_x86_64.rpm")
-	if err := os.WriteFile(cfg.AgentFile, []byte("not really an rpm"), 0o644); err != nil {
+	cfg.AgentURL, cfg.AgentFiles = "", []string{filepath.Join(t.TempDir(), "spot-agent_1.2.3_x86_64.rpm")}
+	if err := os.WriteFile(cfg.AgentFiles[0], []byte("not really an rpm"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	st, rec := newStack(t, m.URL, cfg)

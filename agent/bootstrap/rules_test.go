@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -113,7 +114,7 @@ var ruleStacks = []ruleStack{
 	}},
 	{"rules-asg-debian", func(t *testing.T, c *bootstrap.Config) {
 		c.Distribution, c.AMI, c.AgentURL = "debian", "ami-0123456789abcdef0", ""
-		c.AgentFile = writeFile(t, "spot-agent_1.2.3_amd64.deb", "a package")
+		c.AgentFiles = []string{writeFile(t, "spot-agent_1.2.3_amd64.deb", "a package")}
 		c.AppPort, c.AgentPort, c.AppHealthPath = 80, bootstrap.AppAgentPort, "/health"
 		c.UserDataFile = writeFile(t, "app.yaml", appCloudConfig)
 		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN, "SPOT_AGENT_TARGET_GROUP_ARN": otherGroup,
@@ -136,7 +137,40 @@ var ruleStacks = []ruleStack{
 		c.AppPort, c.AgentPort = 8080, bootstrap.AppAgentPort
 		c.Min, c.Max, c.Capacity = 2, 2, 2
 	}, func(c *bootstrap.Config) { c.DeregistrationDelay, c.IngressCIDR = 30, "203.0.113.0/24" }},
+	// Attribute-based selection on both architectures, packages per
+	// architecture from an s3:// URL with {arch}, price protection; the change
+	// narrows the requirements and turns Capacity Rebalancing off.
+	{"rules-asg-mixed", func(_ *testing.T, c *bootstrap.Config) {
+		c.InstanceTypes, c.Requirements = nil, &bootstrap.Requirements{VCPUs: bootstrap.Range{Min: 2, Max: 4}, MemoryMiB: bootstrap.Range{Min: 4096, Max: 16384},
+			Burstable: "excluded", Generations: []string{"current"}, SpotMaxPricePercent: 50}
+		c.AgentURL = "s3://artifacts.example/spot-agent/spot-agent-1.2.3-1.{arch}.rpm"
+		c.AgentEnv = map[string]string{"SPOT_AGENT_DRAIN_ON": "scheduled"}
+	}, func(c *bootstrap.Config) {
+		r := *c.Requirements
+		r.VCPUs = bootstrap.Range{Min: 2, Max: 2}
+		c.Requirements, c.CapacityRebalance = &r, false
+	}},
+	{"rules-ec2-mixed", func(_ *testing.T, c *bootstrap.Config) {
+		c.Fleet, c.AgentURL, c.AgentRelease = bootstrap.FleetEC2Fleet, "", "1.2.3"
+		c.InstanceTypes, c.Requirements = nil, ptr(bootstrap.DefaultRequirements())
+		c.Min, c.Max, c.Capacity = 2, 2, 2
+	}, func(c *bootstrap.Config) { c.DeregistrationDelay = 45 }},
+	// A fixed list that mixes x86 and Graviton types, a package file per
+	// architecture; the change drops a Graviton type.
+	{"rules-spot-mixed", func(t *testing.T, c *bootstrap.Config) {
+		c.Fleet, c.AgentURL = bootstrap.FleetSpotFleet, ""
+		c.InstanceTypes = []string{"c7g.large", "c6i.large", "m7g.large", "m6i.large"}
+		c.AgentFiles = []string{writeFile(t, "spot-agent-1.2.3-1.x86_64.rpm", "x86"), writeFile(t, "spot-agent-1.2.3-1.aarch64.rpm", "arm")}
+	}, func(c *bootstrap.Config) { c.InstanceTypes, c.Max = []string{"c7g.large", "c6i.large", "m6i.large"}, 8 }},
+	// Requirements on Graviton only: few enough overrides for a Spot Fleet
+	// to take the requirements themselves.
+	{"rules-spot-graviton", func(_ *testing.T, c *bootstrap.Config) {
+		c.Fleet, c.InstanceTypes, c.Requirements, c.Arches = bootstrap.FleetSpotFleet, nil, ptr(bootstrap.DefaultRequirements()), []string{bootstrap.ArchARM}
+		c.AgentURL = "https://example.com/spot-agent-1.2.3-1.{arch}.rpm"
+	}, func(c *bootstrap.Config) { c.Max = 8 }},
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // captured is what one configuration sent, and what it built.
 type captured struct {
@@ -150,12 +184,15 @@ type captured struct {
 
 func TestBootstrapRequestsFollowAWSRules(t *testing.T) {
 	m := testbed.SharedMoto(t)
+	// moto behind the fake, which answers the previews of attribute-based
+	// selection moto lacks and lets moto launch fleets of requirements.
+	fake := testbed.NewEC2Fake(t, m)
 	results := make([]*captured, len(ruleStacks))
 	t.Run("stacks", func(t *testing.T) {
 		for i, rs := range ruleStacks {
 			t.Run(rs.name, func(t *testing.T) {
 				t.Parallel()
-				results[i] = captureStack(t, m, rs)
+				results[i] = captureStack(t, fake.URL, rs)
 			})
 		}
 	})
@@ -170,6 +207,7 @@ func TestBootstrapRequestsFollowAWSRules(t *testing.T) {
 			checkPolicies(t, r)
 			checkEventPattern(t, r.reqs)
 			checkFindings(t, r)
+			checkSelection(t, r)
 		})
 		all = append(all, r.reqs...)
 	}
@@ -178,14 +216,14 @@ func TestBootstrapRequestsFollowAWSRules(t *testing.T) {
 
 // captureStack bootstraps the configuration, runs it again, plans it, shows
 // its status and tears it down, capturing every request.
-func captureStack(t *testing.T, m *testbed.Moto, rs ruleStack) *captured {
+func captureStack(t *testing.T, endpoint string, rs ruleStack) *captured {
 	cfg := testConfig(rs.name, bootstrap.FleetASG)
 	rs.edit(t, &cfg)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	c := &capture{}
-	st, rec := newStackVia(t, m.URL, via{apiOptions: []func(*middleware.Stack) error{c.apiOption}}, cfg)
+	st, rec := newStackVia(t, endpoint, via{apiOptions: []func(*middleware.Stack) error{c.apiOption}}, cfg)
 	r := &captured{cfg: cfg, calls: map[string][2]int{}}
 	res, err := st.Apply(ctx(t))
 	if err != nil {
@@ -206,7 +244,7 @@ func captureStack(t *testing.T, m *testbed.Moto, rs ruleStack) *captured {
 	changed := cfg
 	rs.change(&changed)
 	r.changeAt = len(c.requests())
-	st2, _ := newStackVia(t, m.URL, via{apiOptions: []func(*middleware.Stack) error{c.apiOption}}, changed)
+	st2, _ := newStackVia(t, endpoint, via{apiOptions: []func(*middleware.Stack) error{c.apiOption}}, changed)
 	res, err = st2.Apply(ctx(t))
 	if err != nil || !res.Changed {
 		t.Fatalf("a change in place: %v (changed %v)", err, res != nil && res.Changed)
@@ -535,9 +573,11 @@ func checkPolicies(t *testing.T, r *captured) {
 	checkAgentCalls(t, r.cfg, r.out, policiesIn(r.reqs[:r.changeAt]))
 	checkAgentCalls(t, r.changed, r.out, policiesIn(r.reqs))
 	instanceRole := parsePolicy(t, policiesIn(r.reqs[:r.changeAt])["spot-agent-"+r.cfg.Name+"-instance"]["spot-agent"])
-	// The install reads an s3:// package with the role.
-	if u, ok := strings.CutPrefix(r.out.AgentURL, "s3://"); ok && !allowed(instanceRole, "s3:GetObject", "arn:aws:s3:::"+u, nil) {
-		t.Errorf("the instance role cannot read its package %s", r.out.AgentURL)
+	// The install reads an s3:// package, each architecture's, with the role.
+	for _, pkg := range append([]string{r.out.AgentURL}, slices.Collect(maps.Values(r.out.AgentURLs))...) {
+		if u, ok := strings.CutPrefix(pkg, "s3://"); ok && !allowed(instanceRole, "s3:GetObject", "arn:aws:s3:::"+u, nil) {
+			t.Errorf("the instance role cannot read its package %s", pkg)
+		}
 	}
 	if r.cfg.Fleet == bootstrap.FleetSpotFleet {
 		checkSpotFleetGrants(t, r)
@@ -782,6 +822,15 @@ func checkOperatorPolicy(t *testing.T, reqs []request) {
 		}
 		for _, a := range operatorActions(r) {
 			actions[a] = true
+		}
+	}
+	// The calls of instance selection support no resource-level permission:
+	// the operator's policy allows them on "*", as the reference says.
+	selection := []string{"ec2:DescribeInstanceTypes", "ec2:GetInstanceTypesFromInstanceRequirements", "ec2:GetSpotPlacementScores"}
+	checkGrants(t, "the operator's policy (instance selection)", policy{Statement: []statement{{Effect: "Allow", Action: selection, Resource: []string{"*"}}}}, partition, testbed.Region, account)
+	for _, a := range selection {
+		if !actions[a] {
+			t.Errorf("the operator's policy lacks %s", a)
 		}
 	}
 	delete(actions, "iam:PassRole")

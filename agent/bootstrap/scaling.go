@@ -57,7 +57,7 @@ func (r *lifecycleHook) plan(s *state) Change {
 		{"transition", "autoscaling:EC2_INSTANCE_TERMINATING"}, {"heartbeat-timeout", itoa(s.hookTimeout()) + "s"}, {"default-result", "CONTINUE"},
 	}}
 	switch {
-	case s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0:
+	case !s.cfg.bootstrapping():
 		c.Action = Unchanged
 	case s.hookMade: // with the group, just now
 		c.Action, c.Note = Unchanged, "created with the group"
@@ -202,7 +202,7 @@ func (r *scaling) plan(s *state) Change {
 		c.Note = "EC2 Fleet cannot be scaled by Application Auto Scaling: its capacity stays at --capacity"
 		return c
 	}
-	if s.cfg.Name == "" || len(s.cfg.InstanceTypes) == 0 {
+	if !s.cfg.bootstrapping() {
 		c.Action = Unchanged
 		return c
 	}

@@ -126,7 +126,8 @@ type Stack struct {
 	opts Options
 	log  io.Writer
 
-	userPart []byte // --user-data-file, read by preflight
+	userPart []byte            // --user-data-file, read by preflight
+	packages map[string][]byte // --agent-file, by path, read by preflight
 }
 
 // New returns a Stack for cfg. For status and teardown only Name and Region matter.
@@ -156,11 +157,12 @@ type state struct {
 	opts      Options
 	account   string
 	partition string
-	userPart  []byte // the user's own user-data, nil if none
+	userPart  []byte            // the user's own user-data, nil if none
+	packages  map[string][]byte // the --agent-file packages, by path
 
-	ami         string
 	vpcID       string
 	subnetIDs   []string
+	zones       []string // the Availability Zones of the subnets (those to be made too)
 	igwID       string
 	rtID        string
 	albSG       string
@@ -170,17 +172,24 @@ type state struct {
 	albDNS      string
 	listenerARN string
 	bucket      string
-	objectKey   string
+	objectKeys  map[string]string // uploaded packages' keys by architecture
 	roleName    string
 	roleARN     string
 	profileARN  string
 	fleetRole   string
-	ltID        string
+	amis        map[string]string // by architecture
+	ltIDs       map[string]string // launch templates by architecture
 	fleetKind   string
 	fleetID     string
 	topicARN    string
 	ruleARN     string
 	hookMade    bool // the ASG was created with its lifecycle hook in this run
+
+	// The instance selection, found by instancePools (bootstrap only).
+	arches   []string            // the fleet's architectures
+	typeArch map[string]string   // a fixed list's types → architecture, from the API
+	matched  map[string][]string // by architecture: the types requirements match
+	pools    *Pools
 }
 
 // pending stands for an id that is not known before the resource is created.
@@ -194,11 +203,16 @@ func orPending(id string) string {
 }
 
 // Names derived from the stack's name.
-func (s *state) albName() string     { return s.cfg.Name + "-alb" }
-func (s *state) tgName() string      { return s.cfg.Name + "-tg" }
-func (s *state) prefixed() string    { return "spot-agent-" + s.cfg.Name }
-func (s *state) asgName() string     { return s.prefixed() }
-func (s *state) ltName() string      { return s.prefixed() }
+func (s *state) albName() string  { return s.cfg.Name + "-alb" }
+func (s *state) tgName() string   { return s.cfg.Name + "-tg" }
+func (s *state) prefixed() string { return "spot-agent-" + s.cfg.Name }
+func (s *state) asgName() string  { return s.prefixed() }
+func (s *state) ltName(arch string) string {
+	if arch == "" { // bootstrap before issue 15: one template
+		return s.prefixed()
+	}
+	return s.prefixed() + "-" + arch
+}
 func (s *state) roleNameFor() string { return s.prefixed() + "-instance" }
 func (s *state) fleetRoleName() string {
 	return s.prefixed() + "-spot-fleet"
@@ -241,17 +255,26 @@ func partitionOf(region string) string {
 // is found whatever the flags say now. Every fleet kind is always looked up:
 // a stack whose --fleet changed must not get a second fleet.
 func resources(cfg Config, all bool) []resource {
-	rs := []resource{&vpc{}, &subnets{}, &internetGateway{}, &routeTable{},
+	rs := []resource{&vpc{}, &subnets{}}
+	if !all {
+		rs = append(rs, &instancePools{})
+	}
+	rs = append(rs, &internetGateway{}, &routeTable{},
 		&securityGroup{component: "alb-sg"}, &securityGroup{component: "instance-sg"},
-		&targetGroup{}, &loadBalancer{}, &listener{}}
-	if all || cfg.AgentFile != "" {
+		&targetGroup{}, &loadBalancer{}, &listener{})
+	if all || len(cfg.AgentFiles) > 0 {
 		rs = append(rs, &bucket{})
 	}
 	rs = append(rs, &instanceRole{})
 	if all || cfg.Fleet == FleetSpotFleet {
 		rs = append(rs, &spotFleetRole{})
 	}
-	rs = append(rs, &launchTemplate{})
+	if all {
+		rs = append(rs, &launchTemplate{}) // one of the stacks made before per-architecture templates
+	}
+	for _, a := range Arches {
+		rs = append(rs, &launchTemplate{arch: a})
+	}
 	if !all {
 		// The account's, not the stack's: never looked at by status or teardown.
 		rs = append(rs, &serviceLinkedRoles{})
@@ -271,7 +294,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart, packages: st.packages}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -19,9 +20,13 @@ type Status struct {
 	TargetGroup *TargetGroupStatus `json:"target_group,omitempty"`
 	Fleet       *FleetStatus       `json:"fleet,omitempty"`
 	Instances   []InstanceStatus   `json:"instances"`
-	Targets     []TargetStatus     `json:"targets"`
-	Resources   []Change           `json:"resources"`
-	Outputs     Outputs            `json:"outputs"`
+	// Pools is how many distinct Spot capacity pools (instance type ×
+	// Availability Zone) the instances are in: the fleet's diversification.
+	Pools     int            `json:"pools_in_use"`
+	Arches    map[string]int `json:"architectures,omitempty"` // instances by architecture
+	Targets   []TargetStatus `json:"targets"`
+	Resources []Change       `json:"resources"`
+	Outputs   Outputs        `json:"outputs"`
 }
 
 // TargetGroupStatus is where the load balancer sends the traffic and its
@@ -47,6 +52,7 @@ type FleetStatus struct {
 type InstanceStatus struct {
 	ID        string `json:"id"`
 	Type      string `json:"type"`
+	Arch      string `json:"arch"` // x86_64 or arm64
 	Zone      string `json:"zone"`
 	Lifecycle string `json:"lifecycle"` // spot or on-demand
 	State     string `json:"state"`
@@ -127,7 +133,7 @@ func (st *Stack) Status(ctx context.Context) (*Status, error) {
 			}
 			for _, res := range page.Reservations {
 				for _, i := range res.Instances {
-					is := InstanceStatus{ID: deref(i.InstanceId), Type: string(i.InstanceType), Lifecycle: "on-demand"}
+					is := InstanceStatus{ID: deref(i.InstanceId), Type: string(i.InstanceType), Arch: string(i.Architecture), Lifecycle: "on-demand"}
 					if i.Placement != nil {
 						is.Zone = deref(i.Placement.AvailabilityZone)
 					}
@@ -142,6 +148,7 @@ func (st *Stack) Status(ctx context.Context) (*Status, error) {
 			}
 		}
 		sort.Slice(out.Instances, func(a, b int) bool { return out.Instances[a].ID < out.Instances[b].ID })
+		out.countPools()
 	}
 	if s.tgARN != "" {
 		th, err := s.c.ELB.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: aws.String(s.tgARN)})
@@ -163,6 +170,23 @@ func (st *Stack) Status(ctx context.Context) (*Status, error) {
 	out.Outputs = s.outputs()
 	out.URL = out.Outputs.URL
 	return out, nil
+}
+
+// countPools counts the distinct pools (type × zone) and the architectures
+// of the instances that run or are about to.
+func (st *Status) countPools() {
+	pools := map[string]bool{}
+	for _, i := range st.Instances {
+		if i.State != "pending" && i.State != "running" {
+			continue
+		}
+		pools[i.Type+" "+i.Zone] = true
+		if st.Arches == nil {
+			st.Arches = map[string]int{}
+		}
+		st.Arches[orNone(i.Arch)]++
+	}
+	st.Pools = len(pools)
 }
 
 // Exists reports whether any resource of the stack was found.
@@ -201,9 +225,16 @@ func (st *Status) WriteText(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "fleet: none")
 	}
-	fmt.Fprintf(w, "\n%-20s %-12s %-12s %-10s %s\n", "INSTANCE", "TYPE", "ZONE", "LIFECYCLE", "STATE")
+	fmt.Fprintf(w, "\n%-20s %-12s %-7s %-12s %-10s %s\n", "INSTANCE", "TYPE", "ARCH", "ZONE", "LIFECYCLE", "STATE")
 	for _, i := range st.Instances {
-		fmt.Fprintf(w, "%-20s %-12s %-12s %-10s %s\n", i.ID, i.Type, i.Zone, i.Lifecycle, i.State)
+		fmt.Fprintf(w, "%-20s %-12s %-7s %-12s %-10s %s\n", i.ID, orNone(i.Type), orNone(i.Arch), i.Zone, i.Lifecycle, i.State)
+	}
+	if len(st.Instances) > 0 {
+		var archs []string
+		for _, a := range sortedKeys(st.Arches) {
+			archs = append(archs, fmt.Sprintf("%s %d", a, st.Arches[a]))
+		}
+		fmt.Fprintf(w, "pools in use: %d (instance type × Availability Zone); architectures: %s\n", st.Pools, orNone(strings.Join(archs, ", ")))
 	}
 	fmt.Fprintf(w, "\n%-20s %-6s %-10s %s\n", "TARGET", "PORT", "HEALTH", "REASON")
 	for _, t := range st.Targets {
@@ -213,10 +244,10 @@ func (st *Status) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-20s %-6d %-10s %s\n", t.ID, t.Port, t.State, reason)
 	}
-	fmt.Fprintf(w, "\n%-16s %s\n", "RESOURCE", "ID")
+	fmt.Fprintf(w, "\n%-22s %s\n", "RESOURCE", "ID")
 	for _, c := range st.Resources {
 		if c.Action != Absent {
-			fmt.Fprintf(w, "%-16s %s\n", c.Resource, c.ID)
+			fmt.Fprintf(w, "%-22s %s\n", c.Resource, c.ID)
 		}
 	}
 }

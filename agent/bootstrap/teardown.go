@@ -79,12 +79,12 @@ func (st *Stack) Teardown(ctx context.Context, dryRun bool, confirm func(*Teardo
 		}
 		r := rs[i]
 		if err := r.delete(ctx, s); err != nil && !notFound(err) {
-			fmt.Fprintf(st.log, "[%6.1fs] %-16s delete    failed: %v\n", time.Since(start).Seconds(), r.name(), err)
+			fmt.Fprintf(st.log, "[%6.1fs] %-22s delete    failed: %v\n", time.Since(start).Seconds(), r.name(), err)
 			return td, &StepError{Resource: r.name(), Err: err}
 		}
 		id := td.Changes[len(rs)-1-i].ID
 		td.Steps = append(td.Steps, Step{Resource: r.name(), Action: Delete, ID: id, Elapsed: time.Since(start)})
-		fmt.Fprintf(st.log, "[%6.1fs] %-16s deleted   %s\n", time.Since(start).Seconds(), r.name(), id)
+		fmt.Fprintf(st.log, "[%6.1fs] %-22s deleted   %s\n", time.Since(start).Seconds(), r.name(), id)
 	}
 	return td, nil
 }
@@ -94,7 +94,7 @@ func (t *Teardown) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "stack %s in %s: %d resources carry %s=%s\n", t.Stack, t.Region, t.Found(), StackTag, t.Stack)
 	for _, c := range t.Changes {
 		if c.Action == Delete {
-			fmt.Fprintf(w, "  delete %-16s %s\n", c.Resource, c.ID)
+			fmt.Fprintf(w, "  delete %-22s %s\n", c.Resource, c.ID)
 		}
 	}
 }

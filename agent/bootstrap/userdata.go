@@ -32,12 +32,19 @@ func RenderUserData(spec UserDataSpec) ([]byte, error) {
 // account id has 12 digits, so the size comes out the same.
 const standInAccount = "000000000000"
 
-// preflight reads and checks --user-data-file and renders the launch
-// template's user-data once, before any AWS call: a file that will not do, or
-// a user-data over EC2's limit, is a *FlagError while nothing has been asked
-// of AWS yet.
+// preflight reads and checks --user-data-file and --agent-file and renders
+// the launch template's user-data once, before any AWS call: a file that will
+// not do, or a user-data over EC2's limit, is a *FlagError while nothing has
+// been asked of AWS yet.
 func (st *Stack) preflight() error {
-	st.userPart = nil
+	st.userPart, st.packages = nil, map[string][]byte{}
+	for _, f := range st.cfg.AgentFiles {
+		b, err := st.opts.ReadFile(f)
+		if err != nil {
+			return &FlagError{"agent-file", fmt.Sprintf("cannot be read: %v", err)}
+		}
+		st.packages[f] = b
+	}
 	if f := st.cfg.UserDataFile; f != "" {
 		b, err := st.opts.ReadFile(f)
 		if err != nil {
@@ -82,7 +89,7 @@ func (st *Stack) userDataFlagError(err error, agentTooBig bool) error {
 			fe.Flag = "distribution"
 		case "package URL":
 			fe.Flag = "agent-url"
-			if st.cfg.AgentFile != "" {
+			if len(st.cfg.AgentFiles) > 0 {
 				fe.Flag = "agent-file"
 			}
 		case "env":

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,25 +18,40 @@ import (
 	"github.com/spot-agent/spot-agent/agent/daemon"
 )
 
+// requirementFlags are the flags of attribute-based instance type selection,
+// which --instance-types replaces.
+var requirementFlags = []string{"vcpus", "memory", "burstable", "instance-generations", "max-spot-price-percent", "arch"}
+
 // bootstrapFlags registers every flag of `spot-agent bootstrap` on fs, filling
 // cfg. The returned function, once parsing is done, copies the list flags into
-// cfg, reads --agent-env, and gives the agent port its default with
-// --app-port.
+// cfg, reads the instance selection and --agent-env, and gives the agent port
+// its default with --app-port.
 func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dryRun *bool) (finish func() error) {
 	def := bootstrap.DefaultConfig()
 	*cfg = def
-	types := &listFlag{values: def.InstanceTypes}
-	types.fromEnv = true // the default is replaced, not extended, by the command line
+	req := bootstrap.DefaultRequirements()
+	types := &listFlag{}
+	vcpus, memory := req.VCPUs.String(), req.MemoryText()
+	generations := &listFlag{values: req.Generations, fromEnv: true} // the default is replaced, not extended
+	arches := &listFlag{}
+	amis := &listFlag{}
+	agentFiles := &repeatedFlag{name: "agent-file"}
 	subnets := &listFlag{}
 	agentEnv := &agentEnvFlag{}
 	sf.register(fs, true)
 	fs.StringVar(&cfg.Fleet, "fleet", def.Fleet, "fleet kind: asg (Auto Scaling group, MixedInstancesPolicy), spot-fleet (the workshop's Spot Fleet request) or ec2-fleet (EC2 Fleet; the agent registers itself)")
-	fs.Var(types, "instance-types", "instance types of the Spot pools, comma-separated or repeated")
+	fs.Var(types, "instance-types", "a fixed list of instance types instead of requirements, comma-separated or repeated; x86 and Graviton types may mix (each architecture gets its launch template)")
+	fs.StringVar(&vcpus, "vcpus", vcpus, "requirement: vCPUs per instance, N or MIN..MAX (MIN.. for no maximum)")
+	fs.StringVar(&memory, "memory", memory, "requirement: memory per instance, with its unit, e.g. 8GiB or 4GiB..16GiB")
+	fs.StringVar(&req.Burstable, "burstable", req.Burstable, "requirement: burstable (T) instance types included, excluded or required")
+	fs.Var(generations, "instance-generations", "requirement: current and/or previous instance generations")
+	fs.Var(asInt32(&req.SpotMaxPricePercent), "max-spot-price-percent", "requirement: price protection, no type whose Spot price is more than this percentage above the cheapest matching C, M or R type's (0: AWS's default, 100)")
+	fs.Var(arches, "arch", "requirement: the architectures, x86_64 and/or arm64 (Graviton), a launch template each (default: every one the agent's packages and --ami cover)")
 	fs.IntVar(&cfg.Min, "min", def.Min, "minimum capacity")
 	fs.IntVar(&cfg.Max, "max", def.Max, "maximum capacity")
 	fs.IntVar(&cfg.Capacity, "capacity", def.Capacity, "initial desired capacity, between --min and --max")
 	fs.Float64Var(&cfg.RequestsPerTarget, "requests-per-target", def.RequestsPerTarget, "target tracking value of ALBRequestCountPerTarget")
-	fs.BoolVar(&cfg.CapacityRebalance, "capacity-rebalance", false, "ASG: replace instances on a rebalance recommendation")
+	fs.BoolVar(&cfg.CapacityRebalance, "capacity-rebalance", def.CapacityRebalance, "launch a replacement when an instance gets a rebalance recommendation: the ASG's Capacity Rebalancing (the at-risk instance then drains through the lifecycle hook), a fleet's launch-before-terminate")
 	fs.StringVar(&cfg.HealthCheckType, "health-check-type", "", "ASG: ec2 (replace an instance only when its EC2 status checks fail) or elb (also when the target group's check of the agent's /healthz fails after --health-check-grace) (default: elb, or ec2 with --app-port: an application's start is its own)")
 	fs.DurationVar(&cfg.HealthCheckGrace, "health-check-grace", def.HealthCheckGrace, "ASG: how long a new instance is in service before a failed health check replaces it, whole seconds, 0s..2h: it must cover the first boot (cloud-init, the install, the agent's start), and with --health-check-type elb --app-port the application's start too")
 	fs.IntVar(&cfg.DeregistrationDelay, "deregistration-delay", def.DeregistrationDelay, "target group deregistration delay in seconds, 0..3600 (keep it under the 120 s notice)")
@@ -45,10 +61,10 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.VPCCIDR, "vpc-cidr", def.VPCCIDR, "network of a new VPC; its two halves are the subnets")
 	fs.StringVar(&cfg.IngressCIDR, "ingress-cidr", def.IngressCIDR, "who may reach the load balancer on port 80")
 	fs.StringVar(&cfg.MetricsCIDR, "metrics-cidr", "", "who may reach the agent's metrics on the instances' --admin-port (default: nobody; the agent then listens on loopback only)")
-	fs.StringVar(&cfg.AMI, "ami", "", "AMI id (default: the latest Amazon Linux 2023, from its public SSM parameter)")
+	fs.Var(amis, "ami", "AMI id for the fleet's one architecture, or one per architecture as x86_64=ami-…,arm64=ami-… (default: the latest Amazon Linux 2023 of each, from its public SSM parameter)")
 	fs.StringVar(&cfg.Distribution, "distribution", def.Distribution, "the AMI's distribution: al2023, debian or ubuntu (decides rpm or deb)")
-	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install (default: a release build's own release packages, each instance its architecture's)")
-	fs.StringVar(&cfg.AgentFile, "agent-file", "", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url")
+	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install; {arch} in it stands for each architecture's (amd64/arm64 in a .deb, x86_64/aarch64 in an .rpm) (default: a release build's own release packages, each instance its architecture's)")
+	fs.Var(agentFiles, "agent-file", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url; give it twice for both architectures (read from the file names)")
 	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, fmt.Sprintf("the agent's port on the instances: the target group's, or with --app-port the one its health check goes to (then %d unless given)", bootstrap.AppAgentPort))
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "the port of your application on the instances: the target group sends the traffic there and health-checks the agent, whose /healthz follows the application's health and notices (0: none, the agent's hello page is served)")
@@ -58,11 +74,13 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
 	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
 	return func() error {
-		cfg.InstanceTypes, cfg.Subnets = types.values, subnets.values
+		cfg.InstanceTypes, cfg.Subnets, cfg.AgentFiles = types.values, subnets.values, agentFiles.resolve()
+		selErr := selection(fs, cfg, &req, vcpus, memory, generations.values, arches.values)
+		amiErr := parseAMIs(cfg, amis.values)
 		if cfg.AppPort != 0 && !given(fs, "agent-port") {
 			cfg.AgentPort = bootstrap.AppAgentPort // the application owns 80
 		}
-		if cfg.AgentURL == "" && cfg.AgentFile == "" {
+		if cfg.AgentURL == "" && len(cfg.AgentFiles) == 0 {
 			// A release build installs its own release's packages; a
 			// development build has none (Validate says how to make one).
 			v, _, _ := buildInfo()
@@ -71,12 +89,109 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 			}
 		}
 		env, err := agentEnv.settings()
+		err = errors.Join(selErr, amiErr, err)
 		cfg.AgentEnv = env
 		if given(fs, "health-check-grace") && cfg.Fleet != bootstrap.FleetASG {
 			err = errors.Join(err, &bootstrap.FlagError{Flag: "health-check-grace", Problem: "only with --fleet asg: Spot Fleet and EC2 Fleet do not replace instances on health checks here"})
 		}
 		return err
 	}
+}
+
+// selection reads the instance selection: a fixed --instance-types list, or
+// requirements, not both.
+func selection(fs *flag.FlagSet, cfg *bootstrap.Config, req *bootstrap.Requirements, vcpus, memory string, generations, arches []string) error {
+	var errs []error
+	if len(cfg.InstanceTypes) > 0 {
+		cfg.Requirements = nil
+		var both []string
+		for _, f := range requirementFlags {
+			if given(fs, f) {
+				both = append(both, "--"+f)
+			}
+		}
+		if len(both) > 0 {
+			errs = append(errs, &bootstrap.FlagError{Flag: "instance-types", Problem: fmt.Sprintf("give instance types or requirements (%s), not both", strings.Join(both, ", "))})
+		}
+		return errors.Join(errs...)
+	}
+	var err error
+	if req.VCPUs, err = bootstrap.ParseRange(vcpus, bootstrap.ParseCount); err != nil {
+		errs = append(errs, &bootstrap.FlagError{Flag: "vcpus", Problem: err.Error() + ": give N or MIN..MAX, e.g. 2..4"})
+	}
+	if req.MemoryMiB, err = bootstrap.ParseRange(memory, bootstrap.ParseMiB); err != nil {
+		errs = append(errs, &bootstrap.FlagError{Flag: "memory", Problem: err.Error() + ": give a size or MIN..MAX, e.g. 4GiB..16GiB"})
+	}
+	req.Generations = generations
+	cfg.Requirements, cfg.Arches = req, arches
+	return errors.Join(errs...)
+}
+
+// parseAMIs reads --ami: one bare AMI id, or ARCH=AMI pairs.
+func parseAMIs(cfg *bootstrap.Config, values []string) error {
+	var errs []error
+	for _, v := range values {
+		arch, ami, ok := strings.Cut(v, "=")
+		switch {
+		case !ok && cfg.AMI != "":
+			errs = append(errs, &bootstrap.FlagError{Flag: "ami", Problem: fmt.Sprintf("%s and %s: give one AMI, or one per architecture as x86_64=ami-…,arm64=ami-…", cfg.AMI, v)})
+		case !ok:
+			cfg.AMI = v
+		case cfg.AMIs[arch] != "":
+			errs = append(errs, &bootstrap.FlagError{Flag: "ami", Problem: fmt.Sprintf("%s is given twice", arch)})
+		default:
+			if cfg.AMIs == nil {
+				cfg.AMIs = map[string]string{}
+			}
+			cfg.AMIs[arch] = ami
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// int32Flag is an int32 flag.
+type int32Flag struct{ p *int32 }
+
+func asInt32(p *int32) *int32Flag { return &int32Flag{p} }
+
+func (f *int32Flag) String() string {
+	if f == nil || f.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*f.p), 10)
+}
+
+func (f *int32Flag) Set(v string) error {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", v)
+	}
+	*f.p = int32(n)
+	return nil
+}
+
+// repeatedFlag is a flag given once per value, commas and all (a file
+// name). A value from the environment is replaced, not extended, by the
+// command line.
+type repeatedFlag struct {
+	name   string
+	values []string
+}
+
+func (f *repeatedFlag) String() string { return strings.Join(f.values, " ") }
+
+func (f *repeatedFlag) Set(v string) error {
+	f.values = append(f.values, v)
+	return nil
+}
+
+// resolve returns the values, the environment's dropped when the command
+// line gave any (the environment is applied first).
+func (f *repeatedFlag) resolve() []string {
+	if v, ok := os.LookupEnv(envName(f.name)); ok && len(f.values) > 1 && f.values[0] == v {
+		return f.values[1:]
+	}
+	return f.values
 }
 
 // releaseVersion tells whether v, this build's version, is a release's: a
@@ -174,8 +289,12 @@ func bootstrapCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 
 Build the workshop's stack, or bring it to these flags: VPC and subnets,
 security groups, load balancer, target group and listener, instance role,
-launch template with the agent's user-data, the fleet, target tracking, and
-an SNS topic with an EventBridge rule for interruption warnings. Every
+a launch template per architecture with the agent's user-data, the fleet,
+target tracking, and an SNS topic with an EventBridge rule for interruption
+warnings. The fleet takes every instance type, x86 and Graviton, that has
+--vcpus and --memory (attribute-based selection; --dry-run lists them with
+a Spot placement score per Availability Zone), or the --instance-types
+given. Every
 resource carries the tag spot-agent:stack=NAME and is found by it again:
 re-running changes nothing, and says so. With --app-port, the instances'
 own application (set up by --user-data-file) serves the traffic and the

@@ -232,13 +232,75 @@ func TestBootstrapDefaultsToItsOwnReleasesPackages(t *testing.T) {
 	}
 	version = "1.2.4-next"
 	for args, want := range map[string]string{
-		"":                           `--agent-url: instances need the agent's package, and a development build of spot-agent has no release packages to default to: run 'make package', then give --agent-file "$(ls dist/spot-agent-*.x86_64.rpm)"; or give --agent-url with an https:// or s3:// URL of a .rpm`,
-		"--instance-types c7g.large": `--agent-file "$(ls dist/spot-agent-*.aarch64.rpm)"`,
-		"--distribution ubuntu --ami ami-0123456789abcdef0": `--agent-file "$(ls dist/spot-agent_*_amd64.deb)"; or give --agent-url with an https:// or s3:// URL of a .deb`,
+		"": `--agent-url: instances need the agent's package, and a development build of spot-agent has no release packages to default to: run 'make package', then give ` +
+			`--agent-file "$(ls dist/spot-agent-*.x86_64.rpm)" --agent-file "$(ls dist/spot-agent-*.aarch64.rpm)"; or give --agent-url with an https:// or s3:// URL of a .rpm ({arch} in it for each architecture's)`,
+		"--instance-types c7g.large": `then give --agent-file "$(ls dist/spot-agent-*.aarch64.rpm)"; or`,
+		"--instance-types c5.large":  `then give --agent-file "$(ls dist/spot-agent-*.x86_64.rpm)"; or`,
+		"--arch x86_64":              `then give --agent-file "$(ls dist/spot-agent-*.x86_64.rpm)"; or`,
+		"--distribution ubuntu --ami x86_64=ami-0123456789abcdef0": `--agent-file "$(ls dist/spot-agent_*_amd64.deb)"; or give --agent-url with an https:// or s3:// URL of a .deb`,
 	} {
 		cfg := parse(strings.Fields(args)...)
 		if err := cfg.Validate(); cfg.AgentRelease != "" || err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("a snapshot build with %q: release %q, %v\nwant %s", args, cfg.AgentRelease, err, want)
 		}
+	}
+}
+
+// The instance selection from the flags: requirements by default, a fixed
+// list instead with --instance-types, never both; the architectures and AMIs
+// per architecture; the packages per architecture.
+func TestBootstrapInstanceSelectionFlags(t *testing.T) {
+	clearAgentEnv(t)
+	const rpm = "https://example.com/spot-agent-1.0.0-1.{arch}.rpm"
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, c bootstrap.Config)
+	}{
+		{"the default: requirements on both architectures", []string{"--agent-url", rpm}, func(t *testing.T, c bootstrap.Config) {
+			if c.Requirements == nil || c.Requirements.VCPUs != (bootstrap.Range{Min: 2, Max: 2}) || c.Requirements.MemoryMiB != (bootstrap.Range{Min: 4096, Max: 8192}) ||
+				c.Requirements.Burstable != "excluded" || !slices.Equal(c.Requirements.Generations, []string{"current"}) || len(c.InstanceTypes) != 0 || !c.CapacityRebalance {
+				t.Errorf("%+v %+v", c, c.Requirements)
+			}
+		}},
+		{"ranges and units", []string{"--agent-url", rpm, "--vcpus", "2..4", "--memory", "4GiB..16GiB", "--burstable", "included", "--instance-generations", "current,previous", "--max-spot-price-percent", "50", "--arch", "arm64"}, func(t *testing.T, c bootstrap.Config) {
+			r := c.Requirements
+			if r.VCPUs != (bootstrap.Range{Min: 2, Max: 4}) || r.MemoryMiB != (bootstrap.Range{Min: 4096, Max: 16384}) || r.Burstable != "included" ||
+				!slices.Equal(r.Generations, []string{"current", "previous"}) || r.SpotMaxPricePercent != 50 || !slices.Equal(c.Arches, []string{"arm64"}) {
+				t.Errorf("%+v %+v", c, r)
+			}
+		}},
+		{"open ranges", []string{"--agent-url", rpm, "--vcpus", "4..", "--memory", "1536MiB"}, func(t *testing.T, c bootstrap.Config) {
+			if c.Requirements.VCPUs != (bootstrap.Range{Min: 4}) || c.Requirements.MemoryMiB != (bootstrap.Range{Min: 1536, Max: 1536}) {
+				t.Errorf("%+v", c.Requirements)
+			}
+		}},
+		{"a fixed list mixing architectures", []string{"--agent-url", rpm, "--instance-types", "c7g.large,c7i.large"}, func(t *testing.T, c bootstrap.Config) {
+			if c.Requirements != nil || !slices.Equal(c.InstanceTypes, []string{"c7g.large", "c7i.large"}) {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"AMIs per architecture and two packages", []string{"--distribution", "debian", "--ami", "x86_64=ami-0123456789abcdef0", "--ami", "arm64=ami-0123456789abcdef1",
+			"--agent-file", "dist/spot-agent_1.0.0_amd64.deb", "--agent-file", "dist/spot-agent_1.0.0_arm64.deb"}, func(t *testing.T, c bootstrap.Config) {
+			if c.AMIs["x86_64"] != "ami-0123456789abcdef0" || c.AMIs["arm64"] != "ami-0123456789abcdef1" || c.AMI != "" || len(c.AgentFiles) != 2 {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"capacity rebalancing off", []string{"--agent-url", rpm, "--capacity-rebalance=false"}, func(t *testing.T, c bootstrap.Config) {
+			if c.CapacityRebalance {
+				t.Error("on")
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseBootstrapArgs(t, append([]string{"--name", "sel"}, tt.args...)...)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
+		})
 	}
 }

@@ -38,10 +38,11 @@ func runCLI(t *testing.T, env []string, stdin string, args ...string) (int, stri
 	return code, stdout.String(), stderr.String()
 }
 
+// The commands against moto behind testbed.EC2Fake, which answers the
+// previews of attribute-based selection (the default) that moto lacks.
 func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
 	t.Parallel()
-	moto := testbed.SharedMoto(t)
-	env := moto.Env()
+	env := testbed.NewEC2Fake(t, testbed.SharedMoto(t)).Env()
 	name := "cli-e2e"
 
 	code, stdout, stderr := runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--poll-interval", "10ms", "-o", "json")
@@ -201,6 +202,34 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"user-data-file not cloud-config", withRegion, append(ok, "--user-data-file", notCloudConfig), `--user-data-file: ` + notCloudConfig + ` starts with "packages: [nginx]": it must start with the line #cloud-config`},
 		{"user-data-file bad YAML", withRegion, append(ok, "--user-data-file", badYAML), "is #cloud-config but not valid YAML"},
 		{"user-data-file too big", withRegion, append(ok, "--user-data-file", tooBig, "--dry-run"), "over EC2's 16384-byte limit"},
+		{"vcpus not a number", withRegion, append(ok, "--vcpus", "two"), `--vcpus: "two" is not a whole number: give N or MIN..MAX`},
+		{"vcpus upside down", withRegion, append(ok, "--vcpus", "4..2"), "--vcpus: 4..2: the maximum is below the minimum"},
+		{"vcpus zero", withRegion, append(ok, "--vcpus", "0"), "--vcpus: give a range of vCPUs"},
+		{"memory without unit", withRegion, append(ok, "--memory", "4..8"), `--memory: "4": give the unit, GiB or MiB`},
+		{"memory in GB", withRegion, append(ok, "--memory", "4GB"), `--memory: "4GB": give the unit, GiB or MiB`},
+		{"memory not whole MiB", withRegion, append(ok, "--memory", "0.0001GiB"), "is not a whole number of MiB"},
+		{"bad burstable", withRegion, append(ok, "--burstable", "maybe"), `--burstable: "maybe" is not included, excluded or required`},
+		{"bad generation", withRegion, append(ok, "--instance-generations", "next"), `--instance-generations: "next" is not current or previous`},
+		{"price protection out of range", withRegion, append(ok, "--max-spot-price-percent", "1000000"), "--max-spot-price-percent: 1000000 is out of range 1..999999"},
+		{"price protection not a number", withRegion, append(ok, "--max-spot-price-percent", "half"), "-max-spot-price-percent"},
+		{"bad arch", withRegion, append(ok, "--arch", "sparc"), `--arch: "sparc" is not x86_64 or arm64`},
+		{"types and requirements", withRegion, append(ok, "--instance-types", "c5.large", "--vcpus", "2", "--arch", "x86_64"), "--instance-types: give instance types or requirements (--vcpus, --arch), not both"},
+		{"a type twice", withRegion, append(ok, "--instance-types", "c5.large,c5.large"), "--instance-types: c5.large is given twice"},
+		{"one AMI for two architectures", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/spot-agent-1-1.{arch}.rpm", "--ami", "ami-0123456789abcdef0"},
+			"--ami: ami-0123456789abcdef0 is one AMI, and one AMI boots one architecture while the fleet takes x86_64 and arm64: give one per architecture"},
+		{"an AMI for no architecture", withRegion, append(ok, "--ami", "sparc=ami-0123456789abcdef0"), `--ami: "sparc" is not an architecture`},
+		{"an AMI the fleet does not use", withRegion, append(ok, "--arch", "x86_64", "--ami", "arm64=ami-0123456789abcdef0"), "--ami: an AMI for arm64, which the fleet does not use"},
+		{"no AMI for Debian on Graviton", withRegion, []string{"bootstrap", "--name", "flags", "--distribution", "debian", "--agent-url", "https://example.com/spot-agent_1_{arch}.deb",
+			"--arch", "x86_64,arm64", "--ami", "x86_64=ami-0123456789abcdef0"}, "--ami: --distribution debian needs an AMI for the arm64 instances"},
+		{"two packages of one architecture", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", "a/spot-agent-1-1.x86_64.rpm", "--agent-file", "b/spot-agent-2-1.x86_64.rpm"},
+			`--agent-file: "a/spot-agent-1-1.x86_64.rpm" and "b/spot-agent-2-1.x86_64.rpm" are both x86_64 packages`},
+		{"packages whose names tell nothing", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", "a/agent.rpm", "--agent-file", "b/agent2.rpm"},
+			`--agent-file: "a/agent.rpm": its name does not say its architecture`},
+		{"a package file missing", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", filepath.Join(dir, "spot-agent-1-1.x86_64.rpm")},
+			"--agent-file: cannot be read: open "},
+		{"no package for Graviton types", withRegion, append(ok, "--instance-types", "c5.large,c7g.large"), "--agent-url: no package for the arm64 instances"},
+		{"one unnamed package for two architectures", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/agent.rpm", "--arch", "x86_64,arm64"},
+			"--agent-url: one package for x86_64 and arm64 instances, and its name does not say which it is"},
 		{"status without name", withRegion, []string{"status"}, "--name"},
 		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
 		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
@@ -230,13 +259,13 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 // health checks go, the agent's settings and the user's user-data.
 func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 	t.Parallel()
-	moto := testbed.SharedMoto(t)
+	fake := testbed.NewEC2Fake(t, testbed.SharedMoto(t))
 	ud := filepath.Join(t.TempDir(), "app.yaml")
 	content := "#cloud-config\npackages: [nginx]\nruncmd:\n  - [systemctl, enable, --now, nginx]\n"
 	if err := os.WriteFile(ud, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runCLI(t, moto.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--dry-run",
+	code, stdout, stderr := runCLI(t, fake.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--dry-run",
 		"--app-port", "80", "--app-health-path", "/health", "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx", "--user-data-file", ud)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -251,5 +280,45 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the dry run lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// The README's mixed-architecture, requirements-based example, run as
+// written (with --dry-run) against moto behind testbed.EC2Fake: every line of
+// the plan the README shows is in the binary's plan (a line ending in "…" as
+// a prefix).
+func TestReadmeBootstrapExampleIsTheBinarysPlan(t *testing.T) {
+	t.Parallel()
+	fake := testbed.NewEC2Fake(t, testbed.SharedMoto(t))
+	doc := readme(t)
+	const start = "spot-agent bootstrap --name web "
+	i := strings.Index(doc, "```sh\n"+start)
+	if i < 0 {
+		t.Fatalf("README has no block starting with %q", start)
+	}
+	block := doc[i+len("```sh\n"):]
+	command, rest, _ := strings.Cut(block, "```")
+	plan, _, ok := strings.Cut(strings.TrimPrefix(strings.TrimLeft(rest, "\n"), "```text\n"), "```")
+	if !ok || !strings.HasPrefix(strings.TrimLeft(rest, "\n"), "```text\n") {
+		t.Fatalf("README's example is not followed by its plan in a text block")
+	}
+	args := strings.Fields(strings.NewReplacer("\\\n", " ", "'", "").Replace(command))
+	code, stdout, stderr := runCLI(t, fake.Env(), "", args[1:]...)
+	if code != 0 {
+		t.Fatalf("%s: exit %d\n%s\n%s", command, code, stdout, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(plan), "\n") {
+		want, prefix := strings.CutSuffix(strings.TrimSpace(line), "…")
+		found := false
+		for _, got := range strings.Split(stdout, "\n") {
+			got = strings.TrimSpace(got)
+			found = found || got == want || (prefix && strings.HasPrefix(got, want))
+		}
+		if !found && want != "" && want != "..." {
+			t.Errorf("README's plan line %q is not in the binary's plan", line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the binary's plan:\n%s", stdout)
 	}
 }

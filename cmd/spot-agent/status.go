@@ -20,9 +20,10 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, `Usage: spot-agent status --name NAME [--region REGION] [-o json]
 
 Show a stack built by bootstrap: the load balancer's URL, the fleet's desired
-and fulfilled capacity, its instances (id, type, zone, lifecycle), the target
-group's health (healthy, draining, unhealthy, with the reason), and every
-resource that carries spot-agent:stack=NAME. It changes nothing.
+and fulfilled capacity, its instances (id, type, architecture, zone,
+lifecycle) and how many Spot capacity pools (type × zone) they span, the
+target group's health (healthy, draining, unhealthy, with the reason), and
+every resource that carries spot-agent:stack=NAME. It changes nothing.
 Every flag can also be set as SPOT_AGENT_<FLAG>.
 
 Flags:`)

@@ -26,21 +26,29 @@ type bootstrapRow struct {
 }
 
 // measureBootstrap builds, re-runs and tears down a stack of each fleet kind
-// against a moto server on loopback, counting API calls with the SDK middleware
-// bootstrap's own tests use.
+// (attribute-based, x86 and Graviton: the default) against a moto server on
+// loopback, counting API calls with the SDK middleware bootstrap's own tests
+// use.
 func measureBootstrap(logf func(string, ...any)) ([]bootstrapRow, error) {
 	moto, err := testbed.LaunchMoto()
 	if err != nil {
 		return nil, err
 	}
 	defer moto.Stop()
+	// moto lacks the previews of attribute-based selection (the default):
+	// the fake in front of it answers them.
+	fake, stopFake, err := testbed.LaunchEC2Fake(moto)
+	if err != nil {
+		return nil, err
+	}
+	defer stopFake()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var rows []bootstrapRow
 	for i, fleet := range []string{bootstrap.FleetASG, bootstrap.FleetSpotFleet, bootstrap.FleetEC2Fleet} {
 		cfg := bootstrap.DefaultConfig()
 		cfg.Name, cfg.Region, cfg.Fleet = fmt.Sprintf("bench%d", i), testbed.Region, fleet
-		cfg.AgentURL = "https://example.com/spot-agent_1.0.0_x86_64.rpm"
+		cfg.AgentURL = "https://example.com/spot-agent-1.0.0-1.{arch}.rpm" // x86 and Graviton
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
@@ -48,7 +56,7 @@ func measureBootstrap(logf func(string, ...any)) ([]bootstrapRow, error) {
 		awsCfg := aws.Config{
 			Region:       cfg.Region,
 			Credentials:  credentials.NewStaticCredentialsProvider("bench", "bench", ""),
-			BaseEndpoint: aws.String(moto.URL), // moto on loopback, never AWS
+			BaseEndpoint: aws.String(fake.URL), // moto (behind the fake) on loopback, never AWS
 			APIOptions:   []func(*middleware.Stack) error{rec.APIOption},
 		}
 		st := bootstrap.New(cfg, bootstrap.NewClients(awsCfg), bootstrap.Options{Progress: io.Discard, PollInterval: 10 * time.Millisecond, Timeout: time.Minute})
