@@ -286,10 +286,12 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 // The README's mixed-architecture, requirements-based example, run as
 // written (with --dry-run) against moto behind testbed.EC2Fake: every line of
 // the plan the README shows is in the binary's plan (a line ending in "…" as
-// a prefix).
+// a prefix). It has a moto of its own: the plan's account-wide lines (the
+// service-linked roles) are a fresh account's, as the README says, whatever
+// the other tests on the shared server have created.
 func TestReadmeBootstrapExampleIsTheBinarysPlan(t *testing.T) {
 	t.Parallel()
-	fake := testbed.NewEC2Fake(t, testbed.SharedMoto(t))
+	fake := testbed.NewEC2Fake(t, testbed.StartMoto(t))
 	doc := readme(t)
 	const start = "spot-agent bootstrap --name web "
 	i := strings.Index(doc, "```sh\n"+start)

@@ -69,6 +69,9 @@ func TestTheApplicationRecipesBootstrapCommandWorks(t *testing.T) {
 		"SPOT_AGENT_ON_DRAIN_EXEC=systemctl start --no-block koel-drain.service",
 		"SPOT_AGENT_ON_DRAIN_EXEC_DELAY=10s",
 		"MIME multipart with docs/recipes/koel/cloud-config.yaml",
+		// The release's packages as nfpm names them, one per architecture.
+		"amd64 https://github.com/spot-agent/spot-agent/releases/download/v1.0.0/spot-agent-1.0.0-1.x86_64.rpm",
+		"arm64 https://github.com/spot-agent/spot-agent/releases/download/v1.0.0/spot-agent-1.0.0-1.aarch64.rpm",
 		"no change made",
 	} {
 		if !strings.Contains(stdout.String(), want) {
