@@ -497,6 +497,20 @@ func parseCIDR(s string) (netip.Prefix, error) {
 // https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_LaunchTemplateOverrides.html
 const MaxInstanceTypes = 40
 
+// MaxFleetOverrides bounds a maintain EC2 Fleet's overrides across its launch
+// templates. A fixed list makes one override per type and subnet.
+// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_FleetLaunchTemplateConfigRequest.html
+const MaxFleetOverrides = 300
+
+// subnetCount is how many subnets the fleet launches into: the given ones in
+// an existing VPC, else the new VPC's.
+func (c *Config) subnetCount() int {
+	if c.VPCID != "" {
+		return len(c.Subnets)
+	}
+	return len(subnetComponents)
+}
+
 // validateSelection checks how the fleet selects its instance types: a fixed
 // list or requirements, not both.
 func (c *Config) validateSelection(bad func(flag, format string, args ...any)) {
@@ -516,6 +530,8 @@ func (c *Config) validateSelection(bad func(flag, format string, args ...any)) {
 	}
 	if len(c.InstanceTypes) > MaxInstanceTypes {
 		bad("instance-types", "%d types: an Auto Scaling group takes at most %d (requirements take every type that matches)", len(c.InstanceTypes), MaxInstanceTypes)
+	} else if n := len(c.InstanceTypes) * c.subnetCount(); c.Fleet == FleetEC2Fleet && n > MaxFleetOverrides {
+		bad("instance-types", "%d types in %d subnets are %d EC2 Fleet overrides (one per type and subnet), and a fleet takes at most %d: give fewer types or subnets, or requirements (--vcpus, --memory), which take one override per architecture", len(c.InstanceTypes), c.subnetCount(), n, MaxFleetOverrides)
 	}
 	if c.Requirements != nil {
 		c.Requirements.validate(bad)

@@ -190,12 +190,7 @@ func (s *state) spotFleetNeedsTypes() bool {
 }
 
 // subnetCount is how many subnets the fleet launches into.
-func (s *state) subnetCount() int {
-	if s.cfg.VPCID != "" {
-		return len(s.cfg.Subnets)
-	}
-	return len(subnetComponents)
-}
+func (s *state) subnetCount() int { return s.cfg.subnetCount() }
 
 // score asks for the Spot placement score per Availability Zone of --max
 // instances of the fleet's types or requirements. It is advice: a failure

@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -93,6 +94,24 @@ func TestValidateInstanceSelection(t *testing.T) {
 				c.InstanceTypes = append(c.InstanceTypes, "c5.x"+strings.Repeat("l", i+1))
 			}
 		}, nil, "instance-types", "41 types: an Auto Scaling group takes at most 40"},
+		{"as many EC2 Fleet overrides as a fleet takes", func(c *bootstrap.Config) {
+			c.Fleet, c.Requirements, c.VPCID = bootstrap.FleetEC2Fleet, nil, "vpc-0123456789abcdef0"
+			for i := range 30 {
+				c.InstanceTypes = append(c.InstanceTypes, "c5.x"+strings.Repeat("l", i+1))
+			}
+			for i := range 10 {
+				c.Subnets = append(c.Subnets, fmt.Sprintf("subnet-0123456789abcde%02d", i))
+			}
+		}, []string{"x86_64"}, "", ""},
+		{"more EC2 Fleet overrides than a fleet takes", func(c *bootstrap.Config) {
+			c.Fleet, c.Requirements, c.VPCID = bootstrap.FleetEC2Fleet, nil, "vpc-0123456789abcdef0"
+			for i := range 38 {
+				c.InstanceTypes = append(c.InstanceTypes, "c5.x"+strings.Repeat("l", i+1))
+			}
+			for i := range 8 {
+				c.Subnets = append(c.Subnets, fmt.Sprintf("subnet-0123456789abcdef%d", i))
+			}
+		}, nil, "instance-types", "38 types in 8 subnets are 304 EC2 Fleet overrides (one per type and subnet), and a fleet takes at most 300"},
 		{"no vCPUs", func(c *bootstrap.Config) { c.Requirements.VCPUs = bootstrap.Range{} }, nil, "vcpus", "give a range of vCPUs"},
 		{"memory upside down", func(c *bootstrap.Config) { c.Requirements.MemoryMiB = bootstrap.Range{Min: 8192, Max: 4096} }, nil, "memory", "8GiB..4GiB: the maximum is below the minimum"},
 		{"no generation", func(c *bootstrap.Config) { c.Requirements.Generations = nil }, nil, "instance-generations", "give current, previous or both"},
