@@ -3,6 +3,7 @@
 //	watch (IMDS poll) ──Notice──▶ loop: notice.Decide ──Drain──▶ drain:
 //	    readiness 503 ─▶ targets.Deregister (one round trip, resolved beforehand)
 //	    ─▶ serve stragglers until ExitBy ─▶ lifecycle.Complete (ASG) ─▶ shutdown ─▶ exit 0
+//	    (a hibernation suspends instead of the shutdown, and resumes: loop.go)
 //
 // The loop (loop.go) owns the daemon's state in one goroutine: its phase
 // (starting, serving, draining, suspended), the drain under way, scheduled

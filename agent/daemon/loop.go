@@ -51,15 +51,16 @@ type loop struct {
 	watched   bool   // the watcher has handed over everything IMDS showed at start
 	drain     *drain
 	scheduled map[string]scheduledDrain
-	schedule  *time.Timer   // fires at the earliest scheduled drain's start
-	reg       *registration // the registration under way
-	rejoin    *membership   // the groups to go back into, once serving and ready
-	sleptMark time.Duration // the system's suspended time when the suspend began
-	suspendOf time.Time     // the time of the hibernate notice the daemon is suspended for
-	resumeChk *time.Ticker  // while suspended: look for a resume
-	outcome   string        // how the daemon ended, for the last STATUS=
-	leftover  *membership   // read from the state directory at start
-	register  bool          // --register, until its registration has run
+	schedule  *time.Timer          // fires at the earliest scheduled drain's start
+	reg       *registration        // the registration under way
+	rejoin    *membership          // the groups to go back into, once serving and ready
+	sleptMark time.Duration        // the system's suspended time when the suspend began
+	suspendOf time.Time            // the time of the hibernate notice the daemon is suspended for
+	resumeChk *time.Ticker         // while suspended: look for a resume
+	outcome   string               // how the daemon ended, for the last STATUS=
+	leftover  *membership          // read from the state directory at start
+	register  bool                 // --register, until its registration has run
+	drainOn   map[notice.Kind]bool // --drain-on, parsed once (Validate checked it)
 }
 
 // scheduledDrain is a drain set to begin later (a scheduled event far ahead).
@@ -69,11 +70,13 @@ type scheduledDrain struct {
 }
 
 func newLoop(cfg Config, p *parts, aws *latch[*cloud], notices <-chan notice.Notice, primed <-chan struct{}, g *errgroup.Group, gctx context.Context) *loop {
+	drainOn, _ := cfg.drainOn()
 	return &loop{
 		cfg: cfg, p: p, log: p.log, aws: aws, notices: notices, primed: primed, g: g, gctx: gctx,
 		scheduled: map[string]scheduledDrain{},
 		outcome:   "stopped",
 		register:  cfg.Register,
+		drainOn:   drainOn,
 	}
 }
 
@@ -188,9 +191,8 @@ func (l *loop) policy() notice.Policy {
 			drainFor = min(drainFor, res.MaxDeregistrationDelay())
 		}
 	}
-	drainOn, _ := l.cfg.drainOn()
 	return notice.Policy{
-		DrainOn:       drainOn,
+		DrainOn:       l.drainOn,
 		DrainOnSignal: l.cfg.DrainOnStop,
 		ExitMargin:    l.cfg.ExitMargin,
 		DrainFor:      drainFor,

@@ -101,8 +101,7 @@ func details(e Event) [][2]string {
 }
 
 // A Slack message with one legacy attachment, for its colored bar and its
-// fields, as the Slack template this replaces made it (blocks would drop the
-// Slack-compatible receivers): https://api.slack.com/messaging/webhooks,
+// fields (blocks would drop the Slack-compatible receivers): https://api.slack.com/messaging/webhooks,
 // https://api.slack.com/reference/messaging/attachments; text is what the
 // notification shows.
 type slackMessage struct {

@@ -52,6 +52,12 @@ func (e *OptionError) Error() string { return "--notify-" + e.Option + ": " + e.
 // rather than at its first interruption (ParseBody tries it on a sample event
 // of each phase).
 func (o Options) Validate() []*OptionError {
+	_, errs := o.check()
+	return errs
+}
+
+// check is Validate, and also returns the webhook's Format it built.
+func (o Options) check() (Format, []*OptionError) {
 	var errs []*OptionError
 	bad := func(opt, format string, args ...any) {
 		errs = append(errs, &OptionError{Option: opt, Problem: fmt.Sprintf(format, args...)})
@@ -62,8 +68,9 @@ func (o Options) Validate() []*OptionError {
 			bad("webhook", "%s is not an http:// or https:// URL", Redacted(o.Webhook))
 		}
 	}
-	if _, err := o.webhookFormat(); err != nil {
-		errs = append(errs, err)
+	format, ferr := o.webhookFormat()
+	if ferr != nil {
+		errs = append(errs, ferr)
 	}
 	if o.SNSTopicARN != "" {
 		if _, err := CheckTopicARN(o.SNSTopicARN); err != nil {
@@ -73,7 +80,7 @@ func (o Options) Validate() []*OptionError {
 	if o.Timeout != 0 && (o.Timeout < 100*time.Millisecond || o.Timeout > time.Minute) {
 		bad("timeout", "%s is out of range 100ms..1m0s", o.Timeout)
 	}
-	return errs
+	return format, errs
 }
 
 // webhookFormat is the Format o gives the webhook.
@@ -117,7 +124,8 @@ func (o Options) webhookFormat() (Format, *OptionError) {
 // methods do nothing. It makes no network call: the SNS client finds its
 // credentials (the instance role) on first use.
 func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanout, error) {
-	if errs := o.Validate(); len(errs) > 0 {
+	format, errs := o.check()
+	if len(errs) > 0 {
 		return nil, errs[0]
 	}
 	if log == nil {
@@ -125,10 +133,6 @@ func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanou
 	}
 	f := &Fanout{Timeout: o.Timeout, DryRun: o.DryRun, Observer: obs, Log: log}
 	if o.Webhook != "" {
-		format, oerr := o.webhookFormat()
-		if oerr != nil {
-			return nil, oerr
-		}
 		w := &Webhook{URL: o.Webhook, Format: format}
 		f.Sinks = append(f.Sinks, Sink{Name: "webhook", Sender: w})
 	}

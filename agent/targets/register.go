@@ -30,7 +30,7 @@ func (r *Resolver) Register(ctx context.Context, port int32) error {
 	for i, g := range res.Groups {
 		want[i] = Group{ARN: g.ARN, Ports: []int32{port}}
 	}
-	return r.Join(ctx, want)
+	return r.join(ctx, res, want)
 }
 
 // Join registers this instance in each of want's groups on each of its ports,
@@ -49,6 +49,11 @@ func (r *Resolver) Join(ctx context.Context, want []Group) error {
 		r.Observer.ObserveRegistration(ResultError)
 		return err
 	}
+	return r.join(ctx, res, want)
+}
+
+// join is Join once res, this instance's groups as just resolved, is known.
+func (r *Resolver) join(ctx context.Context, res Resolution, want []Group) error {
 	var errs []error
 	for _, w := range want {
 		i := slices.IndexFunc(res.Groups, func(g Group) bool { return g.ARN == w.ARN })
@@ -69,6 +74,7 @@ func (r *Resolver) Join(ctx context.Context, want []Group) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	var err error
 	if ctx.Err() == nil {
 		_, err = r.Resolve(ctx)
 	}

@@ -112,7 +112,8 @@ func (h *Hello) SetDraining() { h.change(func() { h.draining.Store(true) }) }
 // again (the instance resumed from hibernation).
 func (h *Hello) SetServing() { h.change(func() { h.draining.Store(false) }) }
 
-// Draining reports whether SetDraining was called.
+// Draining reports whether readiness fails for a drain (from SetDraining
+// until SetServing).
 func (h *Hello) Draining() bool { return h.draining.Load() }
 
 // GateOnApp makes readiness wait for the application: /healthz answers 503
