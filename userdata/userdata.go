@@ -297,14 +297,13 @@ func s3Path(key string) string {
 func renderScript(c Config, dir string) ([]byte, error) {
 	typ := c.Distribution.packageType()
 	var sources []source
-	s3 := strings.HasPrefix(c.PackageURL, "s3://")
 	for _, a := range slices.Sorted(maps.Keys(c.PackageURLs)) {
 		sources = append(sources, newSource(c.PackageURLs[a], a.machine()))
-		s3 = s3 || strings.HasPrefix(c.PackageURLs[a], "s3://")
 	}
 	if len(sources) == 0 {
 		sources = []source{newSource(c.PackageURL, "")}
 	}
+	s3 := slices.ContainsFunc(sources, func(s source) bool { return s.Bucket != "" })
 	var b bytes.Buffer
 	err := script.Execute(&b, map[string]any{
 		"Sources":        sources,
@@ -335,27 +334,22 @@ func ReleasePackageURLs(version string, d Distribution) (map[Arch]string, error)
 		return nil, &InputError{Input: "version", Problem: fmt.Sprintf("%q is not a release version like 1.2.3", version)}
 	}
 	core, pre, meta := m[1], m[2], m[3]
+	deb := d.packageType() == "deb"
+	v := core
+	if pre != "" {
+		if !deb {
+			pre = strings.ReplaceAll(pre, "-", "_")
+		}
+		v += "~" + pre
+	}
+	if meta != "" {
+		v += "+" + meta
+	}
 	out := map[Arch]string{}
 	for _, a := range Arches() {
-		var name string
-		if d.packageType() == "deb" {
-			v := core
-			if pre != "" {
-				v += "~" + pre
-			}
-			if meta != "" {
-				v += "+" + meta
-			}
+		name := fmt.Sprintf("spot-agent-%s-1.%s.rpm", v, a.rpmArch())
+		if deb {
 			name = fmt.Sprintf("spot-agent_%s_%s.deb", v, a)
-		} else {
-			v := core
-			if pre != "" {
-				v += "~" + strings.ReplaceAll(pre, "-", "_")
-			}
-			if meta != "" {
-				v += "+" + meta
-			}
-			name = fmt.Sprintf("spot-agent-%s-1.%s.rpm", v, a.rpmArch())
 		}
 		out[a] = ReleaseRepository + "/releases/download/v" + strings.TrimPrefix(version, "v") + "/" + url.PathEscape(name)
 	}

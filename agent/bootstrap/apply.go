@@ -67,10 +67,7 @@ func (s *state) outputs() Outputs {
 	if s.cfg.bootstrapping() {
 		o.AgentURL = s.agentURL()
 		if urls := s.agentURLs(); len(urls) > 1 {
-			o.AgentURLs = map[string]string{}
-			for a, u := range urls {
-				o.AgentURLs[a] = u
-			}
+			o.AgentURLs = urls // a fresh map
 		}
 	}
 	if len(s.ltIDs) > 0 {

@@ -51,9 +51,9 @@ func overrideKey(what, lt string) string { return what + " @" + orPending(lt) }
 // wantKeys are the overrides the configuration wants, by key.
 func (s *state) wantKeys() []string {
 	var out []string
-	if req := s.cfg.Requirements; req != nil && !(s.cfg.Fleet == FleetSpotFleet && s.spotFleetNeedsTypes()) {
+	if s.overridesTakeRequirements() {
 		for _, a := range s.archList() {
-			out = append(out, overrideKey(req.key(a), s.ltIDs[a]))
+			out = append(out, overrideKey(s.cfg.Requirements.key(a), s.ltIDs[a]))
 		}
 	} else {
 		for _, a := range s.archList() {
@@ -102,7 +102,7 @@ func (s *state) overridesSummary() string {
 	for _, a := range s.archList() {
 		what := ""
 		switch {
-		case s.cfg.Requirements != nil && !(s.cfg.Fleet == FleetSpotFleet && s.spotFleetNeedsTypes()):
+		case s.overridesTakeRequirements():
 			what = "the types matching the requirements (cpu " + strings.Join(cpuManufacturers[a], "|") + ")"
 		default:
 			what = join(s.fleetTypes(a))
@@ -116,9 +116,9 @@ func (s *state) overridesSummary() string {
 // requirements, or its types, in every subnet (an override names one).
 func (s *state) ec2Overrides(arch string) []ec2types.LaunchTemplateOverrides {
 	var out []ec2types.LaunchTemplateOverrides
-	if req := s.cfg.Requirements; req != nil && !s.spotFleetNeedsTypes() {
+	if s.overridesTakeRequirements() {
 		for _, sn := range s.subnetIDs {
-			out = append(out, ec2types.LaunchTemplateOverrides{InstanceRequirements: req.forSpotFleet(arch), SubnetId: aws.String(sn)})
+			out = append(out, ec2types.LaunchTemplateOverrides{InstanceRequirements: s.cfg.Requirements.forSpotFleet(arch), SubnetId: aws.String(sn)})
 		}
 		return out
 	}
@@ -164,10 +164,7 @@ func (r *asgFleet) haveKeys() []string {
 	if p == nil || p.LaunchTemplate == nil {
 		return nil
 	}
-	main := ""
-	if p.LaunchTemplate.LaunchTemplateSpecification != nil {
-		main = deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
-	}
+	main := r.mainLTID()
 	for _, o := range p.LaunchTemplate.Overrides {
 		lt := main
 		if o.LaunchTemplateSpecification != nil {
@@ -181,6 +178,14 @@ func (r *asgFleet) haveKeys() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// mainLTID is the id of the launch template the group's policy names; "" if none.
+func (r *asgFleet) mainLTID() string {
+	if p := r.g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil && p.LaunchTemplate.LaunchTemplateSpecification != nil {
+		return deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
+	}
+	return ""
 }
 
 func (r *asgFleet) plan(s *state) Change {
@@ -231,11 +236,7 @@ func (r *asgFleet) plan(s *state) Change {
 	if !sameSet(g.TargetGroupARNs, []string{s.tgARN}) {
 		c.Diffs = append(c.Diffs, Diff{"target-groups", join(g.TargetGroupARNs), orPending(s.tgARN)})
 	}
-	lt := ""
-	if p := g.MixedInstancesPolicy; p != nil && p.LaunchTemplate != nil && p.LaunchTemplate.LaunchTemplateSpecification != nil {
-		lt = deref(p.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId)
-	}
-	if lt != s.ltIDs[s.mainArch()] {
+	if lt := r.mainLTID(); lt != s.ltIDs[s.mainArch()] {
 		c.Diffs = append(c.Diffs, Diff{"launch-template", orNone(lt), orPending(s.ltIDs[s.mainArch()])})
 	}
 	return c.updateOnDiffs()
@@ -492,7 +493,7 @@ func (r *spotFleet) plan(s *state) Change {
 		{"load-balancers", "target group " + orPending(s.tgARN)}, {"role", orPending(s.fleetRole)},
 	}}
 	if s.spotFleetNeedsTypes() {
-		c.Settings = append(c.Settings, Setting{"requirements", fmt.Sprintf("the matching types, not the requirements: a Spot Fleet override names one subnet, and a request takes at most %d InstanceRequirements (%d architectures × %d subnets)", maxFleetRequirements, len(s.archList()), s.subnetCount())})
+		c.Settings = append(c.Settings, Setting{"requirements", fmt.Sprintf("the matching types, not the requirements: a Spot Fleet override names one subnet, and a request takes at most %d InstanceRequirements (%d architectures × %d subnets)", maxFleetRequirements, len(s.archList()), s.cfg.subnetCount())})
 	}
 	if !s.cfg.bootstrapping() {
 		c.Action = Unchanged

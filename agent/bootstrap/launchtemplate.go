@@ -154,13 +154,20 @@ func (s *state) renderUserData() ([]byte, error) {
 	return s.opts.UserData(spec)
 }
 
-// userData is the launch template's user-data, base64-encoded.
+// userData is the launch templates' user-data, base64-encoded. It is the
+// same for every architecture (each instance picks its own package), so it is
+// rendered once, by the first template's find (after the bucket's, which sets
+// the uploaded packages' objects).
 func (s *state) userData() (string, error) {
+	if s.ud != "" {
+		return s.ud, nil
+	}
 	b, err := s.renderUserData()
 	if err != nil {
 		return "", fmt.Errorf("render user-data: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(b), nil
+	s.ud = base64.StdEncoding.EncodeToString(b)
+	return s.ud, nil
 }
 
 // instanceTags are the tags every instance carries: the stack, and the target

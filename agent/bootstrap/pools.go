@@ -122,13 +122,7 @@ func (r *instancePools) typeArches(ctx context.Context, s *state) error {
 	}
 	s.arches = inArchOrder(archs)
 	for _, a := range s.arches {
-		ap := ArchPools{Arch: a}
-		for _, t := range s.cfg.InstanceTypes {
-			if s.typeArch[t] == a {
-				ap.Types = append(ap.Types, t)
-			}
-		}
-		s.pools.Architectures = append(s.pools.Architectures, ap)
+		s.pools.Architectures = append(s.pools.Architectures, ArchPools{Arch: a, Types: s.typesOf(a)})
 	}
 	// The names told one thing before any call; the API may tell another.
 	var errs []error
@@ -186,11 +180,15 @@ func (r *instancePools) match(ctx context.Context, s *state) error {
 // instead of the requirements: its overrides name one subnet each, and a
 // request holds at most maxFleetRequirements InstanceRequirements.
 func (s *state) spotFleetNeedsTypes() bool {
-	return s.cfg.Fleet == FleetSpotFleet && s.cfg.Requirements != nil && len(s.archList())*s.subnetCount() > maxFleetRequirements
+	return s.cfg.Fleet == FleetSpotFleet && s.cfg.Requirements != nil && len(s.archList())*s.cfg.subnetCount() > maxFleetRequirements
 }
 
-// subnetCount is how many subnets the fleet launches into.
-func (s *state) subnetCount() int { return s.cfg.subnetCount() }
+// overridesTakeRequirements tells whether the fleet's overrides give the
+// requirements (attribute-based selection) rather than instance types: with
+// requirements, unless a Spot Fleet needs the matching types instead.
+func (s *state) overridesTakeRequirements() bool {
+	return s.cfg.Requirements != nil && !s.spotFleetNeedsTypes()
+}
 
 // score asks for the Spot placement score per Availability Zone of --max
 // instances of the fleet's types or requirements. It is advice: a failure
@@ -275,7 +273,7 @@ func (s *state) archList() []string {
 func (s *state) typesOf(arch string) []string {
 	var out []string
 	for _, t := range s.cfg.InstanceTypes {
-		if a := s.typeArch[t]; a == arch || (a == "" && archOf(t) == arch) {
+		if s.archOfType(t) == arch {
 			out = append(out, t)
 		}
 	}

@@ -159,6 +159,7 @@ type state struct {
 	partition string
 	userPart  []byte            // the user's own user-data, nil if none
 	packages  map[string][]byte // the --agent-file packages, by path
+	ud        string            // the launch templates' base64 user-data, once rendered
 
 	vpcID       string
 	subnetIDs   []string

@@ -37,7 +37,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	amis := &listFlag{}
 	agentFiles := &repeatedFlag{name: "agent-file"}
 	subnets := &listFlag{}
-	agentEnv := &agentEnvFlag{}
+	agentEnv := &agentEnvFlag{repeatedFlag{name: "agent-env"}}
 	sf.register(fs, true)
 	fs.StringVar(&cfg.Fleet, "fleet", def.Fleet, "fleet kind: asg (Auto Scaling group, MixedInstancesPolicy), spot-fleet (the workshop's Spot Fleet request) or ec2-fleet (EC2 Fleet; the agent registers itself)")
 	fs.Var(types, "instance-types", "a fixed list of instance types instead of requirements, comma-separated or repeated; x86 and Graviton types may mix (each architecture gets its launch template)")
@@ -218,25 +218,14 @@ func given(fs *flag.FlagSet, name string) bool {
 // agentEnvFlag is --agent-env KEY=VALUE, repeatable; a value is taken whole,
 // commas and all. A value from the environment (SPOT_AGENT_AGENT_ENV, one
 // setting) is replaced, not extended, by the command line.
-type agentEnvFlag struct{ values []string }
-
-func (f *agentEnvFlag) String() string { return strings.Join(f.values, " ") }
-
-func (f *agentEnvFlag) Set(v string) error {
-	f.values = append(f.values, v)
-	return nil
-}
+type agentEnvFlag struct{ repeatedFlag }
 
 // settings returns the settings, each checked to be KEY=VALUE, given once, and
 // for a SPOT_AGENT_ key, the setting of a flag of `spot-agent run` (unless
 // bootstrap writes it itself, which Config.Validate refuses with the flag to
 // use instead).
 func (f *agentEnvFlag) settings() (map[string]string, error) {
-	values := f.values
-	// The environment is applied before the command line: its value comes first.
-	if v, ok := os.LookupEnv(envName("agent-env")); ok && len(values) > 1 && values[0] == v {
-		values = values[1:]
-	}
+	values := f.resolve()
 	if len(values) == 0 {
 		return nil, nil
 	}
