@@ -2,15 +2,9 @@ package userdata
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -57,38 +51,6 @@ type s3Peer struct {
 	errs []string // signature problems, reported by the test goroutine
 }
 
-// newCA makes a throwaway CA and a certificate it signs for hosts.
-func newCA(t *testing.T, hosts ...string) (caPEM []byte, cert tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "spot-agent test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 func startS3Peer(t *testing.T) *s3Peer {
 	t.Helper()
 	p := &s3Peer{
@@ -99,7 +61,7 @@ func startS3Peer(t *testing.T) *s3Peer {
 		},
 		regions: map[string]string{"artifacts": "us-east-1", "my.artifacts": "us-east-1", "far-away": "eu-west-1"},
 	}
-	caPEM, cert := newCA(t, "downloads.example.com", "*.s3.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com",
+	caPEM, cert := testbed.NewCA(t, "downloads.example.com", "*.s3.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com",
 		"*.s3.eu-west-1.amazonaws.com", "s3.eu-west-1.amazonaws.com")
 	p.caFile = filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(p.caFile, caPEM, 0o644); err != nil {

@@ -4,11 +4,13 @@ package main_test
 // amazon-ec2-metadata-mock and moto server on loopback.
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,25 @@ func TestMain(m *testing.M) {
 	testbed.StopShared()
 	testbed.RemoveAgentBinary()
 	os.Exit(code)
+}
+
+// runCLI runs the binary to completion with a clean environment (PATH, HOME
+// and env only) and stdin, and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_EC2_METADATA_DISABLED=true"}, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
 }
 
 // startAgent runs the built binary (see testbed.StartAgent).

@@ -164,20 +164,11 @@ func TestEverySettingOfRunIsPlacedForTheInstanceRole(t *testing.T) {
 			t.Errorf("%s: does it change which AWS calls the agent makes? Place it in bootstrap's agentSettingsForTheRole (and make the instance role follow it) or in noAWSCall here", key)
 		}
 	}
-	for _, key := range append(bootstrap.AgentSettingsForTheRole(), sortedKeysOf(noAWSCall)...) {
+	for _, key := range append(bootstrap.AgentSettingsForTheRole(), keys(noAWSCall)...) {
 		if !run[key] {
 			t.Errorf("%s is no setting of 'spot-agent run' (renamed?)", key)
 		}
 	}
-}
-
-func sortedKeysOf(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // A value is taken whole, commas and equal signs included; the environment's

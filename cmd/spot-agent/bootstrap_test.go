@@ -3,12 +3,10 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -18,25 +16,6 @@ import (
 )
 
 const testAgentURL = "https://example.com/spot-agent_1.0.0_x86_64.rpm"
-
-// runCLI runs the binary to completion with a clean environment (PATH, HOME
-// and env only) and stdin, and returns its exit code, stdout and stderr.
-func runCLI(t *testing.T, env []string, stdin string, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_EC2_METADATA_DISABLED=true"}, env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
-}
 
 // The commands against moto behind testbed.EC2Fake, which answers the
 // previews of attribute-based selection (the default) that moto lacks.

@@ -3,13 +3,10 @@ package main_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -214,16 +211,14 @@ func TestAHangingWebhookDoesNotDelayTheDrain(t *testing.T) {
 // status 2, naming the field and the fields there are.
 func TestAnUnknownPlaceholderIsAUsageError(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(testbed.AgentBinary(t), "run")
-	cmd.Env = append(os.Environ(), "SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.example.com/x",
-		`SPOT_AGENT_NOTIFY_BODY={"text": "${instance} is going"}`)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("exit %v, want 2:\n%s", err, out)
+	code, stdout, stderr := runCLI(t, []string{"SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.example.com/x",
+		`SPOT_AGENT_NOTIFY_BODY={"text": "${instance} is going"}`}, "", "run")
+	out := stdout + stderr
+	if code != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", code, out)
 	}
 	want := "--notify-body: ${instance}: not a field (a literal $ is written $$); the fields are action, availability_zone, deadline, dry_run, exit_by, failed, id, instance_id,"
-	if !strings.Contains(string(out), want) {
+	if !strings.Contains(out, want) {
 		t.Errorf("output does not say %q:\n%s", want, out)
 	}
 }

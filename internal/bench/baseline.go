@@ -74,13 +74,10 @@ func measureBaseline(rate float64, idle time.Duration, logf func(string, ...any)
 	time.Sleep(2 * time.Second)
 	pid := cmd.Process.Pid
 	logf("footprint: bare Go client at %.1f reads/s for %s", rate, idle)
-	t0, c0, n0 := time.Now(), cpuTicks(pid), h.requests.Load()
-	time.Sleep(idle)
-	took := time.Since(t0).Seconds()
-	got := float64(h.requests.Load()-n0) / took
+	cpu, got := idleFor(pid, h, idle)
 	return footprintRow{
 		peer:    fmt.Sprintf("baseline: bare Go HTTP client, %.1f IMDS reads/s", got),
-		idleCPU: float64(cpuTicks(pid)-c0) / 100 / took, measuredCPU: true, baseline: true,
+		idleCPU: cpu, measuredCPU: true, baseline: true,
 	}, nil
 }
 

@@ -238,11 +238,8 @@ func (r *report) footprint(bin, dir string, logf func(string, ...any)) error {
 	time.Sleep(5 * time.Second)
 	pid := agent.cmd.Process.Pid
 	logf("footprint: agent idle for %s", r.cfg.idle)
-	t0, c0, n0 := time.Now(), cpuTicks(pid), imds.requests.Load()
-	time.Sleep(r.cfg.idle)
-	took := time.Since(t0).Seconds()
-	cpu := float64(cpuTicks(pid)-c0) / 100 / took
-	r.agentReads = float64(imds.requests.Load()-n0) / took
+	cpu, reads := idleFor(pid, imds, r.cfg.idle)
+	r.agentReads = reads
 	r.foot = append(r.foot, footprintRow{peer: "spot-agent", idleRSS: readRSS(pid), anonRSS: readStatus(pid, "RssAnon"), idleCPU: cpu, binary: st.Size(), measuredCPU: true})
 	agent.stop()
 	row, err := measureBaseline(r.agentReads, r.cfg.idle, logf)

@@ -244,3 +244,14 @@ func cpuTicks(pid int) int64 {
 	st, _ := strconv.ParseInt(fields[12], 10, 64)
 	return u + st
 }
+
+// idleFor watches pid for d and returns its CPU use (in cores) and the IMDS
+// reads a second h saw over that window.
+func idleFor(pid int, h *imdsHarness, d time.Duration) (cpu, reads float64) {
+	t0, c0, n0 := time.Now(), cpuTicks(pid), h.requests.Load()
+	time.Sleep(d)
+	took := time.Since(t0).Seconds()
+	cpu = float64(cpuTicks(pid)-c0) / 100 / took
+	reads = float64(h.requests.Load()-n0) / took
+	return cpu, reads
+}

@@ -424,14 +424,13 @@ func TestInstanceBoot(t *testing.T) {
 	clk.step(t, "scenario: apt remove, purge")
 }
 
-// spotNotice restarts AEMM with a spot notice for action that appears now
-// (the agent is ready: never before), its time after from now; it returns
-// that time.
+// spotNotice restarts AEMM with a spot notice for action that appears at
+// once (the agent is ready: never before), its time after from now; it
+// returns that time (see testbed.AEMM.Notice).
 func spotNotice(t testing.TB, in *instance, action string, after time.Duration) time.Time {
 	t.Helper()
-	now := time.Now()
-	deadline := now.Add(after).Truncate(time.Second)
-	in.aemm.restart(t, testbed.AEMMOptions{Mode: "spot", Action: action, NoticeAt: now, NoticeTime: deadline})
+	o, deadline := testbed.NoticeOptions(action, after)
+	in.aemm.restart(t, o)
 	return deadline
 }
 

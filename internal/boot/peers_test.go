@@ -4,16 +4,8 @@ package boot
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -162,12 +154,7 @@ func motoIn(ns *netns) *testbed.Moto {
 }
 
 // motoEnv points an AWS SDK or CLI program at moto.
-func motoEnv() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + motoURL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_REGION=" + region, "AWS_EC2_METADATA_DISABLED=true",
-	}
-}
+func motoEnv() []string { return (&testbed.Moto{URL: motoURL}).Env() }
 
 // packageServer is the https server the instance downloads the package
 // from, with a certificate from a CA made for this run only.
@@ -181,7 +168,7 @@ type packageServer struct {
 
 func startPackageServer(t testing.TB, ns *netns) *packageServer {
 	t.Helper()
-	caPEM, cert := throwawayCA(t, pkgIP)
+	caPEM, cert := testbed.NewCA(t, pkgIP)
 	p := &packageServer{caPEM: caPEM, files: map[string]string{}}
 	ln, err := ns.Listen(pkgIP + ":443")
 	if err != nil {
@@ -235,42 +222,4 @@ func (p *packageServer) requests() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.log...)
-}
-
-// throwawayCA makes a CA and a server certificate for ip signed by it; it
-// returns the CA in PEM (for the user-data's ca_certs) and the server's key
-// pair.
-func throwawayCA(t testing.TB, ip string) ([]byte, tls.Certificate) {
-	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "spot-agent boot test CA (throwaway)"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ = x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP(ip)},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}
 }

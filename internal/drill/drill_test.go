@@ -201,11 +201,7 @@ func drill(t *testing.T, run int, out string) string {
 	// plot's baseline, and proof that the interrupted one is in service.
 	testbed.Eventually(t, 60*time.Second, "load through every server for 3 s", func() bool { return smp.served(3, ids(insts)...) })
 
-	// The notice's time is set when AEMM starts: the restart comes off the window.
-	noticeAt, deadline := insts[0].imds.Notice(t, "", window)
-	if left := deadline.Sub(noticeAt); left < margin+2*time.Second {
-		t.Fatalf("AEMM took %s to restart: the notice leaves %s to its deadline, no room for a drain before the %s exit margin", window-left, left, margin)
-	}
+	noticeAt, deadline := notice(t, insts[0].imds, window, margin)
 	code, exitedAt := insts[0].agent.Wait(time.Until(deadline) + 10*time.Second)
 	// The survivors carry the load alone for a while before the load stops.
 	testbed.Eventually(t, 30*time.Second, "3 s of load after the exit", func() bool { return smp.after(exitedAt) >= 4 })
@@ -288,6 +284,19 @@ func since(from, at time.Time) string {
 		return "never"
 	}
 	return at.Sub(from).Round(10 * time.Millisecond).String()
+}
+
+// notice makes a spot notice (terminate) appear on aemm, its deadline window
+// from now, and returns the notice's time and its deadline. The notice's time
+// is set when AEMM starts: the restart comes off the window, and the test
+// fails if what is left leaves no room for a drain before the exit margin.
+func notice(t *testing.T, aemm *testbed.AEMM, window, margin time.Duration) (noticeAt, deadline time.Time) {
+	t.Helper()
+	noticeAt, deadline = aemm.Notice(t, "", window)
+	if left := deadline.Sub(noticeAt); left < margin+2*time.Second {
+		t.Fatalf("AEMM took %s to restart: the notice leaves %s to its deadline, no room for a drain before the %s exit margin", window-left, left, margin)
+	}
+	return noticeAt, deadline
 }
 
 func ids(insts []*instance) []string {

@@ -69,11 +69,7 @@ func TestDrillSidecarZeroFailedRequestsToTheApplication(t *testing.T) {
 	wrk := testbed.StartWrk(t, lb.Frontend, 16, 10*time.Minute)
 	testbed.Eventually(t, 60*time.Second, "load through every nginx for 3 s", func() bool { return smp.served(3, names...) })
 
-	// The notice's time is set when AEMM starts: the restart comes off the window.
-	noticeAt, deadline := members[0].imds.Notice(t, "", window)
-	if left := deadline.Sub(noticeAt); left < margin+2*time.Second {
-		t.Fatalf("AEMM took %s to restart: the notice leaves %s to its deadline, no room for a drain before the %s exit margin", window-left, left, margin)
-	}
+	noticeAt, deadline := notice(t, members[0].imds, window, margin)
 
 	// When the interrupted instance's nginx exits, and what HAProxy counted
 	// for it by then.

@@ -124,9 +124,17 @@ func (a *AEMM) Restart(t testing.TB, o AEMMOptions) {
 // whatever should see the notice is ready.
 func (a *AEMM) Notice(t testing.TB, action string, window time.Duration) (at, deadline time.Time) {
 	t.Helper()
-	deadline = time.Now().Add(window).Truncate(time.Second)
-	a.Restart(t, AEMMOptions{Mode: "spot", Action: action, NoticeTime: deadline})
+	o, deadline := NoticeOptions(action, window)
+	a.Restart(t, o)
 	return time.Now(), deadline
+}
+
+// NoticeOptions are the options that make an AEMM started with them serve a
+// spot notice for action at once, its time window from now in whole seconds;
+// it returns them and that time. AEMM.Notice restarts with them.
+func NoticeOptions(action string, window time.Duration) (o AEMMOptions, deadline time.Time) {
+	deadline = time.Now().Add(window).Truncate(time.Second)
+	return AEMMOptions{Mode: "spot", Action: action, NoticeTime: deadline}, deadline
 }
 
 // stop kills the running process, if any, and waits for it.

@@ -105,12 +105,7 @@ func LaunchEC2Fake(m *Moto) (f *EC2Fake, stop func(), err error) {
 
 // Env is the environment that points an SDK (or the spot-agent binary) at
 // the fake, as Moto.Env does at moto.
-func (f *EC2Fake) Env() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + f.URL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_REGION=" + Region, "AWS_EC2_METADATA_DISABLED=true",
-	}
-}
+func (f *EC2Fake) Env() []string { return endpointEnv(f.URL) }
 
 // Calls returns how many requests for an EC2 action the fake saw.
 func (f *EC2Fake) Calls(action string) int {

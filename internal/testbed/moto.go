@@ -111,9 +111,13 @@ func (m *Moto) Reset(t testing.TB) {
 }
 
 // Env is the environment that points an agent's SDK at this server.
-func (m *Moto) Env() []string {
+func (m *Moto) Env() []string { return endpointEnv(m.URL) }
+
+// endpointEnv points an SDK (or the spot-agent binary) at an AWS endpoint
+// that takes the fake credentials "testing".
+func endpointEnv(url string) []string {
 	return []string{
-		"AWS_ENDPOINT_URL=" + m.URL,
+		"AWS_ENDPOINT_URL=" + url,
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",
 		"AWS_REGION=" + Region,
