@@ -896,7 +896,7 @@ func (r *strayInstances) plan(s *state) Change {
 }
 
 func (r *strayInstances) create(context.Context, *state) error         { return nil }
-func (r *strayInstances) template(*state, *cfnBuilder) error             { return nil }
+func (r *strayInstances) template(*state, *cfnBuilder) error           { return nil }
 func (r *strayInstances) update(context.Context, *state, Change) error { return nil }
 
 // delete runs after the fleets are deleted: whatever still runs is terminated.

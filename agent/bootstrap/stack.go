@@ -161,8 +161,8 @@ type state struct {
 	opts      Options
 	account   string
 	partition string
-	region    string      // cfg.Region, or in a template AWS::Region
-	tmpl      *cfnBuilder // the template being built; nil when driving AWS
+	region    string            // cfg.Region, or in a template AWS::Region
+	tmpl      *cfnBuilder       // the template being built; nil when driving AWS
 	userPart  []byte            // the user's own user-data, nil if none
 	packages  map[string][]byte // the --agent-file packages, by path
 	ud        string            // the launch templates' base64 user-data, once rendered
@@ -243,7 +243,9 @@ func (s *state) ruleARNFor() string {
 	return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", s.partition, s.region, s.account, s.ruleName())
 }
 
-func (s *state) asgARNPattern() string { return asgARNPattern(s.partition, s.region, s.account, s.asgName()) }
+func (s *state) asgARNPattern() string {
+	return asgARNPattern(s.partition, s.region, s.account, s.asgName())
+}
 
 // asgARNPattern is the ARN of the Auto Scaling group of that name, whatever
 // its id.
