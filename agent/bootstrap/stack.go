@@ -2,7 +2,8 @@
 // network, security groups, load balancer, IAM, launch template, fleet,
 // scaling, notifications — as an ordered list of resources, each found again
 // by the tag spot-agent:stack=NAME. Plan (dry run), apply, status and teardown
-// all walk that one list: apply in order, teardown in reverse.
+// all walk that one list: apply in order, teardown in reverse; Template walks
+// it too, to print the same stack as a CloudFormation template.
 package bootstrap
 
 import (
