@@ -378,6 +378,11 @@ func (r *launchTemplate) template(s *state, b *cfnBuilder) error {
 	if err != nil {
 		return err
 	}
+	// The user-data is literal base64: nothing in it may stand for what only
+	// CloudFormation knows (an uploaded package's bucket would, and is refused).
+	if raw, err := base64.StdEncoding.DecodeString(ud); err != nil || strings.Contains(string(raw), tokenOpen) {
+		return errors.New("the user-data names a resource of the stack, which a template cannot render")
+	}
 	r.ud = ud
 	b.resource(id, "AWS::EC2::LaunchTemplate", r.input(s))
 	s.ltIDs[r.arch] = b.ref(id)

@@ -42,15 +42,6 @@ type Template struct {
 	Outputs                  entries        `json:"Outputs,omitempty" yaml:"Outputs,omitempty"`
 }
 
-// ResourceTypes are the template's resources' types, by logical id.
-func (t *Template) ResourceTypes() map[string]string {
-	out := map[string]string{}
-	for _, e := range t.Resources {
-		out[e.name] = e.value.(cfnResource).Type
-	}
-	return out
-}
-
 // Write writes the template as JSON or YAML (TemplateJSON, TemplateYAML).
 func (t *Template) Write(w io.Writer, format string) error {
 	switch format {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,13 +62,8 @@ Flags:`)
 	if err != nil {
 		return usageIfFlag(err)
 	}
-	return writeJSON(stdout, jsonDoc(doc))
+	return writeJSON(stdout, json.RawMessage(doc))
 }
-
-// jsonDoc is a JSON document that writeJSON indents as it is.
-type jsonDoc string
-
-func (d jsonDoc) MarshalJSON() ([]byte, error) { return []byte(d), nil }
 
 // checkRunSettings checks settings of the agent (SPOT_AGENT_<FLAG> to value)
 // as 'spot-agent run' reads them from its settings file: each a flag of run,
