@@ -369,7 +369,7 @@ func (r *launchTemplate) template(s *state, b *cfnBuilder) error {
 	}
 	id := "LaunchTemplate" + logicalArch(r.arch)
 	p := cfnParameter{Type: "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", Default: amiParameter(r.arch),
-		Description: "the " + r.arch + " instances' AMI: a public SSM parameter of the latest Amazon Linux 2023 (" + s.cfg.Distribution + " is what the user-data installs on)"}
+		Description: "the " + r.arch + " instances' AMI: the latest Amazon Linux 2023, from its public SSM parameter"}
 	if ami := cmp.Or(s.cfg.AMIs[r.arch], s.cfg.AMI); ami != "" {
 		p = cfnParameter{Type: "AWS::EC2::Image::Id", Default: ami, Description: "the " + r.arch + " instances' AMI (--ami), " + s.cfg.Distribution}
 	}

@@ -219,6 +219,7 @@ var cfnLintAccepted = map[string]string{}
 // and each option changes what it should. The YAML form is the same
 // template.
 func TestTemplateOfEveryKindAndOptionPassesCfnLint(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var files []string
 	byFile := map[string]string{}
@@ -416,6 +417,7 @@ var deployCases = []deployCase{
 // desired state, two outputs. The launch templates' AMIs come from the
 // public SSM parameter the template names.
 func TestTemplateDeploysToMotoAsBootstrapWouldBuildIt(t *testing.T) {
+	t.Parallel()
 	m := testbed.SharedMoto(t)
 	for _, dc := range deployCases {
 		t.Run(dc.name, func(t *testing.T) {
