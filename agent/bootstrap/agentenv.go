@@ -52,16 +52,13 @@ var targetGroupResourceRE = regexp.MustCompile(`^targetgroup/[A-Za-z0-9-]{1,32}/
 // follow: a topic that is an SNS topic's ARN, target groups in the stack's
 // region, the stack's region.
 func (c *Config) checkRoleSettings(bad func(flag, format string, args ...any)) {
-	if v := c.AgentEnv[envSNSTopic]; v != "" {
-		if a, err := arn.Parse(v); err != nil || a.Service != "sns" || a.Partition != partitionOf(c.Region) || !accountRE.MatchString(a.AccountID) ||
-			a.Region == "" || ruleTopic.check(strings.TrimSuffix(a.Resource, ".fifo")) != "" {
-			bad("agent-env", "%s: %q is not an SNS topic's ARN like arn:%s:sns:%s:123456789012:interruptions (the instance role is allowed sns:Publish on it)", envSNSTopic, v, partitionOf(c.Region), c.Region)
-		}
+	if v := c.AgentEnv[envSNSTopic]; v != "" && !isTopicARN(v, partitionOf(c.Region)) {
+		bad("agent-env", "%s: %q is not an SNS topic's ARN like arn:%s:sns:%s:123456789012:interruptions (the instance role is allowed sns:Publish on it)", envSNSTopic, v, partitionOf(c.Region), c.Region)
 	}
 	for _, tg := range c.extraTargetGroups() {
-		a, err := arn.Parse(tg)
+		a, ok := parseTargetGroupARN(tg, partitionOf(c.Region))
 		switch {
-		case err != nil || a.Service != "elasticloadbalancing" || a.Partition != partitionOf(c.Region) || !accountRE.MatchString(a.AccountID) || !targetGroupResourceRE.MatchString(a.Resource):
+		case !ok:
 			bad("agent-env", "%s: %q is not a target group's ARN like arn:%s:elasticloadbalancing:%s:123456789012:targetgroup/web/0123456789abcdef", envTargetGroups, tg, partitionOf(c.Region), c.Region)
 		case a.Region != c.Region:
 			bad("agent-env", "%s: %s is in %s; the agent on the stack's instances calls Elastic Load Balancing in %s: give groups in %s", envTargetGroups, tg, a.Region, c.Region, c.Region)
@@ -72,13 +69,30 @@ func (c *Config) checkRoleSettings(bad func(flag, format string, args ...any)) {
 	}
 }
 
+// isTopicARN tells whether v is the ARN of an SNS topic in the partition.
+func isTopicARN(v, partition string) bool {
+	a, err := arn.Parse(v)
+	return err == nil && a.Service == "sns" && a.Partition == partition && accountRE.MatchString(a.AccountID) &&
+		a.Region != "" && ruleTopic.check(strings.TrimSuffix(a.Resource, ".fifo")) == ""
+}
+
+// parseTargetGroupARN reads the ARN of a target group in the partition.
+func parseTargetGroupARN(v, partition string) (arn.ARN, bool) {
+	a, err := arn.Parse(v)
+	return a, err == nil && a.Service == "elasticloadbalancing" && a.Partition == partition && accountRE.MatchString(a.AccountID) &&
+		regionRE.MatchString(a.Region) && targetGroupResourceRE.MatchString(a.Resource)
+}
+
 var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 
 // extraTargetGroups are the groups given with SPOT_AGENT_TARGET_GROUP_ARN,
 // sorted, each once.
-func (c *Config) extraTargetGroups() []string {
+func (c *Config) extraTargetGroups() []string { return splitGroups(c.AgentEnv[envTargetGroups]) }
+
+// splitGroups reads target groups from comma-separated lists, sorted, each once.
+func splitGroups(lists ...string) []string {
 	var out []string
-	for _, tg := range strings.Split(c.AgentEnv[envTargetGroups], ",") {
+	for _, tg := range strings.Split(strings.Join(lists, ","), ",") {
 		if tg = strings.TrimSpace(tg); tg != "" && !slices.Contains(out, tg) {
 			out = append(out, tg)
 		}

@@ -162,6 +162,12 @@ func (r *bucket) update(ctx context.Context, s *state, _ Change) error {
 	return nil
 }
 
+// template: a template cannot upload the packages (templateProblems
+// refuses --agent-file before this is reached).
+func (r *bucket) template(*state, *cfnBuilder) error {
+	return &FlagError{"agent-file", "a template cannot upload a file"}
+}
+
 func (r *bucket) delete(ctx context.Context, s *state) error {
 	p := s3.NewListObjectsV2Paginator(s.c.S3, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket)})
 	for p.HasMorePages() {

@@ -50,3 +50,10 @@ func ServiceLinkedRolesFor(fleet string) []string {
 
 // PlannedArches are the fleet's architectures as the flags tell them.
 func PlannedArches(c *Config) []string { return c.plannedArches() }
+
+// StackAgentPolicy is the instance role's policy a stack of cfg gets, with
+// its target group and account.
+func StackAgentPolicy(cfg Config, tgARN, account string) string {
+	s := &state{cfg: cfg, partition: partitionOf(cfg.Region), region: cfg.Region, account: account, tgARN: tgARN}
+	return s.agentPolicy()
+}

@@ -14,9 +14,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
-// ltVersion is the launch template version every fleet launches: the
-// template's default, which bootstrap moves when it changes the template.
-const ltVersion = "$Default"
+// defaultVersion names a launch template's default version.
+const defaultVersion = "$Default"
 
 func newFleet(kind string) resource {
 	switch kind {
@@ -197,7 +196,7 @@ func (r *asgFleet) plan(s *state) Change {
 		{"spot", "100% (on-demand base 0), price-capacity-optimized"}, {"overrides", s.overridesSummary()},
 		{"capacity-rebalance", orNone(s.rebalanceSummary())}, {"target-group", orPending(s.tgARN)},
 		{"health-check", s.healthCheckSummary()},
-		{"launch-template", orPending(s.mainLT()) + " " + ltVersion},
+		{"launch-template", orPending(s.mainLT()) + " " + defaultVersion},
 		{"propagated-tags", StackTag + "=" + s.cfg.Name + "," + HookTag + "=" + s.hookName()},
 	}}
 	if !s.cfg.bootstrapping() {
@@ -302,7 +301,7 @@ func (r *asgFleet) mixed(s *state) *astypes.MixedInstancesPolicy {
 		if a == main {
 			return nil
 		}
-		return &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)}
+		return &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(s.ltVersion(a))}
 	}
 	var ov []astypes.LaunchTemplateOverrides
 	if req := s.cfg.Requirements; req != nil {
@@ -323,7 +322,7 @@ func (r *asgFleet) mixed(s *state) *astypes.MixedInstancesPolicy {
 	}
 	return &astypes.MixedInstancesPolicy{
 		LaunchTemplate: &astypes.LaunchTemplate{
-			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[main]), Version: aws.String(ltVersion)},
+			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[main]), Version: aws.String(s.ltVersion(main))},
 			Overrides:                   ov,
 		},
 		InstancesDistribution: dist,
@@ -338,11 +337,12 @@ func (s *state) archOfType(t string) string {
 	return archOf(t)
 }
 
-func (r *asgFleet) create(ctx context.Context, s *state) error {
+// input is the group as create makes it.
+func (r *asgFleet) input(s *state) *autoscaling.CreateAutoScalingGroupInput {
 	tag := func(k, v string) astypes.Tag {
 		return astypes.Tag{Key: aws.String(k), Value: aws.String(v), PropagateAtLaunch: aws.Bool(true)}
 	}
-	in := &autoscaling.CreateAutoScalingGroupInput{
+	return &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(s.asgName()),
 		MinSize:              aws.Int32(int32(s.cfg.Min)), MaxSize: aws.Int32(int32(s.cfg.Max)), DesiredCapacity: aws.Int32(int32(s.cfg.Capacity)),
 		VPCZoneIdentifier:      aws.String(strings.Join(s.subnetIDs, ",")),
@@ -356,6 +356,10 @@ func (r *asgFleet) create(ctx context.Context, s *state) error {
 		// is ever launched without it.
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{s.hookSpec()},
 	}
+}
+
+func (r *asgFleet) create(ctx context.Context, s *state) error {
+	in := r.input(s)
 	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
 		_, err := s.c.AutoScaling.CreateAutoScalingGroup(ctx, in)
 		return err
@@ -409,6 +413,19 @@ func (r *asgFleet) update(ctx context.Context, s *state, c Change) error {
 			}
 		}
 	}
+	return nil
+}
+
+// template: the group as create makes it, its termination hook with it.
+// CloudFormation takes the sizes as strings and the subnets as a list.
+func (r *asgFleet) template(s *state, b *cfnBuilder) error {
+	in := r.input(s)
+	b.resource("AutoScalingGroup", "AWS::AutoScaling::AutoScalingGroup", struct {
+		*autoscaling.CreateAutoScalingGroupInput
+		MinSize, MaxSize, DesiredCapacity string
+		VPCZoneIdentifier                 []string
+	}{in, itoa(deref(in.MinSize)), itoa(deref(in.MaxSize)), itoa(deref(in.DesiredCapacity)), s.subnetIDs})
+	s.fleetKind, s.fleetID = FleetASG, b.ref("AutoScalingGroup")
 	return nil
 }
 
@@ -553,15 +570,16 @@ func (r *spotFleet) ltConfigs(s *state) []ec2types.LaunchTemplateConfig {
 	var out []ec2types.LaunchTemplateConfig
 	for _, a := range s.archList() {
 		out = append(out, ec2types.LaunchTemplateConfig{
-			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)},
+			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecification{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(s.ltVersion(a))},
 			Overrides:                   s.ec2Overrides(a),
 		})
 	}
 	return out
 }
 
-func (r *spotFleet) create(ctx context.Context, s *state) error {
-	in := &ec2.RequestSpotFleetInput{SpotFleetRequestConfig: &ec2types.SpotFleetRequestConfigData{
+// input is the request as create makes it.
+func (r *spotFleet) input(s *state) *ec2.RequestSpotFleetInput {
+	return &ec2.RequestSpotFleetInput{SpotFleetRequestConfig: &ec2types.SpotFleetRequestConfigData{
 		IamFleetRole:                     aws.String(s.fleetRole),
 		TargetCapacity:                   aws.Int32(int32(s.cfg.Capacity)),
 		OnDemandTargetCapacity:           aws.Int32(0),
@@ -578,6 +596,10 @@ func (r *spotFleet) create(ctx context.Context, s *state) error {
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-spot-fleet")},
 		}}},
 	}}
+}
+
+func (r *spotFleet) create(ctx context.Context, s *state) error {
+	in := r.input(s)
 	var out *ec2.RequestSpotFleetOutput
 	err := s.retryPropagation(ctx, "the new Spot Fleet role and instance profile to be usable", func(ctx context.Context) error {
 		var err error
@@ -596,6 +618,12 @@ func (r *spotFleet) update(ctx context.Context, s *state, _ Change) error {
 		SpotFleetRequestId: aws.String(s.fleetID), LaunchTemplateConfigs: r.ltConfigs(s),
 	})
 	return err
+}
+
+func (r *spotFleet) template(s *state, b *cfnBuilder) error {
+	b.resource("SpotFleet", "AWS::EC2::SpotFleet", map[string]any{"SpotFleetRequestConfigData": r.input(s).SpotFleetRequestConfig})
+	s.fleetKind, s.fleetID = FleetSpotFleet, b.ref("SpotFleet")
+	return nil
 }
 
 // delete cancels the request, terminating its instances, and waits for them.
@@ -735,7 +763,7 @@ func (r *ec2Fleet) ltConfigs(s *state) []ec2types.FleetLaunchTemplateConfigReque
 			}
 		}
 		out = append(out, ec2types.FleetLaunchTemplateConfigRequest{
-			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(ltVersion)},
+			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(s.ltIDs[a]), Version: aws.String(s.ltVersion(a))},
 			Overrides:                   ov,
 		})
 	}
@@ -749,8 +777,9 @@ func (r *ec2Fleet) capacity(s *state) *ec2types.TargetCapacitySpecificationReque
 	}
 }
 
-func (r *ec2Fleet) create(ctx context.Context, s *state) error {
-	in := &ec2.CreateFleetInput{
+// input is the fleet as create makes it.
+func (r *ec2Fleet) input(s *state) *ec2.CreateFleetInput {
+	return &ec2.CreateFleetInput{
 		Type:                        ec2types.FleetTypeMaintain,
 		TargetCapacitySpecification: r.capacity(s),
 		SpotOptions: &ec2types.SpotOptionsRequest{
@@ -764,6 +793,10 @@ func (r *ec2Fleet) create(ctx context.Context, s *state) error {
 			{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}, {Key: aws.String("Name"), Value: aws.String(s.cfg.Name + "-ec2-fleet")},
 		}}},
 	}
+}
+
+func (r *ec2Fleet) create(ctx context.Context, s *state) error {
+	in := r.input(s)
 	var out *ec2.CreateFleetOutput
 	err := s.retryPropagation(ctx, "the new instance profile to be usable", func(ctx context.Context) error {
 		var err error
@@ -782,6 +815,12 @@ func (r *ec2Fleet) update(ctx context.Context, s *state, _ Change) error {
 		FleetId: aws.String(s.fleetID), TargetCapacitySpecification: r.capacity(s), LaunchTemplateConfigs: r.ltConfigs(s),
 	})
 	return err
+}
+
+func (r *ec2Fleet) template(s *state, b *cfnBuilder) error {
+	b.resource("EC2Fleet", "AWS::EC2::EC2Fleet", r.input(s))
+	s.fleetKind, s.fleetID = FleetEC2Fleet, b.ref("EC2Fleet")
+	return nil
 }
 
 // delete deletes the fleet, terminating its instances, and waits for them.
@@ -857,6 +896,7 @@ func (r *strayInstances) plan(s *state) Change {
 }
 
 func (r *strayInstances) create(context.Context, *state) error         { return nil }
+func (r *strayInstances) template(*state, *cfnBuilder) error           { return nil }
 func (r *strayInstances) update(context.Context, *state, Change) error { return nil }
 
 // delete runs after the fleets are deleted: whatever still runs is terminated.

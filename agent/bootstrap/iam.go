@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,50 +42,70 @@ func trustPolicy(service string) string {
 	}}})
 }
 
-// agentPolicy allows exactly what the agent calls, and no more:
-//   - DeregisterTargets and RegisterTargets on this stack's target group: an
-//     EC2 Fleet's instances register themselves (--register), and on every
-//     fleet an agent that was stopped or restarted, or resumed from
-//     hibernation, goes back into the group it left;
+// agentGrants are what an instance role allows the agent: the resources of
+// each call that supports resource-level permissions.
+type agentGrants struct {
+	partition string
+	groups    []string // target groups: DeregisterTargets, RegisterTargets
+	asg       string   // the Auto Scaling group's ARN (any id): the lifecycle calls; "" for none
+	topic     string   // sns:Publish; "" for none
+	objects   []string // BUCKET/KEY of the agent's packages in S3: s3:GetObject
+}
+
+// policy allows exactly what the agent calls, and no more:
+//   - DeregisterTargets and RegisterTargets on its target groups: an EC2
+//     Fleet's instances register themselves (--register), and on every fleet
+//     an agent that was stopped or restarted, or resumed from hibernation,
+//     goes back into the group it left;
 //   - DescribeTargetHealth, DescribeTargetGroupAttributes and ec2:DescribeTags,
 //     which support no resource-level permissions;
-//   - for an ASG, the lifecycle calls on this group only;
-//   - with --agent-env SPOT_AGENT_TARGET_GROUP_ARN, the target group calls on
-//     those groups too, and with SPOT_AGENT_NOTIFY_SNS_TOPIC, sns:Publish on
-//     that topic (agentenv.go);
-//   - with an uploaded agent, s3:GetObject on that one object.
-func (s *state) agentPolicy() string {
+//   - in an Auto Scaling group, the lifecycle calls on that group only;
+//   - with --notify-sns-topic, sns:Publish on that topic (agentenv.go);
+//   - with an agent package in S3, s3:GetObject on those objects.
+func (g agentGrants) policy() string {
 	tgActions := []string{"elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"}
-	var groups any = orPending(s.tgARN)
-	if extra := s.cfg.extraTargetGroups(); len(extra) > 0 {
-		groups = append([]string{orPending(s.tgARN)}, extra...)
-	}
 	st := []policyStatement{
-		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: groups},
+		{Sid: "OwnTargetGroup", Effect: "Allow", Action: tgActions, Resource: oneOrList(g.groups)},
 		{Sid: "ReadOnly", Effect: "Allow", Action: []string{
 			"elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroupAttributes", "ec2:DescribeTags",
 		}, Resource: "*"},
 	}
-	if s.cfg.Fleet == FleetASG {
+	if g.asg != "" {
 		st = append(st, policyStatement{Sid: "OwnLifecycleHook", Effect: "Allow", Action: []string{
 			"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
-		}, Resource: s.asgARNPattern()})
+		}, Resource: g.asg})
 	}
-	if topic := s.cfg.snsTopic(); topic != "" {
-		st = append(st, policyStatement{Sid: "NotifyTopic", Effect: "Allow", Action: []string{"sns:Publish"}, Resource: topic})
+	if g.topic != "" {
+		st = append(st, policyStatement{Sid: "NotifyTopic", Effect: "Allow", Action: []string{"sns:Publish"}, Resource: g.topic})
 	}
-	if objs := s.agentObjects(); len(objs) > 0 {
+	if len(g.objects) > 0 {
 		var arns []string
-		for _, obj := range objs {
-			arns = append(arns, fmt.Sprintf("arn:%s:s3:::%s", s.partition, obj))
+		for _, obj := range g.objects {
+			arns = append(arns, fmt.Sprintf("arn:%s:s3:::%s", g.partition, obj))
 		}
-		var res any = arns
-		if len(arns) == 1 {
-			res = arns[0]
-		}
-		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: res})
+		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: oneOrList(arns)})
 	}
 	return mustJSON(policyDoc{Version: "2012-10-17", Statement: st})
+}
+
+// oneOrList is one resource as a string, several as a list.
+func oneOrList(v []string) any {
+	if len(v) == 1 {
+		return v[0]
+	}
+	return v
+}
+
+// agentPolicy is the stack's instance role's policy: the stack's target
+// group and those --agent-env names, the stack's group's lifecycle calls in
+// an ASG, the topic --agent-env names, the packages uploaded or in S3.
+func (s *state) agentPolicy() string {
+	g := agentGrants{partition: s.partition, groups: append([]string{orPending(s.tgARN)}, s.cfg.extraTargetGroups()...),
+		topic: s.cfg.snsTopic(), objects: s.agentObjects()}
+	if s.cfg.Fleet == FleetASG {
+		g.asg = s.asgARNPattern()
+	}
+	return g.policy()
 }
 
 // agentObjects are BUCKET/KEY of each of the agent's packages that comes
@@ -262,11 +283,30 @@ func (r *instanceRole) plan(s *state) Change {
 	return c.updateOnDiffs()
 }
 
+// roleInput is one of the stack's roles, trusting service.
+func (s *state) roleInput(name, service, description string) *iam.CreateRoleInput {
+	return &iam.CreateRoleInput{
+		RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trustPolicy(service)),
+		Description: aws.String("spot-agent " + s.cfg.Name + ": " + description), Tags: s.iamTags(),
+	}
+}
+
+// roleTemplate is a role as CloudFormation takes it: the role, its trust
+// and its inline policy (its documents as JSON, not strings).
+func roleTemplate(in *iam.CreateRoleInput, policyName, policy string) map[string]any {
+	return map[string]any{
+		"RoleName": in.RoleName, "Description": in.Description, "Tags": in.Tags,
+		"AssumeRolePolicyDocument": json.RawMessage(deref(in.AssumeRolePolicyDocument)),
+		"Policies":                 []map[string]any{{"PolicyName": policyName, "PolicyDocument": json.RawMessage(policy)}},
+	}
+}
+
+func (r *instanceRole) input(s *state) *iam.CreateRoleInput {
+	return s.roleInput(s.roleNameFor(), "ec2.amazonaws.com", "the instances' agent")
+}
+
 func (r *instanceRole) create(ctx context.Context, s *state) error {
-	out, err := s.c.IAM.CreateRole(ctx, &iam.CreateRoleInput{
-		RoleName: aws.String(s.roleName), AssumeRolePolicyDocument: aws.String(trustPolicy("ec2.amazonaws.com")),
-		Description: aws.String("spot-agent " + s.cfg.Name + ": the instances' agent"), Tags: s.iamTags(),
-	})
+	out, err := s.c.IAM.CreateRole(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -294,6 +334,17 @@ func (r *instanceRole) update(ctx context.Context, s *state, _ Change) error {
 		}
 		r.profileRole = true
 	}
+	return nil
+}
+
+// template: the role with its policy, and the instance profile that holds
+// it. The launch templates name the profile by its Ref, so that no instance
+// launches before it exists.
+func (r *instanceRole) template(s *state, b *cfnBuilder) error {
+	s.roleName = s.roleNameFor()
+	b.resource("InstanceRole", "AWS::IAM::Role", roleTemplate(r.input(s), agentPolicyName, s.agentPolicy()))
+	b.resource("InstanceProfile", "AWS::IAM::InstanceProfile", map[string]any{"InstanceProfileName": s.roleName, "Roles": []string{b.ref("InstanceRole")}})
+	s.roleARN, s.profileARN, s.roleName = b.att("InstanceRole", "Arn"), b.att("InstanceProfile", "Arn"), b.ref("InstanceProfile")
 	return nil
 }
 
@@ -341,7 +392,7 @@ func (s *state) roleARNFor(name string) string {
 
 // ec2ARN is the ARN of EC2 resources in the stack's account and region.
 func (s *state) ec2ARN(resource string) string {
-	return fmt.Sprintf("arn:%s:ec2:%s:%s:%s", s.partition, s.cfg.Region, s.account, resource)
+	return fmt.Sprintf("arn:%s:ec2:%s:%s:%s", s.partition, s.region, s.account, resource)
 }
 
 // spotFleetPolicy allows Spot Fleet what AmazonEC2SpotFleetTaggingRole allows
@@ -362,7 +413,7 @@ func (s *state) spotFleetPolicy() string {
 	return mustJSON(policyDoc{Version: "2012-10-17", Statement: []policyStatement{
 		{Sid: "Describe", Effect: "Allow", Action: []string{"ec2:DescribeImages", "ec2:DescribeInstanceStatus", "ec2:DescribeSubnets"}, Resource: "*"},
 		{Sid: "LaunchHere", Effect: "Allow", Action: []string{"ec2:RequestSpotInstances", "ec2:RunInstances"}, Resource: []string{
-			s.ec2ARN("*"), fmt.Sprintf("arn:%s:ec2:%s::image/*", s.partition, s.cfg.Region),
+			s.ec2ARN("*"), fmt.Sprintf("arn:%s:ec2:%s::image/*", s.partition, s.region),
 		}},
 		{Sid: "TagWhatItLaunches", Effect: "Allow", Action: []string{"ec2:CreateTags"}, Resource: []string{
 			s.ec2ARN("instance/*"), s.ec2ARN("network-interface/*"), s.ec2ARN("spot-instances-request/*"), s.ec2ARN("volume/*"),
@@ -411,11 +462,12 @@ func (r *spotFleetRole) plan(s *state) Change {
 	return c.updateOnDiffs()
 }
 
+func (r *spotFleetRole) input(s *state) *iam.CreateRoleInput {
+	return s.roleInput(s.fleetRoleName(), "spotfleet.amazonaws.com", "Spot Fleet launches, tags and terminates the stack's instances")
+}
+
 func (r *spotFleetRole) create(ctx context.Context, s *state) error {
-	out, err := s.c.IAM.CreateRole(ctx, &iam.CreateRoleInput{
-		RoleName: aws.String(s.fleetRoleName()), AssumeRolePolicyDocument: aws.String(trustPolicy("spotfleet.amazonaws.com")),
-		Description: aws.String("spot-agent " + s.cfg.Name + ": Spot Fleet launches, tags and terminates the stack's instances"), Tags: s.iamTags(),
-	})
+	out, err := s.c.IAM.CreateRole(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -438,6 +490,12 @@ func (r *spotFleetRole) update(ctx context.Context, s *state, _ Change) error {
 		}
 		r.attached = false
 	}
+	return nil
+}
+
+func (r *spotFleetRole) template(s *state, b *cfnBuilder) error {
+	b.resource("SpotFleetRole", "AWS::IAM::Role", roleTemplate(r.input(s), fleetPolicyName, s.spotFleetPolicy()))
+	s.fleetRole = b.att("SpotFleetRole", "Arn")
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -324,12 +325,16 @@ func (s *state) userDataSummary() string {
 	return sum
 }
 
-func (r *launchTemplate) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+func (r *launchTemplate) input(s *state) *ec2.CreateLaunchTemplateInput {
+	return &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(s.ltName(r.arch)), LaunchTemplateData: r.want(s),
 		VersionDescription: aws.String("spot-agent bootstrap"),
 		TagSpecifications:  s.ec2Tags(ec2types.ResourceTypeLaunchTemplate, r.component()),
-	})
+	}
+}
+
+func (r *launchTemplate) create(ctx context.Context, s *state) error {
+	out, err := s.c.EC2.CreateLaunchTemplate(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -352,6 +357,48 @@ func (r *launchTemplate) update(ctx context.Context, s *state, _ Change) error {
 	}
 	r.version = v
 	return nil
+}
+
+// template: the launch template as create makes it. Its AMI is a parameter:
+// --ami's, else the architecture's public SSM parameter of the latest Amazon
+// Linux 2023, which CloudFormation reads when it creates or updates the
+// stack (find reads it when the template is new).
+func (r *launchTemplate) template(s *state, b *cfnBuilder) error {
+	if s.ltIDs == nil {
+		s.ltIDs, s.amis = map[string]string{}, map[string]string{}
+	}
+	id := "LaunchTemplate" + logicalArch(r.arch)
+	p := cfnParameter{Type: "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", Default: amiParameter(r.arch),
+		Description: "the " + r.arch + " instances' AMI: the latest Amazon Linux 2023, from its public SSM parameter"}
+	if ami := cmp.Or(s.cfg.AMIs[r.arch], s.cfg.AMI); ami != "" {
+		p = cfnParameter{Type: "AWS::EC2::Image::Id", Default: ami, Description: "the " + r.arch + " instances' AMI (--ami), " + s.cfg.Distribution}
+	}
+	s.amis[r.arch] = b.parameter("ImageId"+logicalArch(r.arch), p)
+	ud, err := s.userData()
+	if err != nil {
+		return err
+	}
+	// The user-data is literal base64: nothing in it may stand for what only
+	// CloudFormation knows (an uploaded package's bucket would, and is refused).
+	if raw, err := base64.StdEncoding.DecodeString(ud); err != nil || strings.Contains(string(raw), tokenOpen) {
+		return errors.New("the user-data names a resource of the stack, which a template cannot render")
+	}
+	r.ud = ud
+	b.resource(id, "AWS::EC2::LaunchTemplate", r.input(s))
+	s.ltIDs[r.arch] = b.ref(id)
+	return nil
+}
+
+// ltVersion is the launch template version every fleet launches: the
+// template's default, which bootstrap moves when it changes the template. A
+// CloudFormation fleet names the latest version instead (CloudFormation
+// takes neither $Default nor $Latest for an Auto Scaling group), so that a
+// change to the template updates the fleet.
+func (s *state) ltVersion(arch string) string {
+	if s.tmpl != nil {
+		return s.tmpl.att("LaunchTemplate"+logicalArch(arch), "LatestVersionNumber")
+	}
+	return defaultVersion
 }
 
 func (r *launchTemplate) delete(ctx context.Context, s *state) error {

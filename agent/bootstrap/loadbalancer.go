@@ -160,8 +160,8 @@ func (r *targetGroup) plan(s *state) Change {
 	return c
 }
 
-func (r *targetGroup) create(ctx context.Context, s *state) error {
-	out, err := s.c.ELB.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
+func (r *targetGroup) input(s *state) *elbv2.CreateTargetGroupInput {
+	return &elbv2.CreateTargetGroupInput{
 		Name: aws.String(s.tgName()), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(int32(s.cfg.trafficPort())),
 		VpcId: aws.String(s.vpcID), TargetType: elbtypes.TargetTypeEnumInstance,
 		HealthCheckProtocol: elbtypes.ProtocolEnumHttp, HealthCheckPort: aws.String(s.healthCheckPort()), HealthCheckPath: aws.String(healthPath),
@@ -169,7 +169,11 @@ func (r *targetGroup) create(ctx context.Context, s *state) error {
 		HealthyThresholdCount: aws.Int32(healthThreshold), UnhealthyThresholdCount: aws.Int32(healthThreshold),
 		Matcher: &elbtypes.Matcher{HttpCode: aws.String("200")},
 		Tags:    s.elbTags("target-group"),
-	})
+	}
+}
+
+func (r *targetGroup) create(ctx context.Context, s *state) error {
+	out, err := s.c.ELB.CreateTargetGroup(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -215,6 +219,21 @@ func (r *targetGroup) update(ctx context.Context, s *state, c Change) error {
 		}
 	}
 	return r.setAttributes(ctx, s)
+}
+
+// template: the group as create makes it, with the attributes
+// setAttributes sets.
+func (r *targetGroup) template(s *state, b *cfnBuilder) error {
+	var attrs []elbtypes.TargetGroupAttribute
+	for _, a := range r.wantAttrs(s) {
+		attrs = append(attrs, elbtypes.TargetGroupAttribute{Key: aws.String(a[0]), Value: aws.String(a[1])})
+	}
+	b.resource(lidTargetGroup, "AWS::ElasticLoadBalancingV2::TargetGroup", struct {
+		*elbv2.CreateTargetGroupInput
+		TargetGroupAttributes []elbtypes.TargetGroupAttribute
+	}{r.input(s), attrs})
+	s.tgARN = b.ref(lidTargetGroup)
+	return nil
 }
 
 func (r *targetGroup) delete(ctx context.Context, s *state) error {
@@ -280,11 +299,15 @@ func (r *loadBalancer) plan(s *state) Change {
 	return c.updateOnDiffs()
 }
 
-func (r *loadBalancer) create(ctx context.Context, s *state) error {
-	out, err := s.c.ELB.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{
+func (r *loadBalancer) input(s *state) *elbv2.CreateLoadBalancerInput {
+	return &elbv2.CreateLoadBalancerInput{
 		Name: aws.String(s.albName()), Type: elbtypes.LoadBalancerTypeEnumApplication, Scheme: elbtypes.LoadBalancerSchemeEnumInternetFacing,
 		Subnets: s.subnetIDs, SecurityGroups: []string{s.albSG}, Tags: s.elbTags("load-balancer"),
-	})
+	}
+}
+
+func (r *loadBalancer) create(ctx context.Context, s *state) error {
+	out, err := s.c.ELB.CreateLoadBalancer(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -315,6 +338,12 @@ func (r *loadBalancer) update(ctx context.Context, s *state, _ Change) error {
 		return err
 	}
 	return r.waitActive(ctx, s)
+}
+
+func (r *loadBalancer) template(s *state, b *cfnBuilder) error {
+	b.resource(lidLoadBalancer, "AWS::ElasticLoadBalancingV2::LoadBalancer", r.input(s))
+	s.albARN, s.albDNS = b.ref(lidLoadBalancer), b.att(lidLoadBalancer, "DNSName")
+	return nil
 }
 
 func (r *loadBalancer) delete(ctx context.Context, s *state) error {
@@ -380,11 +409,15 @@ func (r *listener) forward(s *state) []elbtypes.Action {
 	return []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(s.tgARN)}}
 }
 
-func (r *listener) create(ctx context.Context, s *state) error {
-	out, err := s.c.ELB.CreateListener(ctx, &elbv2.CreateListenerInput{
+func (r *listener) input(s *state) *elbv2.CreateListenerInput {
+	return &elbv2.CreateListenerInput{
 		LoadBalancerArn: aws.String(s.albARN), Port: aws.Int32(80), Protocol: elbtypes.ProtocolEnumHttp,
 		DefaultActions: r.forward(s), Tags: s.elbTags("listener"),
-	})
+	}
+}
+
+func (r *listener) create(ctx context.Context, s *state) error {
+	out, err := s.c.ELB.CreateListener(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -398,6 +431,16 @@ func (r *listener) update(ctx context.Context, s *state, _ Change) error {
 		r.target = s.tgARN
 	}
 	return err
+}
+
+// template: the listener without its tags, which CloudFormation's listener
+// does not take.
+func (r *listener) template(s *state, b *cfnBuilder) error {
+	in := r.input(s)
+	in.Tags = nil
+	b.resource(lidListener, "AWS::ElasticLoadBalancingV2::Listener", in)
+	s.listenerARN = b.ref(lidListener)
+	return nil
 }
 
 func (r *listener) delete(ctx context.Context, s *state) error {

@@ -178,7 +178,7 @@ func (s *state) derivedNames() []derivedName {
 		{s.ruleName(), ruleEventRule},
 		{ruleTargetID, ruleEventTarget},
 	}
-	if s.cfg.Region != "" {
+	if s.region != "" {
 		names = append(names, derivedName{s.bucketName(), ruleBucket})
 	}
 	return names
@@ -188,7 +188,7 @@ func (s *state) derivedNames() []derivedName {
 // its resource's rule, before any AWS call. The account id in the bucket's
 // name is a stand-in of the same length.
 func checkDerivedNames(name, region string) error {
-	s := &state{cfg: Config{Name: name, Region: region}, account: standInAccount}
+	s := &state{cfg: Config{Name: name, Region: region}, region: region, account: standInAccount}
 	for _, n := range s.derivedNames() {
 		if problem := n.rule.check(n.value); problem != "" {
 			return &FlagError{"name", fmt.Sprintf("%q would name the %s %q, which %s (AWS's rule: %s): choose another --name",

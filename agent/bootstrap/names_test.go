@@ -96,7 +96,7 @@ func TestTheLongestNameFitsEveryRule(t *testing.T) {
 			t.Errorf("%s in %s: %v", name, region, err)
 		}
 	}
-	s := &state{cfg: Config{Name: name, Region: "ap-southeast-5"}, account: standInAccount}
+	s := &state{cfg: Config{Name: name, Region: "ap-southeast-5"}, region: "ap-southeast-5", account: standInAccount}
 	if len(s.derivedNames()) < 18 {
 		t.Errorf("only %d derived names: the bucket's is missing", len(s.derivedNames()))
 	}

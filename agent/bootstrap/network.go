@@ -127,11 +127,12 @@ func (r *vpc) dnsText() string {
 	return "support " + onOff(r.dnsSupport) + ", hostnames " + onOff(r.dnsHostnames)
 }
 
+func (r *vpc) input(s *state) *ec2.CreateVpcInput {
+	return &ec2.CreateVpcInput{CidrBlock: aws.String(s.cfg.VPCCIDR), TagSpecifications: s.ec2Tags(ec2types.ResourceTypeVpc, "vpc")}
+}
+
 func (r *vpc) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{
-		CidrBlock:         aws.String(s.cfg.VPCCIDR),
-		TagSpecifications: s.ec2Tags(ec2types.ResourceTypeVpc, "vpc"),
-	})
+	out, err := s.c.EC2.CreateVpc(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -156,6 +157,21 @@ func (r *vpc) update(ctx context.Context, s *state, _ Change) error {
 		}
 		r.dnsHostnames = true
 	}
+	return nil
+}
+
+// template: a given VPC is a parameter; the stack's own has DNS support and
+// hostnames on, as update makes them.
+func (r *vpc) template(s *state, b *cfnBuilder) error {
+	if s.cfg.VPCID != "" {
+		s.vpcID = b.parameter("VpcId", cfnParameter{Type: "AWS::EC2::VPC::Id", Default: s.cfg.VPCID, Description: "the VPC (--vpc-id): used, never changed"})
+		return nil
+	}
+	in := r.input(s)
+	b.resource("VPC", "AWS::EC2::VPC", map[string]any{
+		"CidrBlock": in.CidrBlock, "EnableDnsSupport": true, "EnableDnsHostnames": true, "Tags": specTags(in.TagSpecifications),
+	})
+	s.vpcID = b.ref("VPC")
 	return nil
 }
 
@@ -307,16 +323,26 @@ func (r *subnets) plan(s *state) Change {
 	return c
 }
 
-func (r *subnets) create(ctx context.Context, s *state) error {
+// inputs are the subnets to create, by component.
+func (r *subnets) inputs(s *state) []*ec2.CreateSubnetInput {
 	cidrs, zones := r.want(s)
+	var out []*ec2.CreateSubnetInput
 	for i, comp := range subnetComponents {
-		if _, ok := r.have[comp]; ok {
-			continue
-		}
-		out, err := s.c.EC2.CreateSubnet(ctx, &ec2.CreateSubnetInput{
+		out = append(out, &ec2.CreateSubnetInput{
 			VpcId: aws.String(s.vpcID), CidrBlock: aws.String(cidrs[i]), AvailabilityZone: aws.String(zones[i]),
 			TagSpecifications: s.ec2Tags(ec2types.ResourceTypeSubnet, comp),
 		})
+	}
+	return out
+}
+
+func (r *subnets) create(ctx context.Context, s *state) error {
+	for i, in := range r.inputs(s) {
+		comp := subnetComponents[i]
+		if _, ok := r.have[comp]; ok {
+			continue
+		}
+		out, err := s.c.EC2.CreateSubnet(ctx, in)
 		if err != nil {
 			return fmt.Errorf("%s: %w", comp, err)
 		}
@@ -343,6 +369,33 @@ func (r *subnets) update(ctx context.Context, s *state, _ Change) error {
 		sn.MapPublicIpOnLaunch = aws.Bool(true)
 		r.have[comp] = sn
 	}
+	return nil
+}
+
+// template: given subnets are parameters; the stack's own are in the
+// region's first two Availability Zones, with public addresses, as create
+// and update make them.
+func (r *subnets) template(s *state, b *cfnBuilder) error {
+	s.subnetIDs = nil
+	if s.cfg.VPCID != "" {
+		for i, id := range s.cfg.Subnets {
+			s.subnetIDs = append(s.subnetIDs, b.parameter(fmt.Sprintf("SubnetId%d", i+1), cfnParameter{
+				Type: "AWS::EC2::Subnet::Id", Default: id, Description: fmt.Sprintf("subnet %d of --subnets (in --vpc-id; at least two Availability Zones among them): used, never changed", i+1)}))
+		}
+		return nil
+	}
+	r.have, r.zones = map[string]ec2types.Subnet{}, nil
+	for i := range subnetComponents {
+		r.zones = append(r.zones, b.fn(map[string]any{"Fn::Select": []any{i, map[string]any{"Fn::GetAZs": ""}}}))
+	}
+	for i, in := range r.inputs(s) {
+		id := fmt.Sprintf("Subnet%d", i+1)
+		b.resource(id, "AWS::EC2::Subnet", map[string]any{
+			"VpcId": in.VpcId, "CidrBlock": in.CidrBlock, "AvailabilityZone": in.AvailabilityZone, "MapPublicIpOnLaunch": true, "Tags": specTags(in.TagSpecifications),
+		})
+		s.subnetIDs = append(s.subnetIDs, b.ref(id))
+	}
+	_, s.zones = r.want(s)
 	return nil
 }
 
@@ -409,8 +462,12 @@ func orNone(s string) string {
 	return s
 }
 
+func (r *internetGateway) input(s *state) *ec2.CreateInternetGatewayInput {
+	return &ec2.CreateInternetGatewayInput{TagSpecifications: s.ec2Tags(ec2types.ResourceTypeInternetGateway, "igw")}
+}
+
 func (r *internetGateway) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateInternetGateway(ctx, &ec2.CreateInternetGatewayInput{TagSpecifications: s.ec2Tags(ec2types.ResourceTypeInternetGateway, "igw")})
+	out, err := s.c.EC2.CreateInternetGateway(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -429,6 +486,14 @@ func (r *internetGateway) update(ctx context.Context, s *state, _ Change) error 
 		r.attached = s.vpcID
 	}
 	return err
+}
+
+// template: the gateway, attached to the VPC (as update attaches it).
+func (r *internetGateway) template(s *state, b *cfnBuilder) error {
+	b.resource("InternetGateway", "AWS::EC2::InternetGateway", map[string]any{"Tags": specTags(r.input(s).TagSpecifications)})
+	s.igwID = b.ref("InternetGateway")
+	b.resource(lidInternetGatewayAttachment, "AWS::EC2::VPCGatewayAttachment", map[string]any{"VpcId": s.vpcID, "InternetGatewayId": s.igwID})
+	return nil
 }
 
 func (r *internetGateway) delete(ctx context.Context, s *state) error {
@@ -516,8 +581,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
+func (r *routeTable) input(s *state) *ec2.CreateRouteTableInput {
+	return &ec2.CreateRouteTableInput{VpcId: aws.String(s.vpcID), TagSpecifications: s.ec2Tags(ec2types.ResourceTypeRouteTable, "public-rt")}
+}
+
+// route sends everything else to the internet gateway.
+func (r *routeTable) route(s *state) *ec2.CreateRouteInput {
+	return &ec2.CreateRouteInput{RouteTableId: aws.String(s.rtID), DestinationCidrBlock: aws.String("0.0.0.0/0"), GatewayId: aws.String(s.igwID)}
+}
+
 func (r *routeTable) create(ctx context.Context, s *state) error {
-	out, err := s.c.EC2.CreateRouteTable(ctx, &ec2.CreateRouteTableInput{VpcId: aws.String(s.vpcID), TagSpecifications: s.ec2Tags(ec2types.ResourceTypeRouteTable, "public-rt")})
+	out, err := s.c.EC2.CreateRouteTable(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -527,7 +601,7 @@ func (r *routeTable) create(ctx context.Context, s *state) error {
 
 func (r *routeTable) update(ctx context.Context, s *state, _ Change) error {
 	if r.defaultRoute != s.igwID {
-		if _, err := s.c.EC2.CreateRoute(ctx, &ec2.CreateRouteInput{RouteTableId: aws.String(s.rtID), DestinationCidrBlock: aws.String("0.0.0.0/0"), GatewayId: aws.String(s.igwID)}); err != nil {
+		if _, err := s.c.EC2.CreateRoute(ctx, r.route(s)); err != nil {
 			return fmt.Errorf("default route: %w", err)
 		}
 		r.defaultRoute = s.igwID
@@ -538,6 +612,19 @@ func (r *routeTable) update(ctx context.Context, s *state, _ Change) error {
 			return fmt.Errorf("associate %s: %w", id, err)
 		}
 		r.assoc[id] = deref(out.AssociationId)
+	}
+	return nil
+}
+
+// template: the table, its default route (once the gateway is attached)
+// and an association per subnet, as create and update make them.
+func (r *routeTable) template(s *state, b *cfnBuilder) error {
+	in := r.input(s)
+	b.resource("RouteTable", "AWS::EC2::RouteTable", map[string]any{"VpcId": in.VpcId, "Tags": specTags(in.TagSpecifications)})
+	s.rtID = b.ref("RouteTable")
+	b.resource("DefaultRoute", "AWS::EC2::Route", r.route(s), lidInternetGatewayAttachment)
+	for i, id := range s.subnetIDs {
+		b.resource(fmt.Sprintf("Subnet%dRouteTableAssociation", i+1), "AWS::EC2::SubnetRouteTableAssociation", map[string]any{"RouteTableId": s.rtID, "SubnetId": id})
 	}
 	return nil
 }

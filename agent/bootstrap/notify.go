@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -114,12 +115,21 @@ func (r *topic) plan(s *state) Change {
 	return c.updateOnDiffs()
 }
 
-func (r *topic) create(ctx context.Context, s *state) error {
-	out, err := s.c.SNS.CreateTopic(ctx, &sns.CreateTopicInput{
+func (r *topic) input(s *state) *sns.CreateTopicInput {
+	return &sns.CreateTopicInput{
 		Name:       aws.String(s.topicName()),
 		Attributes: map[string]string{"Policy": s.topicPolicy()},
 		Tags:       []snstypes.Tag{{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}},
-	})
+	}
+}
+
+// emailSubscription is --notify-email's subscription to the topic.
+func (s *state) emailSubscription() *sns.SubscribeInput {
+	return &sns.SubscribeInput{TopicArn: aws.String(s.topicARN), Protocol: aws.String("email"), Endpoint: aws.String(s.cfg.NotifyEmail)}
+}
+
+func (r *topic) create(ctx context.Context, s *state) error {
+	out, err := s.c.SNS.CreateTopic(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -136,11 +146,25 @@ func (r *topic) update(ctx context.Context, s *state, _ Change) error {
 		r.policy = s.topicPolicy()
 	}
 	if s.cfg.NotifyEmail != "" && !r.emails[s.cfg.NotifyEmail] {
-		_, err := s.c.SNS.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(s.topicARN), Protocol: aws.String("email"), Endpoint: aws.String(s.cfg.NotifyEmail)})
+		_, err := s.c.SNS.Subscribe(ctx, s.emailSubscription())
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", s.cfg.NotifyEmail, err)
 		}
 		r.emails[s.cfg.NotifyEmail] = true
+	}
+	return nil
+}
+
+// template: the topic, its policy (a resource of its own in
+// CloudFormation) and --notify-email's subscription.
+func (r *topic) template(s *state, b *cfnBuilder) error {
+	topic := r.input(s)
+	b.resource("Topic", "AWS::SNS::Topic", map[string]any{"TopicName": topic.Name, "Tags": topic.Tags})
+	s.topicARN = b.ref("Topic")
+	b.resource("TopicPolicy", "AWS::SNS::TopicPolicy", map[string]any{"PolicyDocument": json.RawMessage(topic.Attributes["Policy"]), "Topics": []string{s.topicARN}})
+	if s.cfg.NotifyEmail != "" {
+		in := s.emailSubscription() // ReturnSubscriptionArn is the call's, not the subscription's
+		b.resource("EmailSubscription", "AWS::SNS::Subscription", map[string]any{"TopicArn": in.TopicArn, "Protocol": in.Protocol, "Endpoint": in.Endpoint})
 	}
 	return nil
 }
@@ -221,12 +245,21 @@ func (r *rule) plan(s *state) Change {
 	return c.updateOnDiffs()
 }
 
-func (r *rule) create(ctx context.Context, s *state) error {
-	out, err := s.c.Events.PutRule(ctx, &eventbridge.PutRuleInput{
+func (r *rule) input(s *state) *eventbridge.PutRuleInput {
+	return &eventbridge.PutRuleInput{
 		Name: aws.String(s.ruleName()), EventPattern: aws.String(eventPattern()), State: ebtypes.RuleStateEnabled,
 		Description: aws.String("spot-agent " + s.cfg.Name + ": Spot interruption warnings and rebalance recommendations to the stack's topic"),
 		Tags:        []ebtypes.Tag{{Key: aws.String(StackTag), Value: aws.String(s.cfg.Name)}},
-	})
+	}
+}
+
+// target is the rule's one target: the topic.
+func (s *state) ruleTarget() ebtypes.Target {
+	return ebtypes.Target{Id: aws.String(ruleTargetID), Arn: aws.String(s.topicARN)}
+}
+
+func (r *rule) create(ctx context.Context, s *state) error {
+	out, err := s.c.Events.PutRule(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -243,7 +276,7 @@ func (r *rule) update(ctx context.Context, s *state, _ Change) error {
 		r.pattern, r.state = eventPattern(), ebtypes.RuleStateEnabled
 	}
 	if r.target != s.topicARN {
-		out, err := s.c.Events.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(s.ruleName()), Targets: []ebtypes.Target{{Id: aws.String(ruleTargetID), Arn: aws.String(s.topicARN)}}})
+		out, err := s.c.Events.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(s.ruleName()), Targets: []ebtypes.Target{s.ruleTarget()}})
 		if err != nil {
 			return fmt.Errorf("target: %w", err)
 		}
@@ -252,6 +285,17 @@ func (r *rule) update(ctx context.Context, s *state, _ Change) error {
 		}
 		r.target = s.topicARN
 	}
+	return nil
+}
+
+// template: the rule with its target (a property in CloudFormation).
+func (r *rule) template(s *state, b *cfnBuilder) error {
+	b.resource("InterruptionRule", "AWS::Events::Rule", struct {
+		*eventbridge.PutRuleInput
+		EventPattern json.RawMessage
+		Targets      []ebtypes.Target
+	}{r.input(s), json.RawMessage(eventPattern()), []ebtypes.Target{s.ruleTarget()}})
+	s.ruleARN = b.att("InterruptionRule", "Arn")
 	return nil
 }
 

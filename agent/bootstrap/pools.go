@@ -252,6 +252,11 @@ func (r *instancePools) create(context.Context, *state) error         { return n
 func (r *instancePools) update(context.Context, *state, Change) error { return nil }
 func (r *instancePools) delete(context.Context, *state) error         { return nil }
 
+// template adds nothing: the fleet's architectures come from the flags (a
+// fixed type's from its name), and the fleets match the requirements
+// themselves.
+func (r *instancePools) template(*state, *cfnBuilder) error { return nil }
+
 func toInstanceTypes(types []string) []ec2types.InstanceType {
 	out := make([]ec2types.InstanceType, len(types))
 	for i, t := range types {

@@ -94,6 +94,10 @@ func (r *lifecycleHook) update(ctx context.Context, s *state, _ Change) error {
 	return r.create(ctx, s)
 }
 
+// template adds nothing: the group carries its hook
+// (LifecycleHookSpecificationList), as create makes it.
+func (r *lifecycleHook) template(*state, *cfnBuilder) error { return nil }
+
 // delete does nothing: the hook goes with its group.
 func (r *lifecycleHook) delete(context.Context, *state) error { return nil }
 
@@ -106,6 +110,9 @@ const (
 // resourceLabel is app/NAME/ID/targetgroup/NAME/ID: the suffixes of the load
 // balancer's and the target group's ARNs.
 func (s *state) resourceLabel() string {
+	if b := s.tmpl; b != nil {
+		return b.att(lidLoadBalancer, "LoadBalancerFullName") + "/" + b.att(lidTargetGroup, "TargetGroupFullName")
+	}
 	_, lb, ok := strings.Cut(s.albARN, ":loadbalancer/")
 	i := strings.LastIndex(s.tgARN, ":targetgroup/")
 	if !ok || i < 0 {
@@ -222,26 +229,45 @@ func (r *scaling) plan(s *state) Change {
 
 func (r *scaling) create(ctx context.Context, s *state) error { return r.update(ctx, s, Change{}) }
 
+// asgPolicy is the ASG's target tracking policy.
+func (s *state) asgPolicy() *autoscaling.PutScalingPolicyInput {
+	return &autoscaling.PutScalingPolicyInput{
+		AutoScalingGroupName: aws.String(s.fleetID), PolicyName: aws.String(s.policyName()), PolicyType: aws.String("TargetTrackingScaling"),
+		TargetTrackingConfiguration: &astypes.TargetTrackingConfiguration{
+			PredefinedMetricSpecification: &astypes.PredefinedMetricSpecification{PredefinedMetricType: astypes.MetricType(requestCountMetric), ResourceLabel: aws.String(s.resourceLabel())},
+			TargetValue:                   aws.Float64(s.cfg.RequestsPerTarget),
+		},
+	}
+}
+
+// spotFleetTarget is the Spot Fleet's scalable target: its capacity bounds.
+func (s *state) spotFleetTarget() *appas.RegisterScalableTargetInput {
+	return &appas.RegisterScalableTargetInput{
+		ServiceNamespace: aastypes.ServiceNamespaceEc2, ResourceId: aws.String("spot-fleet-request/" + s.fleetID), ScalableDimension: spotFleetDimension,
+		MinCapacity: aws.Int32(int32(s.cfg.Min)), MaxCapacity: aws.Int32(int32(s.cfg.Max)),
+	}
+}
+
+// spotFleetScalingPolicy is the Spot Fleet's target tracking policy.
+func (s *state) spotFleetScalingPolicy() *appas.PutScalingPolicyInput {
+	return &appas.PutScalingPolicyInput{
+		ServiceNamespace: aastypes.ServiceNamespaceEc2, ResourceId: aws.String("spot-fleet-request/" + s.fleetID), ScalableDimension: spotFleetDimension,
+		PolicyName: aws.String(s.policyName()), PolicyType: aastypes.PolicyTypeTargetTrackingScaling,
+		TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
+			PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricType(requestCountMetric), ResourceLabel: aws.String(s.resourceLabel())},
+			TargetValue:                   aws.Float64(s.cfg.RequestsPerTarget),
+		},
+	}
+}
+
 func (r *scaling) update(ctx context.Context, s *state, _ Change) error {
-	metric := func() (string, string) { return requestCountMetric, s.resourceLabel() }
 	switch s.fleetKind {
 	case FleetASG:
-		m, label := metric()
-		_, err := s.c.AutoScaling.PutScalingPolicy(ctx, &autoscaling.PutScalingPolicyInput{
-			AutoScalingGroupName: aws.String(s.fleetID), PolicyName: aws.String(s.policyName()), PolicyType: aws.String("TargetTrackingScaling"),
-			TargetTrackingConfiguration: &astypes.TargetTrackingConfiguration{
-				PredefinedMetricSpecification: &astypes.PredefinedMetricSpecification{PredefinedMetricType: astypes.MetricType(m), ResourceLabel: aws.String(label)},
-				TargetValue:                   aws.Float64(s.cfg.RequestsPerTarget),
-			},
-		})
+		_, err := s.c.AutoScaling.PutScalingPolicy(ctx, s.asgPolicy())
 		return err
 	case FleetSpotFleet:
-		id := "spot-fleet-request/" + s.fleetID
 		if !r.target || r.min != int32(s.cfg.Min) || r.max != int32(s.cfg.Max) {
-			in := &appas.RegisterScalableTargetInput{
-				ServiceNamespace: aastypes.ServiceNamespaceEc2, ResourceId: aws.String(id), ScalableDimension: spotFleetDimension,
-				MinCapacity: aws.Int32(int32(s.cfg.Min)), MaxCapacity: aws.Int32(int32(s.cfg.Max)),
-			}
+			in := s.spotFleetTarget()
 			if !r.target {
 				in.Tags = map[string]string{StackTag: s.cfg.Name}
 			}
@@ -251,20 +277,31 @@ func (r *scaling) update(ctx context.Context, s *state, _ Change) error {
 			r.target, r.min, r.max = true, int32(s.cfg.Min), int32(s.cfg.Max)
 		}
 		if !r.policy || r.metric != requestCountMetric || r.label != s.resourceLabel() || r.value != s.cfg.RequestsPerTarget {
-			m, label := metric()
-			_, err := s.c.AppAutoScaling.PutScalingPolicy(ctx, &appas.PutScalingPolicyInput{
-				ServiceNamespace: aastypes.ServiceNamespaceEc2, ResourceId: aws.String(id), ScalableDimension: spotFleetDimension,
-				PolicyName: aws.String(s.policyName()), PolicyType: aastypes.PolicyTypeTargetTrackingScaling,
-				TargetTrackingScalingPolicyConfiguration: &aastypes.TargetTrackingScalingPolicyConfiguration{
-					PredefinedMetricSpecification: &aastypes.PredefinedMetricSpecification{PredefinedMetricType: aastypes.MetricType(m), ResourceLabel: aws.String(label)},
-					TargetValue:                   aws.Float64(s.cfg.RequestsPerTarget),
-				},
-			})
-			if err != nil {
+			if _, err := s.c.AppAutoScaling.PutScalingPolicy(ctx, s.spotFleetScalingPolicy()); err != nil {
 				return fmt.Errorf("policy: %w", err)
 			}
 			r.policy = true
 		}
+	}
+	return nil
+}
+
+// template: the ASG's policy (CloudFormation names it), or the Spot Fleet's
+// scalable target and policy. Both wait for the listener: the metric counts
+// the requests the load balancer sends the target group.
+func (r *scaling) template(s *state, b *cfnBuilder) error {
+	switch s.fleetKind {
+	case FleetASG:
+		in := s.asgPolicy()
+		in.PolicyName = nil
+		b.resource("ScalingPolicy", "AWS::AutoScaling::ScalingPolicy", in, lidListener)
+	case FleetSpotFleet:
+		b.resource("ScalableTarget", "AWS::ApplicationAutoScaling::ScalableTarget", s.spotFleetTarget())
+		in := s.spotFleetScalingPolicy()
+		b.resource("ScalingPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy", map[string]any{
+			"PolicyName": in.PolicyName, "PolicyType": in.PolicyType, "ScalingTargetId": b.ref("ScalableTarget"),
+			"TargetTrackingScalingPolicyConfiguration": in.TargetTrackingScalingPolicyConfiguration,
+		}, lidListener)
 	}
 	return nil
 }

@@ -147,15 +147,19 @@ func rulesString(rules []ingress) string {
 	return strings.Join(parts, "; ")
 }
 
-func (r *securityGroup) create(ctx context.Context, s *state) error {
+func (r *securityGroup) input(s *state) *ec2.CreateSecurityGroupInput {
 	desc := "spot-agent " + s.cfg.Name + ": the load balancer"
 	if r.component == "instance-sg" {
 		desc = "spot-agent " + s.cfg.Name + ": the instances, reached by the load balancer"
 	}
-	out, err := s.c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
+	return &ec2.CreateSecurityGroupInput{
 		GroupName: aws.String(r.groupName(s)), Description: aws.String(desc), VpcId: aws.String(s.vpcID),
 		TagSpecifications: s.ec2Tags(ec2types.ResourceTypeSecurityGroup, r.component),
-	})
+	}
+}
+
+func (r *securityGroup) create(ctx context.Context, s *state) error {
+	out, err := s.c.EC2.CreateSecurityGroup(ctx, r.input(s))
 	if err != nil {
 		return err
 	}
@@ -186,6 +190,29 @@ func (r *securityGroup) update(ctx context.Context, s *state, _ Change) error {
 		}
 	}
 	r.rules = r.want(s)
+	return nil
+}
+
+// template: the group with the ingress rules update authorizes (egress is
+// EC2's default, everything, as for a group made through the API).
+func (r *securityGroup) template(s *state, b *cfnBuilder) error {
+	in := r.input(s)
+	var rules []map[string]any
+	for _, i := range r.want(s) {
+		rule := map[string]any{"IpProtocol": "tcp", "FromPort": i.port, "ToPort": i.port, "CidrIp": i.cidr}
+		if i.group != "" {
+			rule["SourceSecurityGroupId"] = i.group
+		}
+		rules = append(rules, rule)
+	}
+	id := "InstanceSecurityGroup"
+	if r.component == "alb-sg" {
+		id = "LoadBalancerSecurityGroup"
+	}
+	b.resource(id, "AWS::EC2::SecurityGroup", map[string]any{
+		"GroupName": in.GroupName, "GroupDescription": in.Description, "VpcId": in.VpcId, "SecurityGroupIngress": rules, "Tags": specTags(in.TagSpecifications),
+	})
+	*r.id(s) = b.att(id, "GroupId")
 	return nil
 }
 

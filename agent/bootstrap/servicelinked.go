@@ -100,5 +100,9 @@ func (r *serviceLinkedRoles) update(ctx context.Context, s *state, _ Change) err
 	return r.create(ctx, s)
 }
 
+// template adds nothing: the roles are the account's, listed in the
+// template's metadata (cfnBuilder.finish).
+func (r *serviceLinkedRoles) template(*state, *cfnBuilder) error { return nil }
+
 // delete leaves the roles: other stacks and the account's own fleets use them.
 func (r *serviceLinkedRoles) delete(context.Context, *state) error { return nil }

@@ -2,7 +2,8 @@
 // network, security groups, load balancer, IAM, launch template, fleet,
 // scaling, notifications — as an ordered list of resources, each found again
 // by the tag spot-agent:stack=NAME. Plan (dry run), apply, status and teardown
-// all walk that one list: apply in order, teardown in reverse.
+// all walk that one list: apply in order, teardown in reverse; Template walks
+// it too, to print the same stack as a CloudFormation template.
 package bootstrap
 
 import (
@@ -91,6 +92,10 @@ type resource interface {
 	create(ctx context.Context, s *state) error
 	update(ctx context.Context, s *state, c Change) error
 	delete(ctx context.Context, s *state) error
+	// template adds the resource to a CloudFormation template as create
+	// would make it, with no AWS call, and records its ids in the state as
+	// tokens (template.go).
+	template(s *state, b *cfnBuilder) error
 }
 
 // Options tune how the stack is driven, not what it is.
@@ -157,6 +162,8 @@ type state struct {
 	opts      Options
 	account   string
 	partition string
+	region    string            // cfg.Region, or in a template AWS::Region
+	tmpl      *cfnBuilder       // the template being built; nil when driving AWS
 	userPart  []byte            // the user's own user-data, nil if none
 	packages  map[string][]byte // the --agent-file packages, by path
 	ud        string            // the launch templates' base64 user-data, once rendered
@@ -226,19 +233,25 @@ func (s *state) ruleName() string  { return s.prefixed() + "-interruptions" }
 func (s *state) hookName() string   { return s.prefixed() + "-drain" }
 func (s *state) policyName() string { return s.prefixed() + "-requests-per-target" }
 func (s *state) bucketName() string {
-	return s.prefixed() + "-" + s.account + "-" + s.cfg.Region
+	return s.prefixed() + "-" + s.account + "-" + s.region
 }
 
 func (s *state) topicARNFor() string {
-	return fmt.Sprintf("arn:%s:sns:%s:%s:%s", s.partition, s.cfg.Region, s.account, s.topicName())
+	return fmt.Sprintf("arn:%s:sns:%s:%s:%s", s.partition, s.region, s.account, s.topicName())
 }
 
 func (s *state) ruleARNFor() string {
-	return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", s.partition, s.cfg.Region, s.account, s.ruleName())
+	return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", s.partition, s.region, s.account, s.ruleName())
 }
 
 func (s *state) asgARNPattern() string {
-	return fmt.Sprintf("arn:%s:autoscaling:%s:%s:autoScalingGroup:*:autoScalingGroupName/%s", s.partition, s.cfg.Region, s.account, s.asgName())
+	return asgARNPattern(s.partition, s.region, s.account, s.asgName())
+}
+
+// asgARNPattern is the ARN of the Auto Scaling group of that name, whatever
+// its id.
+func asgARNPattern(partition, region, account, name string) string {
+	return fmt.Sprintf("arn:%s:autoscaling:%s:%s:autoScalingGroup:*:autoScalingGroupName/%s", partition, region, account, name)
 }
 
 func partitionOf(region string) string {
@@ -295,7 +308,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), userPart: st.userPart, packages: st.packages}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), region: cfg.Region, userPart: st.userPart, packages: st.packages}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

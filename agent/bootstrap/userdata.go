@@ -55,7 +55,7 @@ func (st *Stack) preflight() error {
 		}
 		st.userPart = b
 	}
-	s := &state{cfg: st.cfg, opts: st.opts, partition: partitionOf(st.cfg.Region), account: standInAccount, userPart: st.userPart}
+	s := &state{cfg: st.cfg, opts: st.opts, partition: partitionOf(st.cfg.Region), region: st.cfg.Region, account: standInAccount, userPart: st.userPart}
 	s.setAgentObject()
 	b, err := s.renderUserData()
 	if err == nil && len(b) > userdata.MaxSize { // a renderer other than RenderUserData

@@ -249,7 +249,7 @@ func (f *agentEnvFlag) settings() (map[string]string, error) {
 				bad("%s: the setting of --%s is spelt %s", k, flagName, norm)
 				break
 			}
-			bad("%s is not a setting of 'spot-agent run': it has no --%s flag ('spot-agent run -h' lists them)", k, flagName)
+			bad("%s is not a setting of 'spot-agent run': it has no --%s flag ('spot-agent run -h' lists them)%s", k, flagName, closestSetting(k, runFlagNames()))
 		}
 		env[k] = v
 	}
@@ -259,10 +259,19 @@ func (f *agentEnvFlag) settings() (map[string]string, error) {
 // runSettings are the environment names (SPOT_AGENT_<FLAG>) of the flags of
 // `spot-agent run`, from its own flag set.
 func runSettings() map[string]bool {
+	names := map[string]bool{}
+	for k := range runFlagNames() {
+		names[k] = true
+	}
+	return names
+}
+
+// runFlagNames are the flags of `spot-agent run` by their environment names.
+func runFlagNames() map[string]string {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	runFlags(fs, &daemon.Config{}, &logFlags{})
-	names := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { names[envName(f.Name)] = true })
+	names := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { names[envName(f.Name)] = f.Name })
 	return names
 }
 
@@ -273,6 +282,8 @@ func bootstrapCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	var sf stackFlags
 	var dryRun bool
 	finish := bootstrapFlags(fs, &cfg, &sf, &dryRun)
+	var tmpl templateFlag
+	fs.Var(&tmpl, "template", "print the stack as a CloudFormation template instead of building it, with no AWS call: --template or --template=json for JSON, --template=yaml for YAML (AMIs, a given VPC and subnets are parameters)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: spot-agent bootstrap --name NAME [--region REGION] [flags]
 
@@ -287,13 +298,19 @@ given. Every
 resource carries the tag spot-agent:stack=NAME and is found by it again:
 re-running changes nothing, and says so. With --app-port, the instances'
 own application (set up by --user-data-file) serves the traffic and the
-agent its health and drain.
+agent its health and drain. With --template it prints the same stack as a
+CloudFormation template (JSON, or YAML with --template=yaml) and calls no
+AWS API: deploy it with 'aws cloudformation deploy --capabilities
+CAPABILITY_NAMED_IAM'.
 Every flag can also be set as SPOT_AGENT_<FLAG>.
 
 Flags:`)
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args); err != nil {
+		if a := fs.Arg(0); tmpl.format != "" && (a == bootstrap.TemplateJSON || a == bootstrap.TemplateYAML) {
+			return &usageError{fmt.Errorf("--template takes its format after an equals sign: --template=%s", a)}
+		}
 		return err
 	}
 	if err := finish(); err != nil {
@@ -302,6 +319,9 @@ Flags:`)
 	cfg.Name = sf.name
 	if err := sf.validate(true); err != nil {
 		return &usageError{err}
+	}
+	if tmpl.format != "" {
+		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout)
 	}
 	rec := bootstrap.NewRecorder()
 	clients, region, err := sf.clients(ctx, rec)
@@ -352,4 +372,64 @@ Flags:`)
 	}
 	res.Outputs.WriteText(stdout)
 	return nil
+}
+
+// templateFlag is --template[=json|yaml]: a boolean flag that also takes the
+// template's format.
+type templateFlag struct{ format string }
+
+func (f *templateFlag) String() string { return f.format }
+
+func (f *templateFlag) IsBoolFlag() bool { return true }
+
+func (f *templateFlag) Set(v string) error {
+	switch v {
+	case "true", bootstrap.TemplateJSON:
+		f.format = bootstrap.TemplateJSON
+	case bootstrap.TemplateYAML:
+		f.format = bootstrap.TemplateYAML
+	case "false":
+		f.format = ""
+	default:
+		return fmt.Errorf("%q is not json or yaml (--template alone is JSON)", v)
+	}
+	return nil
+}
+
+// apiOnlyFlags are bootstrap's flags that only drive AWS, which a template
+// does not, each with what to do instead.
+var apiOnlyFlags = []struct{ flag, instead string }{
+	{"dry-run", "the template is what would be built, and nothing is looked up: leave --dry-run out"},
+	{"poll-interval", "CloudFormation does the waiting: leave it out"},
+	{"timeout", "CloudFormation does the waiting: leave it out"},
+	{"output", "the template's format is --template=json or --template=yaml"},
+	{"o", "the template's format is --template=json or --template=yaml"},
+}
+
+// templateCommand prints the stack as a CloudFormation template: the
+// configuration checked as for a build, the region resolved as for a build
+// (it checks the ARNs --agent-env names), and no AWS call.
+func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config, sf *stackFlags, format string, stdout io.Writer) error {
+	var errs []error
+	for _, f := range apiOnlyFlags {
+		if given(fs, f.flag) {
+			errs = append(errs, &bootstrap.FlagError{Flag: f.flag, Problem: "does not go with --template: " + f.instead})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &usageError{err}
+	}
+	awsCfg, err := sf.awsConfig(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.Region = awsCfg.Region
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	t, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template()
+	if err != nil {
+		return usageIfFlag(err)
+	}
+	return t.Write(stdout, format)
 }

@@ -64,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bootstrapCommand(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = statusCommand(ctx, args[1:], stdout, stderr)
+	case "policy":
+		err = policyCommand(ctx, args[1:], stdout, stderr)
 	case "teardown":
 		err = teardownCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "install":
@@ -98,6 +100,7 @@ Usage:
   spot-agent bootstrap       build the workshop's stack (load balancer, fleet, scaling, ...)
   spot-agent status          show a stack: capacity, instances, target health
   spot-agent teardown        delete every resource of a stack
+  spot-agent policy          print the instance role's policy for a fleet built elsewhere
   spot-agent install [flags] install the systemd unit and default settings, then start it
 
 Every flag of 'run' can also be set as SPOT_AGENT_<FLAG> (e.g. SPOT_AGENT_POLL_INTERVAL=200ms).

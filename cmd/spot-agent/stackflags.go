@@ -11,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
@@ -58,12 +59,11 @@ func (f *stackFlags) validate(waits bool) error {
 	return errors.Join(errs...)
 }
 
-// clients loads the SDK configuration (credentials and region from the
-// default chain, --region, --profile; AWS_ENDPOINT_URL is honoured by the SDK)
-// and makes the clients, counting every call in rec. It makes no AWS call:
-// credentials are fetched on the first request. A missing region is a usage
-// error: nothing here defaults to a region.
-func (f *stackFlags) clients(ctx context.Context, rec *bootstrap.Recorder) (bootstrap.Clients, string, error) {
+// awsConfig loads the SDK configuration: credentials and region from the
+// default chain, --region, --profile (AWS_ENDPOINT_URL is honoured by the
+// SDK). It makes no AWS call: credentials are fetched on the first request.
+// A missing region is a usage error: nothing here defaults to a region.
+func (f *stackFlags) awsConfig(ctx context.Context) (aws.Config, error) {
 	var opts []func(*config.LoadOptions) error
 	if f.region != "" {
 		opts = append(opts, config.WithRegion(f.region))
@@ -74,12 +74,22 @@ func (f *stackFlags) clients(ctx context.Context, rec *bootstrap.Recorder) (boot
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		if f.profile != "" {
-			return bootstrap.Clients{}, "", &usageError{&bootstrap.FlagError{Flag: "profile", Problem: err.Error()}}
+			return aws.Config{}, &usageError{&bootstrap.FlagError{Flag: "profile", Problem: err.Error()}}
 		}
-		return bootstrap.Clients{}, "", fmt.Errorf("load AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	if err := bootstrap.ValidateRegion(cfg.Region); err != nil {
-		return bootstrap.Clients{}, "", &usageError{err}
+		return aws.Config{}, &usageError{err}
+	}
+	return cfg, nil
+}
+
+// clients makes the clients of the SDK configuration (awsConfig), counting
+// every call in rec. It makes no AWS call.
+func (f *stackFlags) clients(ctx context.Context, rec *bootstrap.Recorder) (bootstrap.Clients, string, error) {
+	cfg, err := f.awsConfig(ctx)
+	if err != nil {
+		return bootstrap.Clients{}, "", err
 	}
 	cfg.APIOptions = append(cfg.APIOptions, rec.APIOption)
 	return bootstrap.NewClients(cfg), cfg.Region, nil

@@ -1,0 +1,67 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// policyGroup is a target group ARN for the policy command.
+const policyGroup = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+
+// Flags only the API path takes, and a template's impossibilities, exit 2
+// naming the flag and what to do instead, before anything is printed.
+func TestBootstrapTemplateBadFlagsExitTwo(t *testing.T) {
+	clearAgentEnv(t)
+	ok := []string{"bootstrap", "--name", "tpl", "--region", "us-east-1", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--template", "--dry-run"}, "--dry-run: does not go with --template: the template is what would be built, and nothing is looked up: leave --dry-run out"},
+		{[]string{"--template", "-o", "json"}, "--o: does not go with --template: the template's format is --template=json or --template=yaml"},
+		{[]string{"--template", "--timeout", "1m", "--poll-interval", "1s"}, "--poll-interval: does not go with --template: CloudFormation does the waiting"},
+		{[]string{"--template", "yaml"}, "--template takes its format after an equals sign: --template=yaml"},
+		{[]string{"--template=xml"}, `-template: "xml" is not json or yaml (--template alone is JSON)`},
+		{[]string{"--template", "--fleet", "spot-fleet"}, "--fleet: a Spot Fleet takes at most 3 InstanceRequirements"},
+		{[]string{"--template", "--min", "5", "--max", "3"}, "--min: 5 is above --max 3"},
+		{[]string{"--template", "--region", "mars"}, `--region: "mars" is not a region name`},
+	} {
+		code, stdout, stderr := runCLI(t, append(ok, tc.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || stdout != "" {
+			t.Errorf("%v: exit %d, want 2 with %q\nstdout: %.200s\nstderr: %.2000s", tc.args, code, tc.want, stdout, stderr)
+		}
+	}
+}
+
+// Every bad value of spot-agent policy exits 2 naming the flag and the
+// setting, each setting checked as 'spot-agent run' reads it.
+func TestPolicyBadFlagsExitTwo(t *testing.T) {
+	clearAgentEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--target-group-arn: give the target groups the instances are in (their loadBalancerTargetGroup tag's value)"},
+		{[]string{"--target-group-arn", "web"}, `--target-group-arn: "web" is not a target group's ARN`},
+		{[]string{"--target-group-arn", policyGroup + "," + strings.Replace(policyGroup, "us-east-1", "eu-west-1", 1)}, "in its instance's own region and account"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_EXIT_MARGIN=abc"}, "--agent-env: SPOT_AGENT_EXIT_MARGIN=abc: not a duration like 500ms, 30s or 2m (the setting of --exit-margin)"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_POLL_INTERVAL=-1s"}, "--agent-env: SPOT_AGENT_POLL_INTERVAL: -1s is out of range 10ms..1m0s"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_LOG_LEVEL=loud"}, `--agent-env: SPOT_AGENT_LOG_LEVEL: "loud" is not debug, info, warn or error`},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_DRAIN_ON=everything"}, `--agent-env: SPOT_AGENT_DRAIN_ON: unknown notice kind "everything"`},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_HELLO=maybe"}, "--agent-env: SPOT_AGENT_HELLO=maybe: not true or false"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_TARGET_GROUP_ARNS=" + policyGroup}, "did you mean SPOT_AGENT_TARGET_GROUP_ARN (--target-group-arn)?"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "DRAIN_ON=rebalance"}, "--agent-env: DRAIN_ON is not a setting of 'spot-agent run'"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_REGION=eu-west-1"}, "SPOT_AGENT_REGION=eu-west-1: the target groups are in us-east-1"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-env", "SPOT_AGENT_LIFECYCLE_HOOK=drain"}, "--asg-name: SPOT_AGENT_LIFECYCLE_HOOK names a termination lifecycle hook"},
+		{[]string{"--target-group-arn", policyGroup, "--distribution", "debian"}, "--distribution: only with --agent-url"},
+		{[]string{"--target-group-arn", policyGroup, "--agent-url", "s3://b/agent.deb"}, `--agent-url: "s3://b/agent.deb" is not a .rpm package, which --distribution al2023 installs`},
+		{[]string{"--target-group-arn", policyGroup, "extra"}, `unexpected argument "extra"`},
+	} {
+		code, stdout, stderr := runCLI(t, append([]string{"policy"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "Run 'spot-agent policy -h' for the flags.") || stdout != "" {
+			t.Errorf("%v: exit %d, want 2 with %q\nstderr: %s", tc.args, code, tc.want, stderr)
+		}
+	}
+}
