@@ -31,7 +31,7 @@ type pin struct {
 const (
 	fromFile  = "of the --agent-file"
 	fromFlag  = "given by --agent-sha256"
-	fromRead  = "as bootstrap read the URL now (no --agent-sha256)"
+	fromRead  = "read from the URL by this run: no --agent-sha256"
 	fromSums  = "from release %s's " + userdata.ReleaseChecksums
 	sumsLimit = 1 << 20 // a release's checksums.txt is a few hundred bytes
 )

@@ -34,7 +34,7 @@ func TestBootstrapPinsWhatItReadsAndAPinChangeIsANewTemplateVersion(t *testing.T
 	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
 	one, two := sha256Hex("version one"), sha256Hex("version two")
 	lt := changesOf(res.Plan)["launch-template-x86_64"]
-	if want := (bootstrap.Setting{Key: "agent-sha256", Value: "amd64 " + one + " (as bootstrap read the URL now (no --agent-sha256))"}); !slices.Contains(lt.Settings, want) {
+	if want := (bootstrap.Setting{Key: "agent-sha256", Value: "amd64 " + one + " (read from the URL by this run: no --agent-sha256)"}); !slices.Contains(lt.Settings, want) {
 		t.Errorf("the plan of the launch template: %v\nwant %v", lt.Settings, want)
 	}
 	if ud, _ := launchTemplateUserData(t, m, cfg.Name); !strings.Contains(string(ud), "pkg_url='"+url+"' pkg_sha256="+one+"\n") {

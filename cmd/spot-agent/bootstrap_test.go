@@ -280,7 +280,7 @@ func TestBootstrapDryRunPinsThePackageAsItReadsIt(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	sum := sha256.Sum256([]byte("the package"))
-	if want := "agent-sha256: amd64 " + hex.EncodeToString(sum[:]) + " (as bootstrap read the URL now (no --agent-sha256))"; !strings.Contains(stdout, want) {
+	if want := "agent-sha256: amd64 " + hex.EncodeToString(sum[:]) + " (read from the URL by this run: no --agent-sha256)"; !strings.Contains(stdout, want) {
 		t.Errorf("the dry run lacks %q:\n%s", want, stdout)
 	}
 	if n := gets.Load(); n != 1 {
