@@ -89,7 +89,13 @@ func (r *Resolver) Follow(ctx context.Context, out []Outcome, changed func(Outco
 	followed := func(o Outcome) bool {
 		return (o.Result == ResultSuccess || o.Result == ResultDryRun) && !o.Out()
 	}
-	interval := FollowInterval(res.Groups)
+	var following []Group
+	for _, g := range res.Groups {
+		if slices.ContainsFunc(out, func(o Outcome) bool { return o.ARN == g.ARN && followed(o) }) {
+			following = append(following, g)
+		}
+	}
+	interval := FollowInterval(following)
 	backoff := retry.Policy{Base: interval, Cap: followBackoffCap, ThrottleBase: 2 * interval, ThrottleCap: followBackoffCap}
 	unreadable := map[int]bool{} // groups whose reads failed for good: out at their delay
 	failures := 0
