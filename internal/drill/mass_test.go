@@ -27,8 +27,13 @@ const massLag = 15 * time.Second
 // before the deadline, then follow its own target until the load balancer
 // lets go, throttled or not.
 func TestMassInterruption(t *testing.T) {
-	t.Parallel()
 	n := envInt("DRILL_AGENTS", 20)
+	if n <= 20 {
+		// CI's fleet runs beside the other drills; make drill's hundred
+		// agents (and their load on moto) run first, alone, so as not to
+		// slow the other drills' agents past their notices.
+		t.Parallel()
+	}
 	moto := testbed.SharedMoto(t)
 	tg := moto.TargetGroup(t, fmt.Sprintf("mass-%d", time.Now().UnixNano()%100000), 80, 30*time.Second)
 	alb := testbed.NewALB(t, moto, testbed.ALBOptions{TargetGroup: tg, Lag: massLag, Throttle: true})

@@ -24,10 +24,12 @@ import (
 const margin = 5 * time.Second
 
 // window is the time from a notice to its deadline in a drill at lag: the
-// lag, then 20 s for the load balancer to let go, the hook to run and the
-// agent to exit margin before the deadline (AEMM's -t, shortened from the
-// two minutes of a real notice only as far as the lag fits).
-func window(lag time.Duration) time.Duration { return lag + 20*time.Second }
+// lag, then 25 s for the agent to see the notice and deregister (seconds on a
+// loaded machine), for the load balancer to let go, the hook to run (at the
+// latest 5 s before the exit) and the agent to exit margin before the
+// deadline (AEMM's -t, shortened from the two minutes of a real notice only
+// as far as the lag fits).
+func window(lag time.Duration) time.Duration { return lag + 25*time.Second }
 
 // scenario is one interruption behind the ALB stand-in.
 type scenario struct {
