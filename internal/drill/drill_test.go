@@ -14,6 +14,7 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -236,14 +237,22 @@ func plot(csvPath, pngPath, title string, series []string, marks map[string]floa
 		// The survivors share the load equally: dash one so both show.
 		lines = append(lines, fmt.Sprintf("'%s' using 1:%d with lines lw 2 dt %d title '%s'", csvPath, i+2, 1+i%2, title))
 	}
-	var arrows strings.Builder
-	for label, x := range marks {
-		fmt.Fprintf(&arrows, "set arrow from %.1f, graph 0 to %.1f, graph 1 nohead dt 3 lc 'gray40'\nset label '%s' at %.1f, graph 0.95 offset 0.5,0\n", x, x, label, x)
+	// In time order, each label a line lower than the one before: marks a
+	// second apart stay readable.
+	labels := make([]string, 0, len(marks))
+	for label := range marks {
+		labels = append(labels, label)
 	}
-	script := fmt.Sprintf(`set terminal png size 900,420
+	slices.SortFunc(labels, func(a, b string) int { return cmp.Compare(marks[a], marks[b]) })
+	var arrows strings.Builder
+	for i, label := range labels {
+		x := marks[label]
+		fmt.Fprintf(&arrows, "set arrow from %.1f, graph 0 to %.1f, graph 1 nohead dt 3 lc 'gray40'\nset label '%s' at %.1f, graph %.2f offset 0.5,0\n", x, x, label, x, 0.95-0.07*float64(i))
+	}
+	script := fmt.Sprintf(`set terminal png size 900,460
 set output '%s'
 set datafile separator ','
-set key top right
+set key below
 set xlabel 'seconds of load'
 set ylabel 'requests per second'
 set title '%s'
