@@ -1,4 +1,4 @@
-package testbed
+package drill
 
 import (
 	"context"
@@ -14,7 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
+
+// The stand-in's own test runs here, beside the drills it serves: its health
+// checks take as long as an ALB's (10 s), which the drills' longer scenarios
+// cover.
 
 // backend is a target for the stand-in: / counts requests, /healthz is 200
 // until sick, /hold answers only once released.
@@ -80,14 +86,16 @@ func health(t *testing.T, elb *elbv2.Client, tg, id string, port int32) elbtypes
 // then and until its connections close (or the delay ends), and is then
 // gone.
 func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
-	Tool(t, "haproxy", "haproxy")
-	moto := StartMoto(t)
+	t.Parallel()
+	testbed.Tool(t, "haproxy", "haproxy")
+	moto := testbed.SharedMoto(t)
+	suffix := time.Now().UnixNano() % 1000000
 	t.Run("lag then idle", func(t *testing.T) {
 		t.Parallel()
-		tg := moto.CheckedTargetGroup(t, "standin-lag", 80, 30*time.Second, ALBChecks)
+		tg := moto.CheckedTargetGroup(t, fmt.Sprintf("standin-lag-%d", suffix), 80, 30*time.Second, testbed.ALBChecks)
 		id := moto.Instance(t, nil)
 		be := startBackend(t)
-		alb := NewALB(t, moto, ALBOptions{TargetGroup: tg, Lag: 2 * time.Second})
+		alb := testbed.NewALB(t, moto, testbed.ALBOptions{TargetGroup: tg, Lag: 2 * time.Second})
 		cfg := moto.Config()
 		cfg.BaseEndpoint = aws.String(alb.URL)
 		elb := elbv2.NewFromConfig(cfg)
@@ -96,14 +104,14 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 			t.Fatal(err)
 		}
 		registered := time.Now()
-		alb.Start(t, []Backend{{Name: id, Addr: be.addr}})
+		alb.Start(t, []testbed.Backend{{Name: id, Addr: be.addr}})
 		if h := health(t, elb, tg, id, be.port); h.State != "initial" || h.Reason != "Elb.InitialHealthChecking" {
 			t.Errorf("just registered: %s (%s), want initial (Elb.InitialHealthChecking)", h.State, h.Reason)
 		}
 		alb.WaitHealthy(t, id)
 		t.Logf("healthy %s after registration", time.Since(registered))
-		if took := time.Since(registered); took < ALBChecks.Interval-time.Second {
-			t.Errorf("healthy %s after registration; want two checks, %s apart", took, ALBChecks.Interval)
+		if took := time.Since(registered); took < testbed.ALBChecks.Interval-time.Second {
+			t.Errorf("healthy %s after registration; want two checks, %s apart", took, testbed.ALBChecks.Interval)
 		}
 		get := func() int {
 			resp, err := http.Get("http://" + alb.Frontend + "/")
@@ -132,7 +140,7 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 		if last := be.lastServed().Sub(deregistered); last < 1800*time.Millisecond || last > 2500*time.Millisecond {
 			t.Errorf("the last new request arrived %s after the deregistration; want the 2s lag", last)
 		}
-		Eventually(t, 5*time.Second, "the target gone", func() bool { return alb.Target(id).State == "gone" })
+		testbed.Eventually(t, 5*time.Second, "the target gone", func() bool { return alb.Target(id).State == "gone" })
 		if h := health(t, elb, tg, id, be.port); h.State != "unused" || h.Reason != "Target.NotRegistered" {
 			t.Errorf("gone: %s (%s), want unused (Target.NotRegistered)", h.State, h.Reason)
 		}
@@ -145,12 +153,12 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 	})
 	t.Run("a connection held past the delay", func(t *testing.T) {
 		t.Parallel()
-		tg := moto.CheckedTargetGroup(t, "standin-held", 80, 3*time.Second, ALBChecks)
+		tg := moto.CheckedTargetGroup(t, fmt.Sprintf("standin-held-%d", suffix), 80, 3*time.Second, testbed.ALBChecks)
 		id := moto.Instance(t, nil)
 		be := startBackend(t)
-		alb := NewALB(t, moto, ALBOptions{TargetGroup: tg})
+		alb := testbed.NewALB(t, moto, testbed.ALBOptions{TargetGroup: tg})
 		moto.Register(t, tg, id, be.port) // at moto directly, as an Auto Scaling group does
-		alb.Start(t, []Backend{{Name: id, Addr: be.addr}})
+		alb.Start(t, []testbed.Backend{{Name: id, Addr: be.addr}})
 		alb.WaitHealthy(t, id)
 		held := make(chan error, 1)
 		go func() {
@@ -164,7 +172,7 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 			}
 			held <- err
 		}()
-		Eventually(t, 5*time.Second, "the held request open", func() bool { st, _ := alb.HAProxy.Stats(); return st[id].Current == 1 })
+		testbed.Eventually(t, 5*time.Second, "the held request open", func() bool { st, _ := alb.HAProxy.Stats(); return st[id].Current == 1 })
 		cfg := moto.Config()
 		cfg.BaseEndpoint = aws.String(alb.URL)
 		if _, err := elbv2.NewFromConfig(cfg).DeregisterTargets(context.Background(), &elbv2.DeregisterTargetsInput{TargetGroupArn: aws.String(tg),
@@ -172,7 +180,7 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 			t.Fatal(err)
 		}
 		deregistered := time.Now()
-		Eventually(t, 10*time.Second, "the target gone", func() bool { return alb.Target(id).State == "gone" })
+		testbed.Eventually(t, 10*time.Second, "the target gone", func() bool { return alb.Target(id).State == "gone" })
 		if took := time.Since(deregistered); took < 2900*time.Millisecond || took > 4*time.Second {
 			t.Errorf("gone %s after the deregistration; with a connection open, want at the 3s delay", took)
 		}
@@ -185,30 +193,4 @@ func TestTheALBStandInKeepsAnALBsTiming(t *testing.T) {
 			t.Error("the connection left open at the delay's end was not closed")
 		}
 	})
-}
-
-func TestELBLimitsAreTheDocumentedBuckets(t *testing.T) {
-	now := time.Now()
-	l := NewELBLimits()
-	l.now = func() time.Time { return now }
-	n := 0
-	for l.Take("DeregisterTargets") {
-		n++
-	}
-	if n != 20 {
-		t.Errorf("%d DeregisterTargets at once, want the registration bucket's 20", n)
-	}
-	for l.Take("DescribeTargetHealth") {
-		n++
-	}
-	if n != 40 {
-		t.Errorf("%d calls at once in all, want the account bucket's 40", n)
-	}
-	now = now.Add(300 * time.Millisecond) // 3 account tokens, 1.2 registration tokens
-	if !l.Take("DescribeTargetHealth") || !l.Take("DeregisterTargets") || l.Take("DeregisterTargets") {
-		t.Error("after 300 ms: want one more DeregisterTargets (4 a second), and a Describe")
-	}
-	if !l.Take("DescribeTargetHealth") || l.Take("DescribeTargetHealth") {
-		t.Error("after 300 ms: want three calls in all (the account's 10 a second)")
-	}
 }
