@@ -68,7 +68,6 @@ type result struct {
 	servedAtQuit     int64             // 2xx HAProxy counted for it by then
 	served           int64             // ... and in all
 	lastServed       time.Time         // the last second in which it answered
-	lagServed        bool              // it answered requests in the lag's last second
 	drained          *notify.Event     // the drained event it sent
 	samples          []sample
 	survivors        map[string]int64 // 2xx of the others in the last full second
@@ -206,15 +205,9 @@ func play(t *testing.T, s scenario) result {
 			r.survivors[m.id] = r.samples[len(r.samples)-2].by[m.id]
 		}
 	}
-	lagEnd := r.target.DeregisteredAt.Add(s.lag)
 	for _, smp := range r.samples {
 		if smp.by[fleet[0].id] > 0 {
 			r.lastServed = smp.at
-			// The sample counts the second before it: one ending after the
-			// lag's last second began, and by the time new requests stopped.
-			if !smp.at.Before(lagEnd) && !smp.at.After(r.target.RoutedUntil.Add(time.Second)) {
-				r.lagServed = true
-			}
 		}
 	}
 	r.line = r.describe(s)
@@ -247,8 +240,8 @@ func (r result) describe(s scenario) string {
 		fmt.Fprintf(&b, "%d requests, %d failed (%d 5xx at the balancer); ", r.requests, r.failed, r.fiveXX)
 	}
 	d := r.target.DeregisteredAt
-	fmt.Fprintf(&b, "notice %s → deregistered +%s → new requests until +%s → out +%s (stand-in)", r.noticeAt.Format("15:04:05"),
-		since(r.noticeAt, d), since(d, r.target.RoutedUntil), since(d, r.target.GoneAt))
+	fmt.Fprintf(&b, "notice %s → deregistered +%s → new requests until +%s (%d answered, %d in its last second) → out +%s (stand-in)", r.noticeAt.Format("15:04:05"),
+		since(r.noticeAt, d), since(d, r.target.RoutedUntil), r.target.LagServed, r.target.LagEndServed, since(d, r.target.GoneAt))
 	if r.drained != nil {
 		fmt.Fprintf(&b, " → agent saw out +%s after %d target-health reads", since(d, r.drained.Phases.Out), reads(r.drained))
 	}
@@ -286,8 +279,8 @@ func zeroFailures(t *testing.T, s scenario, r result) {
 	if r.lastServed.IsZero() || !r.lastServed.Before(r.exitedAt) {
 		t.Errorf("the interrupted instance's share did not fall to 0 before it exited (last served in the second ending %s, exit %s)", r.lastServed, r.exitedAt)
 	}
-	if s.lag > 0 && !r.lagServed {
-		t.Errorf("the interrupted instance answered nothing in the lag's last second: the drill did not test the lag")
+	if s.lag > 0 && r.target.LagEndServed == 0 {
+		t.Errorf("the interrupted instance answered nothing in the lag's last second (%d in the lag): the drill did not test the lag", r.target.LagServed)
 	}
 	if r.drained == nil {
 		t.Fatal("no drained event from the interrupted agent")

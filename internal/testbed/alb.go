@@ -103,6 +103,9 @@ type ALBTarget struct {
 	RoutedUntil    time.Time // when new requests stopped
 	GoneAt         time.Time // when it stopped draining
 	Reads          int       // DescribeTargetHealth calls naming it
+	// LagServed and LagEndServed are the 2xx HAProxy counted for it between
+	// DeregisterTargets and the lag's end, and in the lag's last second.
+	LagServed, LagEndServed int64
 }
 
 type albTarget struct {
@@ -111,6 +114,9 @@ type albTarget struct {
 	routing          bool   // deregistered and still getting new requests (the lag)
 	parked           bool   // in maintenance in HAProxy since it was gone
 	checkCode        string // the HTTP status of the last failed health check
+	served           int64  // HAProxy's 2xx for it at DeregisterTargets
+	servedLate       int64  // ... and a second before the lag's end
+	lateMarked       bool
 }
 
 // ALBChecks is an ALB health check at its quickest: /healthz every 5 s (the
@@ -386,6 +392,7 @@ func (a *ALB) deregister(id string, at time.Time, stats map[string]ServerStat) {
 	}
 	t.State, t.Reason, t.DeregisteredAt = "draining", reasonDeregister, at
 	t.lagEnd, t.delayEnd = at.Add(a.lag), at.Add(a.delay)
+	t.served = stats[id].Responses2xx
 	if serving && a.lag > 0 {
 		t.routing = true
 		if a.backends[id] {
@@ -402,8 +409,12 @@ func (a *ALB) deregister(id string, at time.Time, stats map[string]ServerStat) {
 // drain moves a deregistered target along: new requests stop at the lag's
 // end; it is gone once idle after that, or at the delay's end.
 func (a *ALB) drain(id string, t *albTarget, now time.Time, stats map[string]ServerStat) {
+	if t.routing && !t.lateMarked && !now.Before(t.lagEnd.Add(-time.Second)) {
+		t.servedLate, t.lateMarked = stats[id].Responses2xx, true
+	}
 	if t.routing && !now.Before(t.lagEnd) {
 		t.routing, t.RoutedUntil = false, now
+		t.LagServed, t.LagEndServed = stats[id].Responses2xx-t.served, stats[id].Responses2xx-t.servedLate
 		if a.backends[id] {
 			a.lb(id, "state drain")
 		}
