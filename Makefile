@@ -56,10 +56,11 @@ drill: ## the interruption drill ten times, and a fleet of 100 interrupted at on
 	mkdir -p docs/drill
 	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|drill_test.go'
 
-fuzz: ## each IMDS parser and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
+fuzz: ## each IMDS parser, the poll connection's reader of answers (against net/http's) and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
 	for f in FuzzParseInstanceAction FuzzParseRebalance FuzzParseLifecycleState FuzzParseScheduledEvents; do \
 		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x || exit 1; \
 	done
+	$(GO) test ./agent/imds -run '^$$' -fuzz '^FuzzReadPollResponse$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 	$(GO) test ./agent/notify -run '^$$' -fuzz '^FuzzBody$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 
 clean:

@@ -12,7 +12,7 @@ import (
 
 // BenchmarkInstanceActionNotFound is the watcher's steady state: a read of
 // spot/instance-action that finds no notice, against AEMM in its own process.
-// The allocations reported include about 500 bytes a read of AEMM's log,
+// The allocations reported include about 2 KB a read of AEMM's log,
 // which testbed keeps for a failing test; internal/bench measures the agent's
 // CPU per read beside reference pollers.
 func BenchmarkInstanceActionNotFound(b *testing.B) {

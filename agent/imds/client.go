@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,18 +65,21 @@ type Options struct {
 // The SDK's client does the token flow: it fetches the IMDSv2 token, falls
 // back to IMDSv1 when that is allowed and no token can be had, and gets a new
 // token when IMDS answers 401. The reads the watcher makes several times a
-// second take a shorter way: one GET through the same net/http client, with
-// the endpoint and token of the SDK's last request that IMDS accepted (its
-// session). That skips the SDK's per-call middleware stack, which cost about
-// as much CPU as the read itself (internal/bench's footprint section measures
-// it against a poller on a raw connection). Anything but a 200 or a 404 on
-// the short way (a 401 after the token expired or IMDS restarted, a 5xx, a
-// timeout, a broken connection) is read again through the SDK, whose retries,
-// token refresh and error values the callers and the metrics know.
+// second take a shorter way, with the endpoint and token of the SDK's last
+// request that IMDS accepted (its session): the SDK's per-call middleware
+// stack cost about as much CPU as the read itself (internal/bench's footprint
+// section measures it against a poller on a raw connection). The watcher's
+// paths are read on its own connection (pollConn), any other path and
+// whatever that connection does not expect with one GET through the SDK's
+// net/http client. Anything but a 200 or a 404 there (a 401 after the token
+// expired or IMDS restarted, a 5xx, a timeout, a broken connection) is read
+// again through the SDK, whose retries, token refresh and error values the
+// callers and the metrics know.
 type Client struct {
 	api     *sdkimds.Client
-	http    sdkimds.HTTPClient // the SDK's own: both ways share its kept-alive connection
+	http    sdkimds.HTTPClient // the SDK's own: the short way shares its connections
 	send    func(*http.Request) (*http.Response, error)
+	poll    *pollConn // the watcher's own connection; nil with a caller's HTTPClient
 	timeout time.Duration
 	obs     Observer
 	session atomic.Pointer[session] // nil until the SDK has made a request IMDS accepted
@@ -87,6 +91,7 @@ type Client struct {
 func New(o Options) *Client {
 	c := &Client{http: o.HTTPClient, timeout: o.Timeout, obs: o.Observer}
 	if c.http == nil {
+		c.poll = &pollConn{}
 		// The SDK's defaults for IMDS (a 250 ms dial and 500 ms for the
 		// response's headers, so a missing IMDS fails fast), frozen so that
 		// the SDK uses this very client and its connection pool.
@@ -136,17 +141,42 @@ type session struct {
 	base  string // scheme://host, and any path prefix of the endpoint
 	token string
 	reqs  map[string]*http.Request // the watcher's paths, made once: a read copies one with its context
+	addr  string                   // host:port for pollConn; empty: its requests are not made
+	raw   map[string][]byte        // the watcher's paths as pollConn writes them
 }
 
 // tokenHeader carries the IMDSv2 session token.
 const tokenHeader = "X-Aws-Ec2-Metadata-Token"
 
-func newSession(base, token string) *session {
+// watched are the paths the watcher polls: the ones made once per session.
+var watched = []string{PathInstanceAction, PathRebalance, PathLifecycleState, PathScheduled}
+
+// newSession makes the session of an accepted request to u with token.
+// pollConn's requests are made when c has one and IMDS is plain HTTP at the
+// root of its host, reached without a proxy (as net/http would reach it).
+func newSession(c *Client, u *url.URL, base, token string) *session {
 	s := &session{base: base, token: token, reqs: map[string]*http.Request{}}
-	for _, p := range []string{PathInstanceAction, PathRebalance, PathLifecycleState, PathScheduled} {
+	for _, p := range watched {
 		if r, err := s.request(context.Background(), p); err == nil {
 			s.reqs[p] = r
 		}
+	}
+	if c.poll == nil || u.Scheme != "http" || base != "http://"+u.Host || !validFieldValue([]byte(token)) {
+		return s
+	}
+	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); proxy != nil || err != nil {
+		return s
+	}
+	s.addr, s.raw = u.Host, map[string][]byte{}
+	if u.Port() == "" {
+		s.addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	for _, p := range watched {
+		r := "GET /latest/meta-data/" + p + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: spot-agent\r\n"
+		if token != "" {
+			r += tokenHeader + ": " + token + "\r\n"
+		}
+		s.raw[p] = []byte(r + "\r\n")
 	}
 	return s
 }
@@ -186,7 +216,7 @@ func (l learnSession) HandleFinalize(ctx context.Context, in middleware.Finalize
 	base := req.URL.Scheme + "://" + req.URL.Host + prefix
 	token := req.Header.Get(tokenHeader)
 	if s := l.c.session.Load(); s == nil || s.base != base || s.token != token {
-		l.c.session.Store(newSession(base, token))
+		l.c.session.Store(newSession(l.c, req.URL, base, token))
 	}
 	return out, md, err
 }
@@ -291,15 +321,23 @@ func (c *Client) TagsEnabled(ctx context.Context) (bool, error) {
 	return false, err
 }
 
-// get reads path, the short way when there is a session, else (or when the
-// short way gets anything but 200 or 404) through the SDK.
+// get reads path, the short way when there is a session: on the watcher's
+// connection, else (or when that does not serve the read) through net/http;
+// without a session, or when the short way gets anything but 200 or 404,
+// through the SDK. The read ends by c.timeout from its start, whichever way.
 func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	start := time.Now()
-	b, err := c.direct(ctx, path)
-	if err == errTakeSDK {
-		b, err = c.viaSDK(ctx, path)
+	deadline := start.Add(c.timeout)
+	b, err := c.polled(ctx, path, deadline)
+	if err == errTakeHTTP || err == errTakeSDK {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		if err == errTakeHTTP {
+			b, err = c.direct(ctx, path)
+		}
+		if err == errTakeSDK {
+			b, err = c.viaSDK(ctx, path)
+		}
 	}
 	c.observe(metricPath(path), err, start)
 	if err != nil && err != ErrNotFound {
@@ -312,8 +350,38 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 const maxDocument = 1 << 20
 
 // errTakeSDK says that the SDK must read the path: there is no session, or
-// the short way got an answer other than 200 or 404.
-var errTakeSDK = errors.New("read through the SDK")
+// the short way got an answer other than 200 or 404. errTakeHTTP says that
+// net/http must: the watcher's connection does not serve the read.
+var (
+	errTakeSDK  = errors.New("read through the SDK")
+	errTakeHTTP = errors.New("read through net/http")
+)
+
+// polled reads one of the watcher's paths on pollConn, or returns errTakeHTTP
+// (errTakeSDK after a 401, which net/http would get too).
+func (c *Client) polled(ctx context.Context, path string, deadline time.Time) ([]byte, error) {
+	s := c.session.Load()
+	if s == nil || s.raw == nil {
+		return nil, errTakeHTTP
+	}
+	req, ok := s.raw[path]
+	if !ok {
+		return nil, errTakeHTTP
+	}
+	status, body, ok, err := c.poll.get(ctx, s.addr, req, deadline)
+	switch {
+	case !ok || err == errUnexpected:
+		return nil, errTakeHTTP
+	case err != nil:
+		return nil, err // ctx ended
+	case status == http.StatusOK:
+		return body, nil
+	case status == http.StatusNotFound:
+		return nil, ErrNotFound
+	}
+	c.session.CompareAndSwap(s, nil) // 401: see direct
+	return nil, errTakeSDK
+}
 
 // direct reads path with the session, or returns errTakeSDK. A 404 is
 // ErrNotFound itself: "no notice" builds no error value.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -455,5 +456,117 @@ func TestClientConcurrentReadsSurviveATokenRevocation(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("read failed: %v", err)
+	}
+}
+
+// hand is an IMDSv2 server whose GETs of spot/instance-action the test
+// answers itself, recording each request's User-Agent.
+type hand struct {
+	mu     sync.Mutex
+	agents []string
+	answer func(w http.ResponseWriter)
+}
+
+func (h *hand) serve(t *testing.T) string {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
+		_, _ = w.Write([]byte("tok"))
+	})
+	mux.HandleFunc("GET /latest/meta-data/spot/instance-action", func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.agents = append(h.agents, r.UserAgent())
+		h.mu.Unlock()
+		if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "tok" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		h.answer(w)
+	})
+	return newServer(t, mux)
+}
+
+// who names the client of each request: sdk, poll (the watcher's own
+// connection) or net/http.
+func (h *hand) who() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, len(h.agents))
+	for i, ua := range h.agents {
+		switch {
+		case strings.Contains(ua, "aws-sdk-go-v2"):
+			out[i] = "sdk"
+		case ua == "spot-agent":
+			out[i] = "poll"
+		default:
+			out[i] = "net/http"
+		}
+	}
+	return out
+}
+
+func TestClientReadsAChunkedAnswerThroughNetHTTP(t *testing.T) {
+	t.Parallel()
+	h := &hand{answer: func(w http.ResponseWriter) {
+		_, _ = w.Write([]byte(`{"action":"terminate",`))
+		w.(http.Flusher).Flush() // no Content-Length: chunked
+		_, _ = w.Write([]byte(`"time":"2030-01-01T00:00:00Z"}`))
+	}}
+	c := imds.New(imds.Options{Endpoint: h.serve(t), Timeout: 2 * time.Second})
+	for i := 0; i < 3; i++ {
+		ia, err := c.InstanceAction(context.Background())
+		if err != nil || ia.Action != notice.ActionTerminate {
+			t.Fatalf("read %d: %+v, %v", i, ia, err)
+		}
+	}
+	// The SDK's first read; then each read tries the watcher's connection,
+	// which does not read chunked answers, and net/http reads it.
+	if got, want := h.who(), []string{"sdk", "poll", "net/http", "poll", "net/http"}; !slices.Equal(got, want) {
+		t.Errorf("clients %v, want %v", got, want)
+	}
+}
+
+func TestClientPollsAgainAfterTheServerClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	h := &hand{answer: func(w http.ResponseWriter) {
+		w.Header().Set("Connection", "close")
+		http.NotFound(w, nil)
+	}}
+	c := imds.New(imds.Options{Endpoint: h.serve(t), Timeout: 2 * time.Second})
+	for i := 0; i < 4; i++ {
+		if _, err := c.InstanceAction(context.Background()); err != imds.ErrNotFound {
+			t.Fatalf("read %d: %v, want ErrNotFound", i, err)
+		}
+	}
+	if got, want := h.who(), []string{"sdk", "poll", "poll", "poll"}; !slices.Equal(got, want) {
+		t.Errorf("clients %v, want %v", got, want)
+	}
+}
+
+func TestClientCancelledWhilePollingReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	m, obs, c := newClient(t, "i-0aaaaaaaaaaaaaa16", time.Minute)
+	if _, err := c.InstanceAction(context.Background()); err != imds.ErrNotFound {
+		t.Fatal(err)
+	}
+	m.SetDelay(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.InstanceAction(ctx)
+		done <- err
+	}()
+	testbed.Eventually(t, 10*time.Second, "the poll to reach IMDS", func() bool { return len(gets(m, imds.PathInstanceAction)) == 2 })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second): // the read's own bound is a minute
+		t.Fatal("a cancelled poll did not return")
+	}
+	if obs.count(imds.PathInstanceAction+" canceled") != 1 {
+		t.Errorf("observer saw %v, want one canceled", obs.calls)
 	}
 }
