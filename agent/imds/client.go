@@ -358,7 +358,8 @@ var (
 )
 
 // polled reads one of the watcher's paths on pollConn, or returns errTakeHTTP
-// (errTakeSDK after a 401, which net/http would get too).
+// (errTakeSDK after another status than 200 or 404, which net/http would get
+// too).
 func (c *Client) polled(ctx context.Context, path string, deadline time.Time) ([]byte, error) {
 	s := c.session.Load()
 	if s == nil || s.raw == nil {
@@ -372,6 +373,8 @@ func (c *Client) polled(ctx context.Context, path string, deadline time.Time) ([
 	switch {
 	case !ok || err == errUnexpected:
 		return nil, errTakeHTTP
+	case err == errOtherStatus:
+		return nil, errTakeSDK
 	case err != nil:
 		return nil, err // ctx ended
 	case status == http.StatusOK:

@@ -235,8 +235,26 @@ func TestClientUnreachableFailsWithinItsTimeout(t *testing.T) {
 
 // sdkMade reports whether a request went through the SDK's middleware stack,
 // which names itself in the User-Agent; the watcher's reads go around it.
-func sdkMade(r testbed.IMDSRequest) bool {
-	return strings.Contains(r.Header.Get("User-Agent"), "aws-sdk-go-v2")
+func sdkMade(r testbed.IMDSRequest) bool { return client(r.Header.Get("User-Agent")) == "sdk" }
+
+// client names who made a request from its User-Agent: sdk, poll (the
+// watcher's own connection) or net/http.
+func client(userAgent string) string {
+	switch {
+	case strings.Contains(userAgent, "aws-sdk-go-v2"):
+		return "sdk"
+	case userAgent == "spot-agent":
+		return "poll"
+	}
+	return "net/http"
+}
+
+func clients(rs []testbed.IMDSRequest) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = client(r.Header.Get("User-Agent"))
+	}
+	return out
 }
 
 // requests returns the requests m received with this method and path, in order.
@@ -350,10 +368,13 @@ func TestClientHandsAServerErrorOnThePlainReadToTheSDK(t *testing.T) {
 	if _, err := c.LifecycleState(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// One 503: the plain read gets it, the SDK's read gets the document.
+	// One 503: the poll gets it, the SDK's read gets the document.
 	m.Fail(1, http.StatusServiceUnavailable)
 	if s, err := c.LifecycleState(ctx); err != nil || s != "InService" {
 		t.Fatalf("after one 503: %q, %v", s, err)
+	}
+	if got := clients(gets(m, imds.PathLifecycleState)); !slices.Equal(got, []string{"sdk", "poll", "sdk"}) {
+		t.Errorf("clients %v, want the SDK's first read, then the poll's 503 and the SDK's read", got)
 	}
 	// 503s that outlast the SDK's two attempts: one error, counted once.
 	m.Fail(10, http.StatusServiceUnavailable)
@@ -486,21 +507,13 @@ func (h *hand) serve(t *testing.T) string {
 	return newServer(t, mux)
 }
 
-// who names the client of each request: sdk, poll (the watcher's own
-// connection) or net/http.
+// who names the client of each request (see client).
 func (h *hand) who() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]string, len(h.agents))
 	for i, ua := range h.agents {
-		switch {
-		case strings.Contains(ua, "aws-sdk-go-v2"):
-			out[i] = "sdk"
-		case ua == "spot-agent":
-			out[i] = "poll"
-		default:
-			out[i] = "net/http"
-		}
+		out[i] = client(ua)
 	}
 	return out
 }

@@ -41,8 +41,13 @@ type pollConn struct {
 	body []byte // the last body read; reused
 }
 
-// errUnexpected is any answer pollConn does not serve: the read goes to net/http.
-var errUnexpected = errors.New("imds poll connection: unexpected answer")
+// errUnexpected is any answer pollConn does not serve: the read goes to
+// net/http. errOtherStatus is a well-formed status other than 200, 401 or
+// 404: net/http would get it too, and the read goes to the SDK.
+var (
+	errUnexpected  = errors.New("imds poll connection: unexpected answer")
+	errOtherStatus = errors.New("imds poll connection: a status for the SDK")
+)
 
 // maxPollHeader and maxPollBody bound what pollConn reads; more is unexpected.
 const (
@@ -53,10 +58,11 @@ const (
 // aLongTimeAgo is a deadline that interrupts a read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// get writes req to addr and reads the answer, by deadline. ok is false when the
-// connection is busy with the other tier's read; err is errUnexpected for
-// anything it does not serve, or ctx's error when ctx ended first. A 200's
-// body is the caller's; another's is only valid until the next get.
+// get writes req to addr and reads the answer, by deadline. ok is false when
+// the connection is busy with the other tier's read; err is errOtherStatus
+// (with the status), errUnexpected for anything else it does not serve, or
+// ctx's error when ctx ended first. A 200's body is the caller's; another's is
+// only valid until the next get.
 func (p *pollConn) get(ctx context.Context, addr string, req []byte, deadline time.Time) (status int, body []byte, ok bool, err error) {
 	if !p.mu.TryLock() {
 		return 0, nil, false, nil
@@ -92,6 +98,10 @@ func (p *pollConn) get(ctx context.Context, addr string, req []byte, deadline ti
 		return 0, nil, true, p.fail(ctx)
 	}
 	status, body, keep, err := readPollResponse(p.br, p.body[:0])
+	if err == errOtherStatus {
+		p.close() // its body is not read
+		return status, nil, true, err
+	}
 	if err != nil {
 		return 0, nil, true, p.fail(ctx)
 	}
@@ -125,7 +135,8 @@ func (p *pollConn) close() {
 // the body (appended to buf) and whether the connection stays open. It
 // accepts only a status of 200, 401 or 404 with a Content-Length of at most
 // maxPollBody, well-formed header lines (as net/http's reader checks them) and
-// no Transfer-Encoding; anything else is errUnexpected.
+// no Transfer-Encoding. Another status is errOtherStatus, read no further;
+// anything else is errUnexpected.
 func readPollResponse(br *bufio.Reader, buf []byte) (status int, body []byte, keepAlive bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
@@ -146,7 +157,7 @@ func readPollResponse(br *bufio.Reader, buf []byte) (status int, body []byte, ke
 		status = status*10 + int(b-'0')
 	}
 	if status != 200 && status != 401 && status != 404 {
-		return 0, nil, false, errUnexpected
+		return status, nil, false, errOtherStatus
 	}
 	length, keepAlive, seen := -1, true, len(line)
 	for {

@@ -25,8 +25,8 @@ func TestReadPollResponse(t *testing.T) {
 		{name: "a status line without a reason", in: "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", status: 404, keep: true},
 		{name: "header names in any case and padded values", in: "HTTP/1.1 200 OK\r\ncontent-length:\t 2 \r\n\r\nok", status: 200, body: "ok", keep: true},
 		{name: "Connection: close closes after the body", in: "HTTP/1.1 404 Not Found\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n", status: 404},
-		{name: "another status is for net/http", in: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", err: errUnexpected},
-		{name: "a redirect is for net/http", in: "HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n", err: errUnexpected},
+		{name: "another status is for the SDK", in: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", status: 503, err: errOtherStatus},
+		{name: "a redirect is for the SDK", in: "HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n", status: 301, err: errOtherStatus},
 		{name: "a chunked body is for net/http", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", err: errUnexpected},
 		{name: "a body without a length is for net/http", in: "HTTP/1.1 200 OK\r\n\r\nok", err: errUnexpected},
 		{name: "two lengths are for net/http", in: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", err: errUnexpected},
@@ -48,6 +48,9 @@ func TestReadPollResponse(t *testing.T) {
 			status, body, keep, err := readPollResponse(bufio.NewReader(strings.NewReader(tt.in)), nil)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err == errOtherStatus && status != tt.status {
+				t.Errorf("status %d, want %d", status, tt.status)
 			}
 			if err != nil {
 				return
