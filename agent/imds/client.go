@@ -69,12 +69,12 @@ type Options struct {
 // request that IMDS accepted (its session): the SDK's per-call middleware
 // stack cost about as much CPU as the read itself (internal/bench's footprint
 // section measures it against a poller on a raw connection). The watcher's
-// paths are read on its own connection (pollConn), any other path and
-// whatever that connection does not expect with one GET through the SDK's
-// net/http client. Anything but a 200 or a 404 there (a 401 after the token
-// expired or IMDS restarted, a 5xx, a timeout, a broken connection) is read
-// again through the SDK, whose retries, token refresh and error values the
-// callers and the metrics know.
+// paths are read on its own connection (pollConn); any other path, and an
+// answer that connection does not read, with one GET through the SDK's
+// net/http client. Anything but a 200 or a 404 either way (a 401 after the
+// token expired or IMDS restarted, a 5xx, a timeout, a broken connection) is
+// read again through the SDK, whose retries, token refresh and error values
+// the callers and the metrics know.
 type Client struct {
 	api     *sdkimds.Client
 	http    sdkimds.HTTPClient // the SDK's own: the short way shares its connections

@@ -258,7 +258,7 @@ func (r *report) markdown() string {
 		w("## Reaction: notice visible in IMDS → DeregisterTargets at the ELB endpoint\n\n")
 		w("A harness IMDS flips `spot/instance-action` at a random phase of the poll; a harness ELB endpoint timestamps the DeregisterTargets request. ")
 		w("%d notices per interval, %d agents at a time, each a fresh process that had resolved its target group before the notice. ", r.cfg.notices, r.cfg.parallel)
-		w("IMDS requests per second are per agent, in steady state over %s before any notice (fast tier plus the slow tier at its default 2 s). ", r.cfg.steady)
+		w("IMDS requests per second are per agent, in steady state over %s before any notice (the fast tier plus the slow paths at their default cadence). ", r.cfg.steady)
 		w("\"left of 120 s\" is the share of a two-minute notice that remains for draining at the p99.\n\n")
 		w("| --poll-interval | min | median | p99 | max | missed | IMDS req/s | left of 120 s at p99 |\n|---|---|---|---|---|---|---|---|\n")
 		for _, x := range r.reaction {
