@@ -58,10 +58,11 @@ drill: ## the drills on the ALB stand-in (lags of 0, 15 and 30 s side by side), 
 	mkdir -p docs/drill
 	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^ *(--- |ok|FAIL|PASS)|_test.go:[0-9]+: '
 
-fuzz: ## each IMDS parser and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
+fuzz: ## each IMDS parser, the poll connection's reader of answers (against net/http's) and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
 	for f in FuzzParseInstanceAction FuzzParseRebalance FuzzParseLifecycleState FuzzParseScheduledEvents; do \
 		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x || exit 1; \
 	done
+	$(GO) test ./agent/imds -run '^$$' -fuzz '^FuzzReadPollResponse$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 	$(GO) test ./agent/notify -run '^$$' -fuzz '^FuzzBody$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 
 clean:

@@ -202,11 +202,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// Unbuffered: when the watcher has handed a notice over, the loop has it.
 	notices := make(chan notice.Notice)
-	w := watch.New(d.p.imds, watch.Config{Interval: d.cfg.PollInterval, SlowInterval: d.cfg.SlowPollInterval, Jitter: 0.1},
-		notices, log.With("component", "watch"), func(at time.Time) {
-			d.p.metrics.ObservePoll(at)
-			d.p.watchdog.Beat(at)
-		})
+	w := watch.New(d.p.imds, d.cfg.Watch(), notices, log.With("component", "watch"), func(at time.Time) {
+		d.p.metrics.ObservePoll(at)
+		d.p.watchdog.Beat(at)
+	})
 	aws := newLatch[*cloud]()
 	for _, s := range d.p.servers {
 		g.Go(s.Serve)
