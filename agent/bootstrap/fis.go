@@ -353,8 +353,8 @@ type templateShape struct {
 // experimentInput is the template the stack creates.
 func (s *state) experimentInput() *fis.CreateExperimentTemplateInput {
 	return &fis.CreateExperimentTemplateInput{
-		Description: aws.String(fmt.Sprintf("spot-agent %s: interrupt %d of the stack's running Spot Instances with a %s notice (spot-agent drill)",
-			s.cfg.Name, DefaultInterruptCount, DefaultNotice)),
+		Description: aws.String(fmt.Sprintf("spot-agent %s: interrupt %d of the stack's running Spot Instances with a %d-minute notice (spot-agent drill)",
+			s.cfg.Name, DefaultInterruptCount, int(DefaultNotice/time.Minute))),
 		RoleArn:        aws.String(orPending(s.fisRoleARN)),
 		StopConditions: []fistypes.CreateExperimentTemplateStopConditionInput{{Source: aws.String(alarmSource), Value: aws.String(orPending(s.alarmARN))}},
 		Targets: map[string]fistypes.CreateExperimentTemplateTargetInput{SpotTargetKey: {

@@ -158,6 +158,18 @@ func NewFIS(upstream string, client *http.Client, ec2c *ec2.Client, account stri
 		return nil, err
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// Go's HTTP client writes header names canonically (X-Amz-Meta-Sha256):
+	// S3's user metadata keeps the case moto sent, as S3 does
+	// (x-amz-meta-sha256), or the CLI reads another key.
+	rp.ModifyResponse = func(r *http.Response) error {
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, "X-Amz-Meta-") {
+				delete(r.Header, k)
+				r.Header[strings.ToLower(k)] = v
+			}
+		}
+		return nil
+	}
 	if client != nil {
 		rp.Transport = client.Transport
 	}
