@@ -205,7 +205,9 @@ func (r *fisRole) template(s *state, b *cfnBuilder) error {
 	return nil
 }
 
-func (r *fisRole) delete(ctx context.Context, s *state) error { return s.deleteRole(ctx, s.fisRoleName()) }
+func (r *fisRole) delete(ctx context.Context, s *state) error {
+	return s.deleteRole(ctx, s.fisRoleName())
+}
 
 // stopAlarm is the experiment's stop condition: the target group's healthy
 // hosts, each minute's minimum, below StopThreshold of the stack's minimum

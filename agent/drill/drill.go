@@ -207,6 +207,11 @@ func (d *Drill) Run(ctx context.Context) (*Report, error) {
 	d.rep.LoadStarted = d.now()
 	d.event("load started", "", fmt.Sprintf("%g requests a second against http://%s/", d.cfg.Rate, d.found.dns))
 	err := d.drill(ctx)
+	var pe *PreflightError
+	if errors.As(err, &pe) { // refused at StartExperiment: nothing started
+		d.load.Stop()
+		return nil, err
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		d.rep.Problems = append(d.rep.Problems, err.Error())
 	}

@@ -404,7 +404,7 @@ func badInput(t *testing.T, moto *testbed.Moto, f *fisFleet) {
 	// Ctrl-C in the middle of a three-minute notice's experiment: stopped,
 	// the template put back, the report written.
 	code, stdout, stderr := f.run(t, f.env, "experiment started", "SIGINT", "--before", "3m", "--rate", "5", "--baseline", "2s", "--poll-interval", "1s")
-	if code != 1 || !strings.Contains(stdout, "interrupted (SIGINT)") || !strings.Contains(stderr, "experiment stopped") {
+	if code != 1 || !strings.Contains(stdout, "interrupted (received SIGINT)") || !strings.Contains(stderr, "experiment stopped") {
 		t.Errorf("Ctrl-C: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, the report interrupted, the experiment stopped", code, stdout, stderr)
 	}
 	all := ours()
