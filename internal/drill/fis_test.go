@@ -293,7 +293,7 @@ func (f *fisFleet) drill(t *testing.T, kind string) {
 	dir := t.TempDir()
 	began := time.Now()
 	code, stdout, stderr := f.run(t, f.env, "", "", "--rate", "20", "--baseline", "10s", "--after", "10s", "--poll-interval", "1s",
-		"--timeout", "6m", "--report", dir, "-o", "json")
+		"--timeout", "6m", "--report", dir)
 	t.Logf("%s: drill exited %d after %s", kind, code, time.Since(began).Round(time.Second))
 	var rep struct {
 		Requests struct {
@@ -307,15 +307,20 @@ func (f *fisFleet) drill(t *testing.T, kind string) {
 		Verdict          string
 		Pass             bool
 	}
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("the drill's JSON report: %v\n%s\nstderr:\n%s", err, stdout, stderr)
-	}
-	t.Logf("%s: %s\n%s", kind, rep.Verdict, strings.Join(f.log, "\n"))
-	text := filepath.Join(dir, "report.txt")
-	_ = os.WriteFile(text, []byte(stderr), 0o644)
-	pngs, _ := filepath.Glob(filepath.Join(dir, "drill-*.png"))
 	jsons, _ := filepath.Glob(filepath.Join(dir, "drill-*.json"))
-	if len(pngs) != 1 || len(jsons) != 1 {
+	if len(jsons) != 1 {
+		t.Fatalf("--report wrote %v; want one JSON\nstdout:\n%s\nstderr:\n%s", jsons, stdout, stderr)
+	}
+	b, err := os.ReadFile(jsons[0])
+	if err == nil {
+		err = json.Unmarshal(b, &rep)
+	}
+	if err != nil {
+		t.Fatalf("the drill's JSON report: %v\n%s\nstderr:\n%s", err, b, stderr)
+	}
+	t.Logf("%s: the report:\n%s\nthe test's hooks:\n%s", kind, stdout, strings.Join(f.log, "\n"))
+	pngs, _ := filepath.Glob(filepath.Join(dir, "drill-*.png"))
+	if len(pngs) != 1 {
 		t.Errorf("--report wrote %v %v; want one JSON and one PNG", jsons, pngs)
 	} else if b, err := os.ReadFile(pngs[0]); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 		t.Errorf("the chart %s is not a PNG (%v)", pngs[0], err)

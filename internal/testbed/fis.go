@@ -158,18 +158,21 @@ func NewFIS(upstream string, client *http.Client, ec2c *ec2.Client, account stri
 		return nil, err
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	// Go's HTTP client writes header names canonically (X-Amz-Meta-Sha256):
-	// S3's user metadata keeps the case moto sent, as S3 does
-	// (x-amz-meta-sha256), or the CLI reads another key.
-	rp.ModifyResponse = func(r *http.Response) error {
-		for k, v := range r.Header {
+	// Go's HTTP server and client read header names canonically
+	// (X-Amz-Meta-Sha256): S3's user metadata keeps the case the SDK sent
+	// (x-amz-meta-sha256), both ways, or moto stores and the CLI reads
+	// another key.
+	lower := func(h http.Header) {
+		for k, v := range h {
 			if strings.HasPrefix(k, "X-Amz-Meta-") {
-				delete(r.Header, k)
-				r.Header[strings.ToLower(k)] = v
+				delete(h, k)
+				h[strings.ToLower(k)] = v
 			}
 		}
-		return nil
 	}
+	director := rp.Director
+	rp.Director = func(r *http.Request) { director(r); lower(r.Header) }
+	rp.ModifyResponse = func(r *http.Response) error { lower(r.Header); return nil }
 	if client != nil {
 		rp.Transport = client.Transport
 	}
