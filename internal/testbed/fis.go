@@ -162,17 +162,8 @@ func NewFIS(upstream string, client *http.Client, ec2c *ec2.Client, account stri
 	// (X-Amz-Meta-Sha256): S3's user metadata keeps the case the SDK sent
 	// (x-amz-meta-sha256), both ways, or moto stores and the CLI reads
 	// another key.
-	lower := func(h http.Header) {
-		for k, v := range h {
-			if strings.HasPrefix(k, "X-Amz-Meta-") {
-				delete(h, k)
-				h[strings.ToLower(k)] = v
-			}
-		}
-	}
 	director := rp.Director
-	rp.Director = func(r *http.Request) { director(r); lower(r.Header) }
-	rp.ModifyResponse = func(r *http.Response) error { lower(r.Header); return nil }
+	rp.Director = func(r *http.Request) { director(r); lowerMeta(r.Header) }
 	if client != nil {
 		rp.Transport = client.Transport
 	}
@@ -278,7 +269,7 @@ var fisCredential = regexp.MustCompile(`Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/a
 func (f *FIS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := fisCredential.FindStringSubmatch(r.Header.Get("Authorization"))
 	if m == nil || m[2] != "fis" {
-		f.upstream.ServeHTTP(w, r)
+		f.upstream.ServeHTTP(metaCase{w}, r)
 		return
 	}
 	body, err := io.ReadAll(r.Body)
@@ -287,6 +278,25 @@ func (f *FIS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.route(w, r, m[1], body)
+}
+
+// lowerMeta writes S3's x-amz-meta-* header names in lower case.
+func lowerMeta(h http.Header) {
+	for k, v := range h {
+		if strings.HasPrefix(k, "X-Amz-Meta-") {
+			delete(h, k)
+			h[strings.ToLower(k)] = v
+		}
+	}
+}
+
+// metaCase answers with S3's metadata header names as moto wrote them
+// (the proxy's copy made them canonical).
+type metaCase struct{ http.ResponseWriter }
+
+func (m metaCase) WriteHeader(code int) {
+	lowerMeta(m.Header())
+	m.ResponseWriter.WriteHeader(code)
 }
 
 // fisError answers a REST-JSON error.
