@@ -157,13 +157,16 @@ func NewFIS(upstream string, client *http.Client, ec2c *ec2.Client, account stri
 	if err != nil {
 		return nil, err
 	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	// Go's HTTP server and client read header names canonically
-	// (X-Amz-Meta-Sha256): S3's user metadata keeps the case the SDK sent
-	// (x-amz-meta-sha256), both ways, or moto stores and the CLI reads
-	// another key.
-	director := rp.Director
-	rp.Director = func(r *http.Request) { director(r); lowerMeta(r.Header) }
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		// The Host the SDK signed and addressed (S3's bucket, if virtual-hosted).
+		r.Out.Host = r.In.Host
+		// Go's HTTP server reads header names canonically
+		// (X-Amz-Meta-Sha256): S3's user metadata goes on in the case the
+		// SDK sent (x-amz-meta-sha256), or moto stores another key. The
+		// answer's way back is metaCase's.
+		lowerMeta(r.Out.Header)
+	}}
 	if client != nil {
 		rp.Transport = client.Transport
 	}
@@ -291,13 +294,18 @@ func lowerMeta(h http.Header) {
 }
 
 // metaCase answers with S3's metadata header names as moto wrote them
-// (the proxy's copy made them canonical).
+// (the proxy's copy into the answer's header made them canonical), or the
+// CLI reads another key.
 type metaCase struct{ http.ResponseWriter }
 
 func (m metaCase) WriteHeader(code int) {
 	lowerMeta(m.Header())
 	m.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets the proxy's http.ResponseController reach the server's writer
+// (to flush a streamed answer).
+func (m metaCase) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // fisError answers a REST-JSON error.
 func fisError(w http.ResponseWriter, status int, code, msg string) {
