@@ -29,6 +29,7 @@ var (
 	RuleEventRule                = ruleEventRule
 	RuleEventTarget              = ruleEventTarget
 	RuleBucket                   = ruleBucket
+	RuleAlarm                    = ruleAlarm
 )
 
 // Tag limits.

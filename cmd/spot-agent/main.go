@@ -70,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = teardownCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "install":
 		err = installCommand(ctx, args[1:], stdout, stderr)
+	case "drill":
+		err = drillCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
@@ -102,6 +104,7 @@ Usage:
   spot-agent teardown        delete every resource of a stack
   spot-agent policy          print the instance role's policy for a fleet built elsewhere
   spot-agent install [flags] install the systemd unit and default settings, then start it
+  spot-agent drill           interrupt one of a stack's instances through AWS FIS, measure it
 
 Every flag of 'run' can also be set as SPOT_AGENT_<FLAG> (e.g. SPOT_AGENT_POLL_INTERVAL=200ms).
 Run 'spot-agent <command> -h' for a command's flags.

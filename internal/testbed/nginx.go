@@ -82,6 +82,7 @@ http {
     root %[1]s/www;
     location = / { try_files /index.txt =404; }
     location = /health { try_files /health =404; }
+    location = /healthz { try_files /health =404; }
     location = /slow { limit_rate %[4]d; try_files /slow.bin =404; }
     location = /hold { limit_rate %[5]d; try_files /slow.bin =404; }
   }
@@ -170,6 +171,10 @@ func (n *Nginx) Exited() bool {
 		return false
 	}
 }
+
+// Kill ends nginx at once, workers and all (SIGKILL to its group), as an
+// instance's termination does.
+func (n *Nginx) Kill() { n.kill() }
 
 func (n *Nginx) kill() {
 	if n.cmd == nil || n.cmd.Process == nil {
