@@ -60,7 +60,7 @@ Flags:`)
 	role.TargetGroupARNs, role.AgentEnv = groups.values, env
 	doc, err := role.Policy()
 	if err != nil {
-		return usageIfFlag(err)
+		return explain(err)
 	}
 	return writeJSON(stdout, json.RawMessage(doc))
 }
@@ -101,6 +101,11 @@ func checkRunSettings(env map[string]string) error {
 		return errors.Join(errs...)
 	}
 	finish()
+	if b := cfg.Notify.Body; b != "" && !strings.Contains(b, "${") {
+		// A file on the instance, read by the agent at its start: what can
+		// be checked here is the rest, with an inline body in its place.
+		cfg.Notify.Body = `"${summary}"`
+	}
 	if _, err := lf.logger(); err != nil { // "--log-level: ..."
 		flagName, problem, _ := strings.Cut(strings.TrimPrefix(errors.Unwrap(err).Error(), "--"), ": ")
 		bad("%s: %s (the setting of --%s)", envName(flagName), problem, flagName)
@@ -143,38 +148,12 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
-// closestSetting names the setting of run nearest to key (a typo, a
-// missing or extra letter), as a hint; "" when none is near.
+// closestSetting names the setting of flags nearest to key as a hint to
+// append to an error; "" when none is near.
 func closestSetting(key string, flags map[string]string) string {
-	best, dist := "", 4
-	for k := range flags {
-		if d := editDistance(key, k); d < dist || (d == dist && k < best) {
-			best, dist = k, d
-		}
-	}
-	if best == "" {
+	setting, name := nearestSetting(key, flags)
+	if setting == "" {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %s (--%s)?", best, flags[best])
-}
-
-// editDistance is the Levenshtein distance of two settings' names.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return fmt.Sprintf("; did you mean %s (--%s)?", setting, name)
 }

@@ -22,3 +22,12 @@ func policyCommand(context.Context, []string, io.Writer, io.Writer) error { retu
 func teardownCommand(context.Context, []string, io.Reader, io.Writer, io.Writer) error {
 	return errAgentOnly
 }
+
+// stackCommands are none here: the usage lists the commands of this build only.
+var stackCommands []command
+
+// buildNote says, in the usage, which build this is.
+const buildNote = `
+This is the on-instance build (the deb and rpm packages). The full build (the
+release tarballs) also has the commands that build a fleet from your machine.
+`
