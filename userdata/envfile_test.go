@@ -212,7 +212,7 @@ func envFileOf(t *testing.T, c Config) string {
 // Every value reaches the agent intact through the settings file as systemd
 // reads it for EnvironmentFile=.
 func TestEnvFileReadsBackAsSystemdParsesIt(t *testing.T) {
-	c := Config{Distribution: AL2023, PackageURL: "https://example.com/a.rpm", Env: trickyValues}
+	c := Config{Distribution: AL2023, Package: pinned("https://example.com/a.rpm"), Env: trickyValues}
 	file := envFileOf(t, c)
 	got := parseEnvFile(file)
 	if len(got) != len(trickyValues) {
@@ -273,7 +273,7 @@ func TestEnvFileReadsBackThroughSystemdsOwnParser(t *testing.T) {
 			values[k] = v
 		}
 	}
-	file := envFileOf(t, Config{Distribution: Debian, PackageURL: "https://example.com/a.deb", Env: values})
+	file := envFileOf(t, Config{Distribution: Debian, Package: pinned("https://example.com/a.deb"), Env: values})
 	got := systemdEnv(t, file)
 	for k, v := range values {
 		if got[k] != v {

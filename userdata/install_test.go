@@ -2,8 +2,10 @@ package userdata
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,7 +198,7 @@ func checkSignature(r *http.Request, akid, region, signedHeaders, signature stri
 }
 
 // debianPackage holds each real tool the script runs with.
-var debianPackage = map[string]string{"curl": "curl", "openssl": "openssl", "sed": "sed", "date": "coreutils", "rm": "coreutils"}
+var debianPackage = map[string]string{"curl": "curl", "openssl": "openssl", "sed": "sed", "date": "coreutils", "rm": "coreutils", "sha256sum": "coreutils"}
 
 // instance is what the script runs on: the fake instance metadata, the
 // peers, a PATH of real tools and stubs, and a HOME whose .curlrc sends
@@ -223,11 +226,20 @@ func newInstance(t *testing.T, akid string) *instance {
 	return in
 }
 
+// ran is how the install script ran.
+type ran struct {
+	calls     []string // the stubs' calls, one line each
+	installed string   // what the package manager was given
+	out       string   // the script's output, stdout and stderr
+	err       error
+	left      []string // files the script left in its directory
+}
+
 // run renders c's install script and runs it under sh with the real tools
-// named (from this machine) and stubs of the package manager, systemctl,
-// spot-agent and any tool in stubs (name → shell body). It returns the
-// stubs' calls, what was installed, the script's output and error.
-func (in *instance) run(t *testing.T, c Config, real []string, stubs map[string]string) (calls []string, installed, out string, err error) {
+// named and rm and sha256sum (from this machine) unless in without, and stubs
+// of the package manager, systemctl, spot-agent and any tool in stubs (name →
+// shell body).
+func (in *instance) run(t *testing.T, c Config, real, without []string, stubs map[string]string) ran {
 	t.Helper()
 	work := t.TempDir()
 	s, rerr := renderScript(c, work)
@@ -239,9 +251,12 @@ func (in *instance) run(t *testing.T, c Config, real []string, stubs map[string]
 		t.Fatal(err)
 	}
 	bin, home := t.TempDir(), t.TempDir()
-	for _, tool := range append(real, "rm") {
+	for _, tool := range append(real, "rm", "sha256sum") {
+		if slices.Contains(without, tool) {
+			continue
+		}
 		p := testbed.Tool(t, tool, debianPackage[tool])
-		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil && !os.IsExist(err) {
 			t.Fatal(err)
 		}
 	}
@@ -269,27 +284,51 @@ func (in *instance) run(t *testing.T, c Config, real []string, stubs map[string]
 	}
 	cmd := exec.Command("/bin/sh", script)
 	cmd.Env = []string{"PATH=" + bin, "HOME=" + home, "STUB_LOG=" + log}
+	var r ran
 	b, err := cmd.CombinedOutput()
+	r.out, r.err = string(b), err
 	logged, _ := os.ReadFile(log)
 	pkg, _ := os.ReadFile(log + ".installed")
+	r.installed = string(pkg)
 	for _, l := range strings.Split(strings.TrimSpace(string(logged)), "\n") {
 		if l != "" {
-			calls = append(calls, l)
+			r.calls = append(r.calls, l)
 		}
 	}
-	left, _ := filepath.Glob(filepath.Join(work, "spot-agent.*"))
-	if len(left) > 0 && err == nil {
-		t.Errorf("left behind: %v", left)
+	r.left, _ = filepath.Glob(filepath.Join(work, "spot-agent.*"))
+	if len(r.left) > 0 && err == nil {
+		t.Errorf("left behind: %v", r.left)
 	}
-	return calls, string(pkg), string(b), err
+	return r
 }
+
+// digest is the SHA-256 of s in hex, as sha256sum prints it.
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// at is the package at url, pinned to the digest of content.
+func at(url, content string) Package { return Package{URL: url, SHA256: digest(content)} }
+
+// What the peers serve: the download site answers "package from PATH".
+const (
+	rpmPath   = "/v1.2.3/spot-agent-1.2.3-1.x86_64.rpm"
+	rpmURL    = "https://downloads.example.com" + rpmPath
+	rpmServed = "package from " + rpmPath
+	debURL    = "https://downloads.example.com/spot-agent_1.2.3_amd64.deb"
+	s3Deb     = "s3://artifacts/agent/spot-agent_1.2.3_amd64.deb"
+)
 
 // Every distribution installs from every kind of package source, with the
 // tools its image has: an https package with curl (or wget), an s3:// one
 // with curl and openssl alone, no AWS CLI (Debian's and Ubuntu's images have
-// none). Each combination runs the real script under sh, with the real curl
-// and openssl, against instance metadata and an S3 that checks the
-// signature with the AWS SDK's signer.
+// none). Each combination runs the real script under sh, with the real curl,
+// openssl and sha256sum, against instance metadata and an S3 that checks the
+// signature with the AWS SDK's signer. Every package is checked against its
+// pin before the package manager sees it: a package that is not the one
+// planned (swapped at its URL after the user-data was made) is removed, and
+// nothing is installed.
 func TestInstallScriptOnEveryDistributionFromEverySource(t *testing.T) {
 	signing := []string{"curl", "openssl", "sed", "date"}
 	for _, tt := range []struct {
@@ -297,48 +336,69 @@ func TestInstallScriptOnEveryDistributionFromEverySource(t *testing.T) {
 		c         Config
 		akid      string
 		real      []string
+		without   []string // tools the image lacks (of rm and sha256sum)
 		stubs     map[string]string
 		installed string   // the package the package manager got
 		requests  []string // what the peers saw
 		fail      string   // the script's error output, when it must fail
 	}{
-		{name: "al2023 from https with curl", c: Config{Distribution: AL2023, PackageURL: "https://downloads.example.com/v1.2.3/spot-agent-1.2.3-1.x86_64.rpm"},
-			real: []string{"curl"}, installed: "package from /v1.2.3/spot-agent-1.2.3-1.x86_64.rpm",
-			requests: []string{"https downloads.example.com /v1.2.3/spot-agent-1.2.3-1.x86_64.rpm"}},
-		{name: "debian from https with wget only", c: Config{Distribution: Debian, PackageURL: "https://downloads.example.com/spot-agent_1.2.3_amd64.deb"},
+		{name: "al2023 from https with curl", c: Config{Distribution: AL2023, Package: at(rpmURL, rpmServed)},
+			real: []string{"curl"}, installed: rpmServed, requests: []string{"https downloads.example.com " + rpmPath}},
+		{name: "debian from https with wget only", c: Config{Distribution: Debian, Package: at(debURL, "fetched by wget")},
 			stubs: map[string]string{"wget": `printf 'fetched by wget' >"$4"`}, installed: "fetched by wget"},
-		{name: "ubuntu from https without curl or wget", c: Config{Distribution: Ubuntu, PackageURL: "https://downloads.example.com/spot-agent_1.2.3_amd64.deb"},
-			fail: "spot-agent user-data: neither curl nor wget is installed: cannot download https://downloads.example.com/spot-agent_1.2.3_amd64.deb\n"},
-		{name: "al2023 from s3", c: Config{Distribution: AL2023, PackageURL: "s3://artifacts/agent/spot-agent-1.2.3-1.x86_64.rpm"},
+		{name: "ubuntu from https without curl or wget", c: Config{Distribution: Ubuntu, Package: at(debURL, "")},
+			fail: "spot-agent user-data: neither curl nor wget is installed: cannot download " + debURL + "\n"},
+		{name: "al2023 from s3", c: Config{Distribution: AL2023, Package: at("s3://artifacts/agent/spot-agent-1.2.3-1.x86_64.rpm", "rpm x86_64")},
 			real: signing, installed: "rpm x86_64", requests: []string{"us-east-1 artifacts agent/spot-agent-1.2.3-1.x86_64.rpm 200"}},
-		{name: "debian from s3 without the AWS CLI", c: Config{Distribution: Debian, PackageURL: "s3://artifacts/agent/spot-agent_1.2.3_amd64.deb"},
+		{name: "debian from s3 without the AWS CLI", c: Config{Distribution: Debian, Package: at(s3Deb, "deb amd64")},
 			real: signing, installed: "deb amd64", requests: []string{"us-east-1 artifacts agent/spot-agent_1.2.3_amd64.deb 200"}},
-		{name: "ubuntu from a dotted bucket, a key with a plus sign", c: Config{Distribution: Ubuntu, PackageURL: "s3://my.artifacts/spot+agent/spot-agent_1.2.3_amd64.deb"},
+		{name: "ubuntu from a dotted bucket, a key with a plus sign", c: Config{Distribution: Ubuntu, Package: at("s3://my.artifacts/spot+agent/spot-agent_1.2.3_amd64.deb", "deb in a dotted bucket")},
 			real: signing, installed: "deb in a dotted bucket", requests: []string{"us-east-1 my.artifacts spot+agent/spot-agent_1.2.3_amd64.deb 200"}},
-		{name: "al2023 from a bucket in another region", c: Config{Distribution: AL2023, PackageURL: "s3://far-away/spot-agent-1.2.3-1.x86_64.rpm"},
+		{name: "al2023 from a bucket in another region", c: Config{Distribution: AL2023, Package: at("s3://far-away/spot-agent-1.2.3-1.x86_64.rpm", "rpm from eu-west-1")},
 			real: signing, installed: "rpm from eu-west-1",
 			requests: []string{"us-east-1 far-away spot-agent-1.2.3-1.x86_64.rpm 301", "eu-west-1 far-away spot-agent-1.2.3-1.x86_64.rpm 200"}},
-		{name: "debian from s3 without openssl", c: Config{Distribution: Debian, PackageURL: "s3://artifacts/agent/spot-agent_1.2.3_amd64.deb"},
+		{name: "debian from s3 without openssl", c: Config{Distribution: Debian, Package: at(s3Deb, "deb amd64")},
 			real: []string{"curl", "sed", "date"},
-			fail: "spot-agent user-data: s3://artifacts/agent/spot-agent_1.2.3_amd64.deb: an s3:// package is fetched with curl and openssl, and this image has no openssl: use an image with both, or an https:// package URL\n"},
-		{name: "ubuntu from s3 without s3:GetObject", c: Config{Distribution: Ubuntu, PackageURL: "s3://artifacts/agent/spot-agent_1.2.3_amd64.deb"},
+			fail: "spot-agent user-data: " + s3Deb + ": an s3:// package is fetched with curl and openssl, and this image has no openssl: use an image with both, or an https:// package URL\n"},
+		{name: "ubuntu from s3 without s3:GetObject", c: Config{Distribution: Ubuntu, Package: at(s3Deb, "deb amd64")},
 			akid: deniedKey, real: signing, requests: []string{"us-east-1 artifacts agent/spot-agent_1.2.3_amd64.deb 403"},
-			fail: "spot-agent user-data: s3://artifacts/agent/spot-agent_1.2.3_amd64.deb: S3 answered 403 AccessDenied: the instance role needs s3:GetObject on it\n"},
-		{name: "ubuntu from s3, a missing object", c: Config{Distribution: Ubuntu, PackageURL: "s3://artifacts/agent/spot-agent_9.9.9_amd64.deb"},
+			fail: "spot-agent user-data: " + s3Deb + ": S3 answered 403 AccessDenied: the instance role needs s3:GetObject on it\n"},
+		{name: "ubuntu from s3, a missing object", c: Config{Distribution: Ubuntu, Package: at("s3://artifacts/agent/spot-agent_9.9.9_amd64.deb", "")},
 			real: signing, requests: []string{"us-east-1 artifacts agent/spot-agent_9.9.9_amd64.deb 404"},
 			fail: "spot-agent user-data: s3://artifacts/agent/spot-agent_9.9.9_amd64.deb: S3 answered 404 NoSuchKey: the instance role needs s3:GetObject on it\n"},
-		{name: "debian on arm64, a package per architecture", c: Config{Distribution: Debian, PackageURLs: map[Arch]string{
-			AMD64: "s3://artifacts/agent/spot-agent_1.2.3_amd64.deb", ARM64: "s3://artifacts/agent/spot-agent_1.2.3_arm64.deb"}},
+		{name: "debian on arm64, a package per architecture", c: Config{Distribution: Debian, Packages: map[Arch]Package{
+			AMD64: at(s3Deb, "deb amd64"), ARM64: at("s3://artifacts/agent/spot-agent_1.2.3_arm64.deb", "deb arm64")}},
 			real: signing, stubs: map[string]string{"uname": `echo aarch64`}, installed: "deb arm64",
 			requests: []string{"us-east-1 artifacts agent/spot-agent_1.2.3_arm64.deb 200"}},
-		{name: "al2023 on x86_64, release packages", c: Config{Distribution: AL2023, PackageURLs: map[Arch]string{
-			AMD64: "https://downloads.example.com/x/spot-agent-1.2.3-1.x86_64.rpm", ARM64: "https://downloads.example.com/x/spot-agent-1.2.3-1.aarch64.rpm"}},
+		{name: "al2023 on x86_64, release packages", c: Config{Distribution: AL2023, Packages: map[Arch]Package{
+			AMD64: at("https://downloads.example.com/x/spot-agent-1.2.3-1.x86_64.rpm", "package from /x/spot-agent-1.2.3-1.x86_64.rpm"),
+			ARM64: at("https://downloads.example.com/x/spot-agent-1.2.3-1.aarch64.rpm", "package from /x/spot-agent-1.2.3-1.aarch64.rpm")}},
 			real: []string{"curl"}, stubs: map[string]string{"uname": `echo x86_64`}, installed: "package from /x/spot-agent-1.2.3-1.x86_64.rpm",
 			requests: []string{"https downloads.example.com /x/spot-agent-1.2.3-1.x86_64.rpm"}},
-		{name: "a machine without a package", c: Config{Distribution: AL2023, PackageURLs: map[Arch]string{
-			AMD64: "https://downloads.example.com/x/spot-agent-1.2.3-1.x86_64.rpm", ARM64: "https://downloads.example.com/x/spot-agent-1.2.3-1.aarch64.rpm"}},
+		{name: "a machine without a package", c: Config{Distribution: AL2023, Packages: map[Arch]Package{
+			AMD64: at("https://downloads.example.com/x/spot-agent-1.2.3-1.x86_64.rpm", ""), ARM64: at("https://downloads.example.com/x/spot-agent-1.2.3-1.aarch64.rpm", "")}},
 			real: []string{"curl"}, stubs: map[string]string{"uname": `echo riscv64`},
 			fail: "spot-agent user-data: no spot-agent package for this machine's architecture, riscv64\n"},
+		{name: "an image without sha256sum", c: Config{Distribution: Debian, Package: at(debURL, "")},
+			real: []string{"curl"}, without: []string{"sha256sum"},
+			fail: "spot-agent user-data: sha256sum (coreutils) is not installed: the package cannot be checked against its SHA-256, so nothing is installed\n"},
+
+		// The package at the URL is not the one planned: each distribution,
+		// each way of downloading, refuses it.
+		{name: "al2023, https: another package at the URL", c: Config{Distribution: AL2023, Package: at(rpmURL, "the package bootstrap read")},
+			real: []string{"curl"}, requests: []string{"https downloads.example.com " + rpmPath},
+			fail: mismatch(rpmURL, "the package bootstrap read", rpmServed)},
+		{name: "debian, s3: the object overwritten", c: Config{Distribution: Debian, Package: at(s3Deb, "the object bootstrap uploaded")},
+			real: signing, requests: []string{"us-east-1 artifacts agent/spot-agent_1.2.3_amd64.deb 200"},
+			fail: mismatch(s3Deb, "the object bootstrap uploaded", "deb amd64")},
+		{name: "ubuntu, wget: a stale mirror", c: Config{Distribution: Ubuntu, Package: at(debURL, "1.2.3 as released")},
+			stubs: map[string]string{"wget": `printf 'an older package' >"$4"`},
+			fail:  mismatch(debURL, "1.2.3 as released", "an older package")},
+		{name: "debian on arm64: the arm64 package swapped", c: Config{Distribution: Debian, Packages: map[Arch]Package{
+			AMD64: at(s3Deb, "deb amd64"), ARM64: at("s3://artifacts/agent/spot-agent_1.2.3_arm64.deb", "the arm64 package planned")}},
+			real: signing, stubs: map[string]string{"uname": `echo aarch64`},
+			requests: []string{"us-east-1 artifacts agent/spot-agent_1.2.3_arm64.deb 200"},
+			fail:     mismatch("s3://artifacts/agent/spot-agent_1.2.3_arm64.deb", "the arm64 package planned", "deb arm64")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.c.Validate(); err != nil {
@@ -349,38 +409,53 @@ func TestInstallScriptOnEveryDistributionFromEverySource(t *testing.T) {
 				akid = keyID
 			}
 			in := newInstance(t, akid)
-			calls, installed, out, err := in.run(t, tt.c, tt.real, tt.stubs)
+			r := in.run(t, tt.c, tt.real, tt.without, tt.stubs)
 			if tt.fail != "" {
-				if err == nil || out != tt.fail {
-					t.Errorf("exit %v, output %q\nwant a failure with %q", err, out, tt.fail)
+				if r.err == nil || r.out != tt.fail {
+					t.Errorf("exit %v, output %q\nwant a failure with %q", r.err, r.out, tt.fail)
 				}
-			} else if err != nil || installed != tt.installed {
-				t.Errorf("exit %v, installed %q, want %q\n%s", err, installed, tt.installed, out)
+			} else if r.err != nil || r.installed != tt.installed {
+				t.Errorf("exit %v, installed %q, want %q\n%s", r.err, r.installed, tt.installed, r.out)
 			}
 			if got := in.s3.requests(); strings.Join(got, "\n") != strings.Join(tt.requests, "\n") {
 				t.Errorf("the peers saw %q, want %q", got, tt.requests)
 			}
+			var manager string
+			for _, c := range r.calls {
+				if strings.HasPrefix(c, "dnf ") || strings.HasPrefix(c, "apt-get ") {
+					manager = c
+				}
+			}
 			if tt.fail != "" {
+				if manager != "" || r.installed != "" {
+					t.Errorf("a failed install ran the package manager: %q", r.calls)
+				}
+				if strings.Contains(tt.fail, "mismatch") && len(r.left) > 0 {
+					t.Errorf("the package that does not match its pin is left behind: %v", r.left)
+				}
 				return
 			}
 			want := "dnf install -y "
 			if tt.c.Distribution != AL2023 {
 				want = fmt.Sprintf("apt-get install -y -q -o DPkg::Lock::Timeout=%d -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ", AptLockTimeout)
 			}
-			var manager string
-			for _, c := range calls {
-				if strings.HasPrefix(c, "dnf ") || strings.HasPrefix(c, "apt-get ") {
-					manager = c
-				}
-			}
 			if !strings.HasPrefix(manager, want) {
-				t.Errorf("package manager call %q, want it to start %q (calls %q)", manager, want, calls)
+				t.Errorf("package manager call %q, want it to start %q (calls %q)", manager, want, r.calls)
 			}
-			if !strings.HasSuffix(out, "spot-agent user-data: spot-agent 1.2.3 installed and started\n") {
-				t.Errorf("output %q lacks the final line", out)
+			if !strings.Contains(r.out, ": SHA-256 "+digest(tt.installed)+", as planned\n") {
+				t.Errorf("output %q does not say the package matched its pin", r.out)
+			}
+			if !strings.HasSuffix(r.out, "spot-agent user-data: spot-agent 1.2.3 installed and started\n") {
+				t.Errorf("output %q lacks the final line", r.out)
 			}
 		})
 	}
+}
+
+// mismatch is what the script says when the package at url is served
+// instead of the planned one.
+func mismatch(url, planned, served string) string {
+	return fmt.Sprintf("spot-agent user-data: %s: SHA-256 mismatch, nothing installed: expected %s, actual %s\n", url, digest(planned), digest(served))
 }
 
 // The peer itself refuses a request whose signature is wrong: the test above

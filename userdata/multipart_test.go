@@ -42,7 +42,7 @@ systemctl enable --now nginx
 var combinedConfigs = map[string]Config{
 	"al2023-with-cloud-config": {
 		Distribution: AL2023,
-		PackageURL:   "https://downloads.example.com/spot-agent/spot-agent-1.2.3-1.x86_64.rpm",
+		Package:      pinned("https://downloads.example.com/spot-agent/spot-agent-1.2.3-1.x86_64.rpm"),
 		Env: map[string]string{
 			"SPOT_AGENT_LISTEN":         ":8081",
 			"SPOT_AGENT_HELLO":          "false",
@@ -53,7 +53,7 @@ var combinedConfigs = map[string]Config{
 	},
 	"ubuntu-with-script": {
 		Distribution: Ubuntu,
-		PackageURL:   "s3://my-artifacts/spot-agent_1.2.3_amd64.deb",
+		Package:      pinned("s3://my-artifacts/spot-agent_1.2.3_amd64.deb"),
 		UserData:     []byte(userScript),
 	},
 }
@@ -278,7 +278,7 @@ func TestCombinedScriptArrivesAsAShellScriptBeforeTheAgentsInstall(t *testing.T)
 // would garble it.
 func TestNonASCIIUserDataReachesCloudInitIntact(t *testing.T) {
 	user := "#cloud-config\nruncmd:\n  - echo \"café ✓ 日本\"\nfinal_message: \"prêt\"\n"
-	c := Config{Distribution: Debian, PackageURL: "https://example.com/a.deb", UserData: []byte(user),
+	c := Config{Distribution: Debian, Package: pinned("https://example.com/a.deb"), UserData: []byte(user),
 		Env: map[string]string{"SPOT_AGENT_NOTIFY_BODY": `{"text": "✓ ${summary}"}`}}
 	out, err := Render(c)
 	if err != nil {
@@ -338,7 +338,7 @@ func TestCheckUserData(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("CheckUserData = %q, %v\nwant an error with %q", kind, err, tt.err)
 			}
-			c := Config{Distribution: Debian, PackageURL: "https://example.com/a.deb", UserData: []byte(tt.data)}
+			c := Config{Distribution: Debian, Package: pinned("https://example.com/a.deb"), UserData: []byte(tt.data)}
 			var ie *InputError
 			if out, err := Render(c); out != nil || !errors.As(err, &ie) || ie.Input != "user data" {
 				t.Errorf("Render = %d bytes, %v; want an *InputError on the user data", len(out), err)
@@ -349,7 +349,7 @@ func TestCheckUserData(t *testing.T) {
 
 func TestRenderRefusesUserDataOverEC2sLimit(t *testing.T) {
 	big := "#!/bin/sh\n" + strings.Repeat("echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n", 256)
-	c := Config{Distribution: AL2023, PackageURL: "https://example.com/a.rpm", UserData: []byte(big)}
+	c := Config{Distribution: AL2023, Package: pinned("https://example.com/a.rpm"), UserData: []byte(big)}
 	out, err := Render(c)
 	var ie *InputError
 	if out != nil || !errors.As(err, &ie) || ie.Input != "size" {

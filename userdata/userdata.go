@@ -53,13 +53,11 @@ func (d Distribution) envFile() string {
 type Config struct {
 	// Distribution of the instance's image.
 	Distribution Distribution
-	// PackageURL is the .deb or .rpm to install: https://... (downloaded with
-	// curl or wget) or s3://bucket/key (read with a GET that the instance
-	// signs with its role's credentials, using curl and openssl).
-	PackageURL string
-	// PackageURLs is, instead of PackageURL, a package per architecture: the
+	// Package is the .deb or .rpm every instance installs, with its SHA-256.
+	Package Package
+	// Packages is, instead of Package, a package per architecture: the
 	// instance installs its own (uname -m). All of one scheme.
-	PackageURLs map[Arch]string
+	Packages map[Arch]Package
 	// Env holds the service's settings, SPOT_AGENT_<FLAG> to value; empty
 	// leaves the package's default environment file (every setting commented).
 	Env map[string]string
@@ -100,7 +98,7 @@ const AptLockTimeout = 180
 
 // InputError is one invalid input.
 type InputError struct {
-	Input   string // which input: distribution, package URL, env, user data, size
+	Input   string // which input: distribution, package URL, sha256, env, user data, size
 	Problem string
 }
 
@@ -117,26 +115,40 @@ func (c Config) Validate() error {
 	if !slices.Contains(Distributions(), c.Distribution) {
 		bad("distribution", "%q is not one of al2023, debian, ubuntu", c.Distribution)
 	}
+	checkSHA256 := func(arch Arch, p Package) {
+		prefix := ""
+		if arch != "" {
+			prefix = string(arch) + ": "
+		}
+		if p.SHA256 == "" {
+			bad("sha256", "%s%s: no SHA-256: every package the user-data installs is pinned by its digest", prefix, p.URL)
+		} else if !sha256RE.MatchString(p.SHA256) {
+			bad("sha256", "%s%s: %q is not a SHA-256 in lower-case hex (64 digits)", prefix, p.URL, p.SHA256)
+		}
+	}
 	switch {
-	case c.PackageURL != "" && len(c.PackageURLs) > 0:
-		bad("package URL", "give one package URL or one per architecture, not both")
-	case len(c.PackageURLs) > 0:
+	case c.Package != (Package{}) && len(c.Packages) > 0:
+		bad("package URL", "give one package or one per architecture, not both")
+	case len(c.Packages) > 0:
 		scheme := ""
-		for _, a := range slices.Sorted(maps.Keys(c.PackageURLs)) {
-			u := c.PackageURLs[a]
+		for _, a := range slices.Sorted(maps.Keys(c.Packages)) {
+			p := c.Packages[a]
 			if !slices.Contains(Arches(), a) {
 				bad("package URL", "%q is not an architecture (%s or %s)", a, AMD64, ARM64)
-			} else if err := c.validateURL(u); err != nil {
+			} else if err := c.validateURL(p.URL); err != nil {
 				bad("package URL", "%s: %v", a, err)
-			} else if sch, _, _ := strings.Cut(u, ":"); scheme != "" && sch != scheme {
+			} else if sch, _, _ := strings.Cut(p.URL, ":"); scheme != "" && sch != scheme {
 				bad("package URL", "the architectures' packages mix %s:// and %s:// URLs: give one kind", scheme, sch)
 			} else {
 				scheme = sch
+				checkSHA256(a, p)
 			}
 		}
 	default:
-		if err := c.validateURL(c.PackageURL); err != nil {
+		if err := c.validateURL(c.Package.URL); err != nil {
 			bad("package URL", "%v", err)
+		} else {
+			checkSHA256("", c.Package)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
@@ -263,12 +275,14 @@ func renderCloudConfig(c Config) ([]byte, error) {
 type source struct {
 	Machine string // uname -m, with a package per architecture
 	URL     string
+	SHA256  string // hex: nothing to quote
 	Bucket  string // s3:// only
 	Path    string // s3:// only: the key, URI-encoded as Signature Version 4 wants it, with its leading /
 }
 
-func newSource(raw, machine string) source {
-	src := source{Machine: machine, URL: shellQuote(raw)}
+func newSource(p Package, machine string) source {
+	raw := p.URL
+	src := source{Machine: machine, URL: shellQuote(raw), SHA256: p.SHA256}
 	if rest, ok := strings.CutPrefix(raw, "s3://"); ok {
 		bucket, key, _ := strings.Cut(rest, "/")
 		src.Bucket, src.Path = shellQuote(bucket), shellQuote(s3Path(key))
@@ -297,17 +311,17 @@ func s3Path(key string) string {
 func renderScript(c Config, dir string) ([]byte, error) {
 	typ := c.Distribution.packageType()
 	var sources []source
-	for _, a := range slices.Sorted(maps.Keys(c.PackageURLs)) {
-		sources = append(sources, newSource(c.PackageURLs[a], a.machine()))
+	for _, a := range slices.Sorted(maps.Keys(c.Packages)) {
+		sources = append(sources, newSource(c.Packages[a], a.machine()))
 	}
 	if len(sources) == 0 {
-		sources = []source{newSource(c.PackageURL, "")}
+		sources = []source{newSource(c.Package, "")}
 	}
 	s3 := slices.ContainsFunc(sources, func(s source) bool { return s.Bucket != "" })
 	var b bytes.Buffer
 	err := script.Execute(&b, map[string]any{
 		"Sources":        sources,
-		"PerArch":        len(c.PackageURLs) > 0,
+		"PerArch":        len(c.Packages) > 0,
 		"PackagePath":    shellQuote(dir + "/spot-agent." + typ),
 		"PackageType":    typ,
 		"S3":             s3,
@@ -355,6 +369,20 @@ func ReleasePackageURLs(version string, d Distribution) (map[Arch]string, error)
 	}
 	return out, nil
 }
+
+// ReleaseChecksumsURL is where release version's checksums.txt is: the
+// SHA-256 of every file of the release, packages included, as goreleaser
+// writes it (.goreleaser.yaml's checksum section), signed beside it
+// (checksums.txt.sig).
+func ReleaseChecksumsURL(version string) (string, error) {
+	if semverRE.FindStringSubmatch(strings.TrimPrefix(version, "v")) == nil {
+		return "", &InputError{Input: "version", Problem: fmt.Sprintf("%q is not a release version like 1.2.3", version)}
+	}
+	return ReleaseRepository + "/releases/download/v" + strings.TrimPrefix(version, "v") + "/" + ReleaseChecksums, nil
+}
+
+// ReleaseChecksums is the name of a release's checksums file.
+const ReleaseChecksums = "checksums.txt"
 
 var semverRE = regexp.MustCompile(`^([0-9]+\.[0-9]+\.[0-9]+)(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$`)
 

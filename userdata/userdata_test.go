@@ -2,6 +2,8 @@ package userdata
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"maps"
@@ -21,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 var goldenConfigs = map[string]Config{
 	"al2023": {
 		Distribution: AL2023,
-		PackageURL:   "https://downloads.example.com/spot-agent/spot-agent-1.2.3-1.x86_64.rpm",
+		Package:      pinned("https://downloads.example.com/spot-agent/spot-agent-1.2.3-1.x86_64.rpm"),
 		Env: map[string]string{
 			"SPOT_AGENT_TAG_KEY":  "loadBalancerTargetGroup",
 			"SPOT_AGENT_DRAIN_ON": "rebalance,scheduled",
@@ -29,7 +31,7 @@ var goldenConfigs = map[string]Config{
 	},
 	"debian": {
 		Distribution: Debian,
-		PackageURL:   "s3://my-artifacts/spot-agent/spot-agent_1.2.3_arm64.deb",
+		Package:      pinned("s3://my-artifacts/spot-agent/spot-agent_1.2.3_arm64.deb"),
 		Env: map[string]string{
 			"SPOT_AGENT_TARGET_GROUP_ARN": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
 			"SPOT_AGENT_LOG_FORMAT":       "json",
@@ -37,20 +39,31 @@ var goldenConfigs = map[string]Config{
 	},
 	"ubuntu": {
 		Distribution: Ubuntu,
-		PackageURL:   "https://downloads.example.com/spot-agent_1.2.3_amd64.deb?X-Amz-Expires=3600&X-Amz-Signature=abc",
+		Package:      pinned("https://downloads.example.com/spot-agent_1.2.3_amd64.deb?X-Amz-Expires=3600&X-Amz-Signature=abc"),
 	},
 	"al2023-release": {
 		Distribution: AL2023,
-		PackageURLs:  mustReleaseURLs("1.2.3", AL2023),
+		Packages:     mustReleasePackages("1.2.3", AL2023),
 	},
 }
 
-func mustReleaseURLs(version string, d Distribution) map[Arch]string {
+// pinned is the package at url with a well-formed digest of its own (the
+// SHA-256 of the URL): what the renderer needs, and another for each URL.
+func pinned(url string) Package {
+	sum := sha256.Sum256([]byte(url))
+	return Package{URL: url, SHA256: hex.EncodeToString(sum[:])}
+}
+
+func mustReleasePackages(version string, d Distribution) map[Arch]Package {
 	m, err := ReleasePackageURLs(version, d)
 	if err != nil {
 		panic(err)
 	}
-	return m
+	out := map[Arch]Package{}
+	for a, u := range m {
+		out[a] = pinned(u)
+	}
+	return out
 }
 
 // A release's packages are where goreleaser puts them: the release tagged
@@ -164,7 +177,7 @@ func TestCloudConfigCarriesTheScriptVerbatim(t *testing.T) {
 }
 
 func TestValidateRejectsBadInputs(t *testing.T) {
-	ok := Config{Distribution: Debian, PackageURL: "https://example.com/spot-agent_1_amd64.deb"}
+	ok := Config{Distribution: Debian, Package: pinned("https://example.com/spot-agent_1_amd64.deb")}
 	tests := []struct {
 		name string
 		edit func(*Config)
@@ -172,21 +185,21 @@ func TestValidateRejectsBadInputs(t *testing.T) {
 	}{
 		{"an unknown distribution", func(c *Config) { c.Distribution = "centos" },
 			`userdata: distribution: "centos" is not one of al2023, debian, ubuntu`},
-		{"an empty URL", func(c *Config) { c.PackageURL = "" },
+		{"an empty URL", func(c *Config) { c.Package.URL = "" },
 			"userdata: package URL: empty: give an https:// or s3:// URL of the .deb or .rpm"},
-		{"a plain http URL", func(c *Config) { c.PackageURL = "http://example.com/spot-agent_1_amd64.deb" },
+		{"a plain http URL", func(c *Config) { c.Package.URL = "http://example.com/spot-agent_1_amd64.deb" },
 			`userdata: package URL: "http://example.com/spot-agent_1_amd64.deb" is not an https:// or s3:// URL`},
-		{"a file path", func(c *Config) { c.PackageURL = "/tmp/spot-agent_1_amd64.deb" },
+		{"a file path", func(c *Config) { c.Package.URL = "/tmp/spot-agent_1_amd64.deb" },
 			`userdata: package URL: "/tmp/spot-agent_1_amd64.deb" is not an https:// or s3:// URL`},
-		{"a URL with a space", func(c *Config) { c.PackageURL = "https://example.com/a b.deb" },
+		{"a URL with a space", func(c *Config) { c.Package.URL = "https://example.com/a b.deb" },
 			`userdata: package URL: "https://example.com/a b.deb" has a space or control character at byte 21`},
-		{"a URL with user info", func(c *Config) { c.PackageURL = "https://me:pw@example.com/a.deb" },
+		{"a URL with user info", func(c *Config) { c.Package.URL = "https://me:pw@example.com/a.deb" },
 			`userdata: package URL: "https://me:pw@example.com/a.deb": want https://host/path or s3://bucket/key, without user info`},
-		{"an s3 URI without a bucket", func(c *Config) { c.PackageURL = "s3:///a.deb" },
+		{"an s3 URI without a bucket", func(c *Config) { c.Package.URL = "s3:///a.deb" },
 			`userdata: package URL: "s3:///a.deb": want https://host/path or s3://bucket/key, without user info`},
-		{"a URL that names no package", func(c *Config) { c.PackageURL = "https://example.com/spot-agent.tar.gz" },
+		{"a URL that names no package", func(c *Config) { c.Package.URL = "https://example.com/spot-agent.tar.gz" },
 			`userdata: package URL: "https://example.com/spot-agent.tar.gz" does not name a .deb or .rpm file`},
-		{"an rpm for debian", func(c *Config) { c.PackageURL = "https://example.com/spot-agent-1.x86_64.rpm" },
+		{"an rpm for debian", func(c *Config) { c.Package.URL = "https://example.com/spot-agent-1.x86_64.rpm" },
 			`userdata: package URL: "https://example.com/spot-agent-1.x86_64.rpm" is a .rpm package; debian needs a .deb`},
 		{"a deb for al2023", func(c *Config) { c.Distribution = AL2023 },
 			`userdata: package URL: "https://example.com/spot-agent_1_amd64.deb" is a .deb package; al2023 needs a .rpm`},
@@ -222,7 +235,7 @@ func TestValidateRejectsBadInputs(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	err := Config{Distribution: "arch", PackageURL: "ftp://x/y.deb", Env: map[string]string{"X": "1"}}.Validate()
+	err := Config{Distribution: "arch", Package: pinned("ftp://x/y.deb"), Env: map[string]string{"X": "1"}}.Validate()
 	want := `userdata: distribution: "arch" is not one of al2023, debian, ubuntu
 userdata: package URL: "ftp://x/y.deb" is not an https:// or s3:// URL
 userdata: env: "X" does not match ^SPOT_AGENT_[A-Z0-9_]+$`
@@ -236,7 +249,7 @@ userdata: env: "X" does not match ^SPOT_AGENT_[A-Z0-9_]+$`
 // EnvironmentFile= does (\, ", $ and ` escaped, nothing expanded).
 func TestEnvValuesAreQuotedSafely(t *testing.T) {
 	value := `a "b" 'c' $HOME ${X} $(touch /tmp/pwned) ` + "`id`" + ` \n \\ # : - {x: [y]} &anchor *alias`
-	c := Config{Distribution: Ubuntu, PackageURL: "https://example.com/a.deb", Env: map[string]string{"SPOT_AGENT_TAG_KEY": value}}
+	c := Config{Distribution: Ubuntu, Package: pinned("https://example.com/a.deb"), Env: map[string]string{"SPOT_AGENT_TAG_KEY": value}}
 	out, err := Render(c)
 	if err != nil {
 		t.Fatal(err)

@@ -416,7 +416,7 @@ func TestBootstrapRefusesABadUserDataFileBeforeAnyAPICall(t *testing.T) {
 		{"a YAML list", "#cloud-config\n- nginx\n", nil, "user-data-file", "not a mapping"},
 		{"too big", big, nil, "user-data-file", "with it the launch template's user-data would be "},
 		{"too big with an uploaded agent", big, func(c *bootstrap.Config) {
-			c.AgentURL, c.AgentFiles = "", []string{writeFile(t, "spot-agent_1_x86_64.rpm", "rpm")}
+			c.AgentURL, c.AgentSHA256, c.AgentFiles = "", nil, []string{writeFile(t, "spot-agent_1_x86_64.rpm", "rpm")}
 		}, "user-data-file", "over EC2's 16384-byte limit"},
 		{"too many settings", "#!/bin/sh\n", func(c *bootstrap.Config) {
 			// The agent's part alone is too big: the settings are to blame.

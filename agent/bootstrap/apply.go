@@ -103,7 +103,7 @@ type Result struct {
 // mutating call. A --user-data-file that will not do is a *FlagError before
 // any call.
 func (st *Stack) Plan(ctx context.Context) (*Plan, error) {
-	if err := st.preflight(); err != nil {
+	if err := st.preflight(ctx); err != nil {
 		return nil, err
 	}
 	s, err := st.newState(ctx, st.cfg)
@@ -157,7 +157,7 @@ func recreateError(p *Plan) error {
 // failure stops at the step that failed; running Apply again resumes from there.
 func (st *Stack) Apply(ctx context.Context) (*Result, error) {
 	start := time.Now()
-	if err := st.preflight(); err != nil {
+	if err := st.preflight(ctx); err != nil {
 		return nil, err
 	}
 	s, err := st.newState(ctx, st.cfg)

@@ -3,8 +3,6 @@ package bootstrap
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 
@@ -14,7 +12,7 @@ import (
 )
 
 // shaKey is the object metadata that tells whether the uploaded agent is the
-// local file (an ETag is not a digest for multipart uploads).
+// local file (an ETag is not a digest for multipart uploads): its pin.
 const shaKey = "sha256"
 
 // bucket holds the agent's packages when bootstrap uploads them
@@ -54,12 +52,11 @@ func (r *bucket) find(ctx context.Context, s *state) (bool, error) {
 	s.setAgentObject()
 	r.uploads = nil
 	for _, f := range s.cfg.AgentFiles {
-		b, ok := s.packages[f] // read by preflight
+		b, ok := s.packages[f] // read and pinned by preflight
 		if !ok {
 			return false, &FlagError{"agent-file", f + " was not read"}
 		}
-		sum := sha256.Sum256(b)
-		r.uploads = append(r.uploads, upload{key: "agent/" + filepath.Base(f), body: b, wantSHA: hex.EncodeToString(sum[:])})
+		r.uploads = append(r.uploads, upload{key: "agent/" + filepath.Base(f), body: b, wantSHA: s.pins[PackageArch(f)].sha256})
 	}
 	if _, err := s.c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}); err != nil {
 		if notFound(err) {

@@ -80,8 +80,14 @@ type Config struct {
 	// the instances install, each its architecture's: the default of a
 	// release build of spot-agent, which takes its own version's.
 	AgentRelease string
-	AgentPort    int // the agent's traffic port (its --listen port)
-	AdminPort    int // the agent's admin port (its --admin-listen port)
+	// AgentSHA256 pins the packages of AgentURL or AgentRelease as
+	// --agent-sha256 gives them (userdata.ParsePins): HEX for the one
+	// package, or ARCH=HEX for each architecture's. Without it the digests
+	// are the release's checksums.txt's, or an AgentURL's as bootstrap reads
+	// it once; AgentFiles' are computed from the files.
+	AgentSHA256 []string
+	AgentPort   int // the agent's traffic port (its --listen port)
+	AdminPort   int // the agent's admin port (its --admin-listen port)
 
 	// AppPort is the port of the application the instances serve beside the
 	// agent: the target group's traffic port, while its health check goes to
@@ -367,6 +373,9 @@ func (c *Config) Validate() error {
 	default:
 		bad("distribution", "%q is not al2023, debian or ubuntu", c.Distribution)
 	}
+	if _, err := userdata.ParsePins(c.AgentSHA256); err != nil {
+		errs = append(errs, sha256FlagError(err))
+	}
 	if c.validatePackages(bad) && (len(c.InstanceTypes) > 0) != (c.Requirements != nil) {
 		c.validateArches(bad)
 	}
@@ -571,6 +580,8 @@ func (c *Config) validatePackages(report func(flag, format string, args ...any))
 		}
 		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
 			"run 'make package', then give %s; or give --agent-url with an https:// or s3:// URL of a %s (%s in it for each architecture's)", strings.Join(files, " "), want, ArchPlaceholder)
+	case len(c.AgentSHA256) > 0 && len(c.AgentFiles) > 0:
+		bad("agent-sha256", "the digests of --agent-file packages are computed from the files bootstrap uploads: leave --agent-sha256 out")
 	case c.AgentRelease != "" && (c.AgentURL != "" || len(c.AgentFiles) > 0):
 		bad("agent-url", "the release's packages (%s) or --agent-url or --agent-file, not two", c.AgentRelease)
 	case c.AgentRelease != "":

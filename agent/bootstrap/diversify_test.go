@@ -22,7 +22,7 @@ import (
 // release's packages (one per architecture).
 func mixedConfig(name, fleet string) bootstrap.Config {
 	cfg := bootstrap.DefaultConfig()
-	cfg.Name, cfg.Region, cfg.Fleet, cfg.AgentRelease = name, testbed.Region, fleet, "1.2.3"
+	cfg.Name, cfg.Region, cfg.Fleet, cfg.AgentRelease, cfg.AgentSHA256 = name, testbed.Region, fleet, "1.2.3", bothPins
 	cfg.Requirements = &bootstrap.Requirements{VCPUs: bootstrap.Range{Min: 2, Max: 4}, MemoryMiB: bootstrap.Range{Min: 4096, Max: 16384},
 		Burstable: "excluded", Generations: []string{"current"}}
 	return cfg
@@ -307,7 +307,7 @@ func TestBootstrapMixedInstanceTypesAndSelectionErrors(t *testing.T) {
 	t.Run("mixed types", func(t *testing.T) {
 		t.Parallel()
 		cfg := testConfig("mixtypes", bootstrap.FleetASG)
-		cfg.InstanceTypes, cfg.AgentURL = []string{"c7g.large", "c6i.large", "m7g.large"}, "https://example.com/spot-agent_1.2.3_{arch}.rpm"
+		cfg.InstanceTypes, cfg.AgentURL, cfg.AgentSHA256 = []string{"c7g.large", "c6i.large", "m7g.large"}, "https://example.com/spot-agent_1.2.3_{arch}.rpm", bothPins
 		st, _ := newStack(t, fake.URL, cfg)
 		res, err := st.Apply(ctx(t))
 		if err != nil {
@@ -359,7 +359,7 @@ func TestBootstrapMixedInstanceTypesAndSelectionErrors(t *testing.T) {
 	t.Run("requirements no type has", func(t *testing.T) {
 		t.Parallel()
 		cfg := mixedConfig("nomatch", bootstrap.FleetEC2Fleet)
-		cfg.Requirements.VCPUs, cfg.Arches = bootstrap.Range{Min: 4096}, []string{bootstrap.ArchARM}
+		cfg.Requirements.VCPUs, cfg.Arches, cfg.AgentSHA256 = bootstrap.Range{Min: 4096}, []string{bootstrap.ArchARM}, bothPins[1:]
 		planErr(t, cfg, "vcpus", "no arm64 instance type in us-east-1 has 4096.. vCPUs")
 	})
 }
@@ -405,7 +405,7 @@ func TestBootstrapFleetChangesOfDiversification(t *testing.T) {
 			t.Fatal(err)
 		}
 		x86only := cfg
-		x86only.Arches = []string{bootstrap.ArchX86}
+		x86only.Arches, x86only.AgentSHA256 = []string{bootstrap.ArchX86}, bothPins[:1]
 		st2, rec := newStack(t, fake.URL, x86only)
 		res2, err := st2.Apply(ctx(t))
 		if err != nil {
@@ -418,7 +418,14 @@ func TestBootstrapFleetChangesOfDiversification(t *testing.T) {
 		if c := ch["asg"]; c.Action != bootstrap.Update || len(c.Diffs) != 1 || c.Diffs[0].Field != "overrides" {
 			t.Errorf("the group: %s %v", c.Action, c.Diffs)
 		}
-		if mc := rec.MutatingCalls(); !intMapsEqual(mc, map[string]int{"Auto Scaling.UpdateAutoScalingGroup": 1}) {
+		// The x86 template's user-data no longer carries the arm64 package:
+		// it installs (and pins) only the fleet's architectures'.
+		if c := ch["launch-template-x86_64"]; c.Action != bootstrap.Update || len(c.Diffs) != 2 || c.Diffs[0].Field != "user-data" ||
+			c.Diffs[1] != (bootstrap.Diff{Field: "agent-sha256", Have: "spot-agent-1.2.3-1.aarch64.rpm " + strings.Repeat("b", 64) + ", spot-agent-1.2.3-1.x86_64.rpm " + testPin,
+				Want: "spot-agent-1.2.3-1.x86_64.rpm " + testPin}) {
+			t.Errorf("the x86 template: %s %v", c.Action, c.Diffs)
+		}
+		if mc := rec.MutatingCalls(); !intMapsEqual(mc, map[string]int{"Auto Scaling.UpdateAutoScalingGroup": 1, "EC2.CreateLaunchTemplateVersion": 1, "EC2.ModifyLaunchTemplate": 1}) {
 			t.Errorf("leaving arm64 made %v", mc)
 		}
 		td, err := st2.Teardown(ctx(t), false, nil)

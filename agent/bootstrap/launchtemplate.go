@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // amiParameter is the public SSM parameter of the latest Amazon Linux 2023 AMI.
@@ -104,24 +106,28 @@ func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
 // agentEnv is the agent's environment on the instances (AgentSettings).
 func (s *state) agentEnv() map[string]string { return s.cfg.AgentSettings() }
 
+// userDataConfig is what the launch template's user-data is made of: the
+// packages of the fleet's architectures, each with its pin, the agent's
+// settings, and the user's own part.
+func (s *state) userDataConfig() userdata.Config {
+	c := userdata.Config{Distribution: userdata.Distribution(s.cfg.Distribution), Env: s.agentEnv(), UserData: s.userPart}
+	pkgs := s.installs()
+	if len(pkgs) != 1 {
+		c.Packages = pkgs
+		return c
+	}
+	for _, p := range pkgs { // one package, under "" or its architecture
+		c.Package = p
+	}
+	return c
+}
+
 // renderUserData renders the launch template's user-data.
 func (s *state) renderUserData() ([]byte, error) {
 	if s.opts.UserData == nil {
 		return nil, errors.New("no user-data renderer")
 	}
-	spec := UserDataSpec{Distribution: s.cfg.Distribution, Env: s.agentEnv(), UserData: s.userPart}
-	urls := s.agentURLs()
-	if len(urls) == 1 {
-		for _, u := range urls {
-			spec.AgentURL = u
-		}
-	} else {
-		spec.AgentURLs = map[string]string{}
-		for a, u := range urls {
-			spec.AgentURLs[string(userdataArch(a))] = u
-		}
-	}
-	return s.opts.UserData(spec)
+	return s.opts.UserData(s.userDataConfig())
 }
 
 // userData is the launch templates' user-data, base64-encoded. It is the
@@ -201,6 +207,13 @@ func (r *launchTemplate) diff(s *state, want *ec2types.RequestLaunchTemplateData
 	cmp("metadata.instance-tags", string(mo.InstanceMetadataTags), "enabled")
 	if deref(have.UserData) != deref(want.UserData) {
 		d = append(d, Diff{"user-data", "(differs)", "(rendered)"})
+		// Which package a new instance installs is what a reviewer of the
+		// change asks first.
+		h, _ := base64.StdEncoding.DecodeString(deref(have.UserData))
+		w, _ := base64.StdEncoding.DecodeString(deref(want.UserData))
+		if hp, wp := pinsOf(h), pinsOf(w); hp != wp {
+			d = append(d, Diff{"agent-sha256", hp, wp})
+		}
 	}
 	// Only the instance and volume tags are the template's; moto also lists the
 	// template's own tags here.
@@ -244,6 +257,7 @@ func (r *launchTemplate) plan(s *state) Change {
 		{"metadata", "HttpTokens=required HopLimit=1 InstanceMetadataTags=enabled"},
 		{"instance-tags", mapString(s.instanceTags())},
 		{"user-data", s.userDataSummary()},
+		{"agent-sha256", s.pinSummary()},
 	}}
 	switch {
 	case !s.cfg.bootstrapping(): // teardown and status: nothing to compare
@@ -273,19 +287,25 @@ func (r *launchTemplate) plan(s *state) Change {
 
 // userDataSummary describes the user-data in the plan.
 func (s *state) userDataSummary() string {
-	urls := s.agentURLs()
-	from := packageFor(urls, "")
-	if from == "" {
+	pkgs := s.pinnedPackages()
+	var from string
+	for _, u := range pkgs { // one package
+		from = u
+	}
+	if len(pkgs) > 1 {
 		var each []string
 		for _, a := range Arches {
-			if u := urls[a]; u != "" {
+			if u := pkgs[a]; u != "" {
 				each = append(each, string(userdataArch(a))+" "+u)
 			}
 		}
 		from = "packages, each instance its architecture's (" + strings.Join(each, ", ") + ")"
-		if s.cfg.AgentRelease != "" && len(s.objectKeys) == 0 && s.cfg.AgentURL == "" {
-			from = "release " + s.cfg.AgentRelease + "'s " + from
+	}
+	if s.cfg.AgentRelease != "" && len(s.objectKeys) == 0 && s.cfg.AgentURL == "" {
+		if len(pkgs) == 1 {
+			from = "package " + from
 		}
+		from = "release " + s.cfg.AgentRelease + "'s " + from
 	}
 	sum := s.cfg.Distribution + ", agent from " + from + ", env " + mapString(s.agentEnv())
 	if s.cfg.UserDataFile != "" {

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -177,6 +178,16 @@ func (c *Config) checkArches(archs []string, bad func(flag, format string, args 
 		for _, a := range archs {
 			if packageFor(pkgs, a) == "" {
 				bad(pkgFlag, "no package for the %s instances: %s", a, c.perArchHint())
+			}
+		}
+		// --agent-sha256 pins the fleet's packages: each one, no more.
+		if p, err := userdata.ParsePins(c.AgentSHA256); err == nil && !p.Empty() && len(c.AgentFiles) == 0 {
+			_, err := matchPins(p, fleetPackages(pkgs, archs))
+			for _, e := range flatten(err) {
+				var fe *FlagError
+				if errors.As(e, &fe) {
+					bad(fe.Flag, "%s", fe.Problem)
+				}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,7 +308,7 @@ func TestBootstrapInAGivenVPCLeavesItOnTeardown(t *testing.T) {
 	}
 	cfg := testConfig("given-vpc", bootstrap.FleetEC2Fleet)
 	cfg.VPCID, cfg.Subnets = *vpc.Vpc.VpcId, subnets
-	cfg.AgentURL, cfg.AgentFiles = "", []string{filepath.Join(t.TempDir(), "spot-agent_1.2.3_x86_64.rpm")}
+	cfg.AgentURL, cfg.AgentSHA256, cfg.AgentFiles = "", nil, []string{filepath.Join(t.TempDir(), "spot-agent_1.2.3_x86_64.rpm")}
 	if err := os.WriteFile(cfg.AgentFiles[0], []byte("not really an rpm"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +331,17 @@ func TestBootstrapInAGivenVPCLeavesItOnTeardown(t *testing.T) {
 	// The agent was uploaded to the stack's private bucket; only the instance
 	// role may read it, and user-data fetches it from there.
 	bucket := "spot-agent-given-vpc-123456789012-us-east-1"
+	// The user-data pins it by the file's digest, which the object carries.
+	pin := sha256Hex("not really an rpm")
 	head := m.CLI(t, "s3api", "head-object", "--bucket", bucket, "--key", "agent/spot-agent_1.2.3_x86_64.rpm")
-	if testbed.JSONPath(head, "Metadata", "sha256") == nil {
-		t.Errorf("uploaded object: %v", head)
+	if got := testbed.JSONPath(head, "Metadata", "sha256"); got != pin {
+		t.Errorf("uploaded object's sha256 %v, want %s: %v", got, pin, head)
+	}
+	if ud, _ := launchTemplateUserData(t, m, cfg.Name); !strings.Contains(string(ud), "/agent/spot-agent_1.2.3_x86_64.rpm' pkg_sha256="+pin+"\n") {
+		t.Errorf("the user-data does not pin the uploaded package to %s:\n%s", pin, ud)
+	}
+	if c := changesOf(res.Plan)["launch-template-x86_64"]; !slices.Contains(c.Settings, bootstrap.Setting{Key: "agent-sha256", Value: "amd64 " + pin + " (of the --agent-file)"}) {
+		t.Errorf("the plan of the launch template: %v", c.Settings)
 	}
 	if got := statements(t, m, "spot-agent-given-vpc-instance", "spot-agent")["s3:GetObject"]; got != "arn:aws:s3:::"+bucket+"/agent/spot-agent_1.2.3_x86_64.rpm" {
 		t.Errorf("s3:GetObject on %q", got)

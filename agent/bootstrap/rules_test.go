@@ -113,7 +113,7 @@ var ruleStacks = []ruleStack{
 		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN, "SPOT_AGENT_DRAIN_ON": "rebalance"}
 	}},
 	{"rules-asg-debian", func(t *testing.T, c *bootstrap.Config) {
-		c.Distribution, c.AMI, c.AgentURL = "debian", "ami-0123456789abcdef0", ""
+		c.Distribution, c.AMI, c.AgentURL, c.AgentSHA256 = "debian", "ami-0123456789abcdef0", "", nil
 		c.AgentFiles = []string{writeFile(t, "spot-agent_1.2.3_amd64.deb", "a package")}
 		c.AppPort, c.AgentPort, c.AppHealthPath = 80, bootstrap.AppAgentPort, "/health"
 		c.UserDataFile = writeFile(t, "app.yaml", appCloudConfig)
@@ -122,10 +122,13 @@ var ruleStacks = []ruleStack{
 		c.MetricsCIDR, c.Stickiness, c.NotifyEmail, c.CapacityRebalance = "10.1.0.0/16", time.Hour, "ops@example.com", true
 		c.HealthCheckType, c.HealthCheckGrace = bootstrap.HealthELB, 10*time.Minute
 	}, func(c *bootstrap.Config) { c.AgentPort, c.Stickiness = 8082, 2*time.Hour }},
-	{"rules-spot-ubuntu", func(_ *testing.T, c *bootstrap.Config) {
+	// An s3:// package without --agent-sha256: bootstrap reads the object
+	// once (GetObject) and pins it.
+	{"rules-spot-ubuntu", func(t *testing.T, c *bootstrap.Config) {
 		c.Fleet, c.Distribution, c.AMI = bootstrap.FleetSpotFleet, "ubuntu", "ami-0123456789abcdef0"
 		c.InstanceTypes = []string{"c7g.large", "m7g.large", "c6g.large"}
-		c.AgentURL = "s3://artifacts.example/spot-agent/spot-agent_1.2.3_arm64.deb"
+		c.AgentURL, c.AgentSHA256 = "s3://artifacts.example/spot-agent/spot-agent_1.2.3_arm64.deb", nil
+		putObject(t, "artifacts.example", "spot-agent/spot-agent_1.2.3_arm64.deb", "an arm64 deb in the user's bucket")
 		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN}
 	}, func(c *bootstrap.Config) {
 		c.Min, c.Max, c.InstanceTypes = 1, 6, []string{"m7g.large", "c7g.large"}
@@ -143,7 +146,7 @@ var ruleStacks = []ruleStack{
 	{"rules-asg-mixed", func(_ *testing.T, c *bootstrap.Config) {
 		c.InstanceTypes, c.Requirements = nil, &bootstrap.Requirements{VCPUs: bootstrap.Range{Min: 2, Max: 4}, MemoryMiB: bootstrap.Range{Min: 4096, Max: 16384},
 			Burstable: "excluded", Generations: []string{"current"}, SpotMaxPricePercent: 50}
-		c.AgentURL = "s3://artifacts.example/spot-agent/spot-agent-1.2.3-1.{arch}.rpm"
+		c.AgentURL, c.AgentSHA256 = "s3://artifacts.example/spot-agent/spot-agent-1.2.3-1.{arch}.rpm", bothPins
 		c.AgentEnv = map[string]string{"SPOT_AGENT_DRAIN_ON": "scheduled"}
 	}, func(c *bootstrap.Config) {
 		r := *c.Requirements
@@ -151,14 +154,14 @@ var ruleStacks = []ruleStack{
 		c.Requirements, c.CapacityRebalance = &r, false
 	}},
 	{"rules-ec2-mixed", func(_ *testing.T, c *bootstrap.Config) {
-		c.Fleet, c.AgentURL, c.AgentRelease = bootstrap.FleetEC2Fleet, "", "1.2.3"
+		c.Fleet, c.AgentURL, c.AgentRelease, c.AgentSHA256 = bootstrap.FleetEC2Fleet, "", "1.2.3", bothPins
 		c.InstanceTypes, c.Requirements = nil, ptr(bootstrap.DefaultRequirements())
 		c.Min, c.Max, c.Capacity = 2, 2, 2
 	}, func(c *bootstrap.Config) { c.DeregistrationDelay = 45 }},
 	// A fixed list that mixes x86 and Graviton types, a package file per
 	// architecture; the change drops a Graviton type.
 	{"rules-spot-mixed", func(t *testing.T, c *bootstrap.Config) {
-		c.Fleet, c.AgentURL = bootstrap.FleetSpotFleet, ""
+		c.Fleet, c.AgentURL, c.AgentSHA256 = bootstrap.FleetSpotFleet, "", nil
 		c.InstanceTypes = []string{"c7g.large", "c6i.large", "m7g.large", "m6i.large"}
 		c.AgentFiles = []string{writeFile(t, "spot-agent-1.2.3-1.x86_64.rpm", "x86"), writeFile(t, "spot-agent-1.2.3-1.aarch64.rpm", "arm")}
 	}, func(c *bootstrap.Config) { c.InstanceTypes, c.Max = []string{"c7g.large", "c6i.large", "m6i.large"}, 8 }},

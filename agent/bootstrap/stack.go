@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spot-agent/spot-agent/userdata"
 )
 
 // Tag keys.
@@ -106,23 +109,22 @@ type Options struct {
 	PollInterval time.Duration
 	// Timeout bounds each wait (default 10 min).
 	Timeout time.Duration
-	// UserData renders the launch template's user-data (default RenderUserData).
-	UserData UserData
+	// UserData renders the launch template's user-data (default
+	// userdata.Render: the #cloud-config the packages' docs describe,
+	// combined with the user's own into a MIME multipart document when there
+	// is one).
+	UserData func(userdata.Config) ([]byte, error)
 	// ReadFile reads --agent-file and --user-data-file (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// HTTPClient reads a release's checksums.txt and an https:// --agent-url
+	// given without --agent-sha256 (default: a client that gives up after
+	// DownloadTimeout).
+	HTTPClient *http.Client
 }
 
-// UserData renders the user-data that installs and starts the agent.
-type UserData func(UserDataSpec) ([]byte, error)
-
-// UserDataSpec is what the user-data needs to know.
-type UserDataSpec struct {
-	Distribution string            // al2023, debian or ubuntu
-	AgentURL     string            // https:// URL or s3://BUCKET/KEY of the package or binary
-	AgentURLs    map[string]string // instead of AgentURL, a package per architecture (amd64, arm64)
-	Env          map[string]string // SPOT_AGENT_* variables for the agent's environment file
-	UserData     []byte            // the user's own user-data (--user-data-file), to combine with the agent's; nil if none
-}
+// DownloadTimeout bounds the default HTTPClient's reading of one URL: a
+// package is a few MiB.
+const DownloadTimeout = 5 * time.Minute
 
 // Stack drives one stack.
 type Stack struct {
@@ -133,6 +135,7 @@ type Stack struct {
 
 	userPart []byte            // --user-data-file, read by preflight
 	packages map[string][]byte // --agent-file, by path, read by preflight
+	pins     map[string]pin    // the packages' digests by architecture, found by preflight
 }
 
 // New returns a Stack for cfg. For status and teardown only Name and Region matter.
@@ -147,7 +150,10 @@ func New(cfg Config, c Clients, opts Options) *Stack {
 		opts.Progress = io.Discard
 	}
 	if opts.UserData == nil {
-		opts.UserData = RenderUserData
+		opts.UserData = userdata.Render
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: DownloadTimeout}
 	}
 	if opts.ReadFile == nil {
 		opts.ReadFile = os.ReadFile
@@ -166,6 +172,7 @@ type state struct {
 	tmpl      *cfnBuilder       // the template being built; nil when driving AWS
 	userPart  []byte            // the user's own user-data, nil if none
 	packages  map[string][]byte // the --agent-file packages, by path
+	pins      map[string]pin    // the packages' digests, by architecture as agentURLs has them
 	ud        string            // the launch templates' base64 user-data, once rendered
 
 	vpcID       string
@@ -308,7 +315,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), region: cfg.Region, userPart: st.userPart, packages: st.packages}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), region: cfg.Region, userPart: st.userPart, packages: st.packages, pins: st.pins}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -531,24 +532,39 @@ func assertNothingLeft(t *testing.T, m *testbed.Moto, name string) {
 }
 
 // A release build's default: the plan says which release's packages the
-// instances install, and the user-data holds both architectures', each
-// instance taking its own.
+// instances install and pins each by the release's checksums.txt (GitHub
+// answers a release asset with a redirect to its object store); the
+// user-data holds the fleet's architectures' packages, each with its pin.
 func TestBootstrapPlansTheReleasesPackages(t *testing.T) {
 	t.Parallel()
 	m := testbed.SharedMoto(t)
+	const (
+		base = "https://github.com/spot-agent/spot-agent/releases/download/v1.2.3/"
+		rpm  = "spot-agent-1.2.3-1.x86_64.rpm"
+	)
+	sums := sha256Hex("x86 rpm") + "  " + rpm + "\n" + sha256Hex("arm rpm") + "  spot-agent-1.2.3-1.aarch64.rpm\n" +
+		sha256Hex("a tarball") + "  spot-agent_1.2.3_linux_amd64.tar.gz\n"
+	site, client := newSite(t, map[string]string{"/assets/checksums.txt": sums})
+	client.Transport = redirectChecksums{client.Transport}
 	cfg := testConfig("release", bootstrap.FleetASG)
-	cfg.AgentURL, cfg.AgentRelease = "", "1.2.3"
-	st, rec := newStack(t, m.URL, cfg)
+	cfg.AgentURL, cfg.AgentRelease, cfg.AgentSHA256 = "", "1.2.3", nil
+	st, rec := newStack(t, m.URL, cfg, withHTTP(client))
 	p, err := st.Plan(ctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const base = "https://github.com/spot-agent/spot-agent/releases/download/v1.2.3/"
 	var text strings.Builder
 	p.WriteText(&text)
-	if want := "user-data: al2023, agent from release 1.2.3's packages, each instance its architecture's (amd64 " + base +
-		"spot-agent-1.2.3-1.x86_64.rpm, arm64 " + base + "spot-agent-1.2.3-1.aarch64.rpm)"; !strings.Contains(text.String(), want) {
-		t.Errorf("plan:\n%s\nwant %s", text.String(), want)
+	for _, want := range []string{
+		"user-data: al2023, agent from release 1.2.3's package " + base + rpm,
+		"agent-sha256: amd64 " + sha256Hex("x86 rpm") + " (from release 1.2.3's checksums.txt)",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("plan:\n%s\nwant %s", text.String(), want)
+		}
+	}
+	if got := site.requests(); !slices.Equal(got, []string{"github.com /redirect/assets/checksums.txt 302", "objects.example.com /assets/checksums.txt 200"}) {
+		t.Errorf("the release site saw %q", got)
 	}
 	if mc := rec.MutatingCalls(); len(mc) != 0 {
 		t.Errorf("the plan made %v", mc)
@@ -559,12 +575,24 @@ func TestBootstrapPlansTheReleasesPackages(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = st.Teardown(context.Background(), false, nil) })
 	// The fleet's types are x86: the outputs name the amd64 package.
-	if res.Outputs.AgentURL != base+"spot-agent-1.2.3-1.x86_64.rpm" {
+	if res.Outputs.AgentURL != base+rpm {
 		t.Errorf("outputs agent %s", res.Outputs.AgentURL)
 	}
 	ud, _ := launchTemplateUserData(t, m, "release")
-	if !strings.Contains(string(ud), "x86_64) pkg_url='"+base+"spot-agent-1.2.3-1.x86_64.rpm'") ||
-		!strings.Contains(string(ud), "aarch64) pkg_url='"+base+"spot-agent-1.2.3-1.aarch64.rpm'") {
-		t.Errorf("the launch template's user-data lacks a package per architecture:\n%s", ud)
+	if want := "pkg_url='" + base + rpm + "' pkg_sha256=" + sha256Hex("x86 rpm") + "\n"; !strings.Contains(string(ud), want) ||
+		strings.Contains(string(ud), "aarch64") {
+		t.Errorf("the launch template's user-data lacks %q, or has an arm64 package the fleet does not use:\n%s", want, ud)
 	}
+}
+
+// redirectChecksums sends a release's checksums.txt to the site's
+// /redirect/assets/, which answers as GitHub does: 302 to its object store.
+type redirectChecksums struct{ next http.RoundTripper }
+
+func (r redirectChecksums) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host == "github.com" && strings.HasSuffix(req.URL.Path, "/checksums.txt") {
+		req = req.Clone(req.Context())
+		req.URL.Path = "/redirect/assets/checksums.txt"
+	}
+	return r.next.RoundTrip(req)
 }

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -367,16 +368,18 @@ func (b *cfnBuilder) resolveString(s string) (any, error) {
 // Template builds the stack as a CloudFormation template, making no AWS
 // call: the configuration's checks, the user-data's (preflight), then every
 // resource of the stack in order. What only bootstrap can do is refused as
-// a *FlagError, before anything else: uploading --agent-file.
-func (st *Stack) Template() (*Template, error) {
+// a *FlagError, before anything else: uploading --agent-file, or pinning an
+// s3:// package by reading it. The packages are pinned as bootstrap pins
+// them (pinPackages): an https:// one with no --agent-sha256 is read once.
+func (st *Stack) Template(ctx context.Context) (*Template, error) {
 	if err := st.cfg.templateProblems(); err != nil {
 		return nil, err
 	}
-	if err := st.preflight(); err != nil {
+	if err := st.preflight(ctx); err != nil {
 		return nil, err
 	}
 	b := &cfnBuilder{}
-	s := &state{cfg: st.cfg, opts: st.opts, userPart: st.userPart, packages: st.packages, tmpl: b}
+	s := &state{cfg: st.cfg, opts: st.opts, userPart: st.userPart, packages: st.packages, pins: st.pins, tmpl: b}
 	s.account, s.partition, s.region = b.ref("AWS::AccountId"), b.ref("AWS::Partition"), b.ref("AWS::Region")
 	for _, r := range resources(st.cfg, false) {
 		if r.plan(s).Action == Skip { // not part of this configuration
@@ -394,6 +397,9 @@ func (c *Config) templateProblems() error {
 	var errs []error
 	if len(c.AgentFiles) > 0 {
 		errs = append(errs, &FlagError{"agent-file", "a template cannot upload a file: upload the packages to a bucket of yours (aws s3 cp) and give --agent-url s3://BUCKET/KEY (" + ArchPlaceholder + " in it for each architecture's); the instance role is allowed to read them"})
+	}
+	if strings.HasPrefix(c.AgentURL, "s3://") && len(c.AgentSHA256) == 0 {
+		errs = append(errs, &FlagError{"agent-sha256", "a template makes no AWS call, so it cannot read an s3:// package to pin it: give each package's SHA-256 (sha256sum FILE prints it), --agent-sha256 HEX, or one per architecture, --agent-sha256 amd64=HEX --agent-sha256 arm64=HEX"})
 	}
 	// A Spot Fleet that needs the types the requirements match gets them
 	// from GetInstanceTypesFromInstanceRequirements, an AWS call.

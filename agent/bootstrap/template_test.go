@@ -125,6 +125,7 @@ var templateCases = []templateCase{
 	}},
 	{"asg-agent-settings", func(_ *testing.T, c *bootstrap.Config) {
 		c.AgentURL = "s3://artifacts.example/spot-agent/spot-agent-1.2.3-1.{arch}.rpm"
+		c.AgentSHA256 = []string{"amd64=" + sha256Hex("x86 rpm"), "arm64=" + sha256Hex("arm rpm")} // a template reads no s3:// package
 		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARNHere, "SPOT_AGENT_TARGET_GROUP_ARN": otherGroup, "SPOT_AGENT_DRAIN_ON": "scheduled"}
 		c.NotifyEmail = "ops@example.com"
 	}, func(t *testing.T, tm map[string]any) {
@@ -183,6 +184,21 @@ var templateCases = []templateCase{
 // topicARNHere is a topic in the test region.
 const topicARNHere = "arn:aws:sns:us-east-1:123456789012:interruptions"
 
+// templateOptions are the options of a template's stack: its https://
+// packages and the release's checksums.txt come from a site of the test
+// (newSite), and a template pins them as bootstrap does, by reading them.
+func templateOptions(t *testing.T) bootstrap.Options {
+	t.Helper()
+	files := map[string]string{"/assets/checksums.txt": ""}
+	for _, name := range []string{"spot-agent-1.2.3-1.x86_64.rpm", "spot-agent-1.2.3-1.aarch64.rpm", "spot-agent_1.2.3_amd64.deb", "spot-agent_1.2.3_arm64.deb"} {
+		files["/"+name] = "package " + name
+		files["/assets/checksums.txt"] += sha256Hex("package "+name) + "  " + name + "\n"
+	}
+	_, client := newSite(t, files)
+	client.Transport = redirectChecksums{client.Transport}
+	return bootstrap.Options{HTTPClient: client}
+}
+
 // path walks a decoded template (testbed.JSONPath).
 func path(v any, p ...string) any { return testbed.JSONPath(v, p...) }
 
@@ -192,7 +208,7 @@ func templateOf(t *testing.T, cfg bootstrap.Config, dir, name string) (file stri
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	tp, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template()
+	tp, err := bootstrap.New(cfg, bootstrap.Clients{}, templateOptions(t)).Template(context.Background())
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -244,7 +260,7 @@ func TestTemplateOfEveryKindAndOptionPassesCfnLint(t *testing.T) {
 	}
 	// The YAML form of one, beside them.
 	cfg := templateBase()
-	tp, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template()
+	tp, err := bootstrap.New(cfg, bootstrap.Clients{}, templateOptions(t)).Template(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,13 +331,16 @@ func TestTemplateRefusesWhatOnlyBootstrapCanDo(t *testing.T) {
 		{"an uploaded package", func(c *bootstrap.Config) {
 			c.AgentURL, c.AgentFiles = "", []string{"dist/spot-agent-1.2.3-1.x86_64.rpm", "dist/spot-agent-1.2.3-1.aarch64.rpm"}
 		}, "--agent-file: a template cannot upload a file: upload the packages to a bucket of yours (aws s3 cp) and give --agent-url s3://BUCKET/KEY"},
+		{"an s3:// package without its digest", func(c *bootstrap.Config) {
+			c.AgentURL = "s3://artifacts.example/spot-agent-1.2.3-1.{arch}.rpm"
+		}, "--agent-sha256: a template makes no AWS call, so it cannot read an s3:// package to pin it"},
 		{"a Spot Fleet of requirements on both architectures", func(c *bootstrap.Config) { c.Fleet = bootstrap.FleetSpotFleet },
 			"--fleet: a Spot Fleet takes at most 3 InstanceRequirements and one per architecture and subnet (2 × 2 here)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := templateBase()
 			tc.edit(&cfg)
-			_, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{ReadFile: func(string) ([]byte, error) { return []byte("rpm"), nil }}).Template()
+			_, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{ReadFile: func(string) ([]byte, error) { return []byte("rpm"), nil }}).Template(context.Background())
 			var fe *bootstrap.FlagError
 			if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%v, want a *FlagError with %q", err, tc.want)
@@ -440,7 +459,7 @@ func TestTemplateDeploysToMotoAsBootstrapWouldBuildIt(t *testing.T) {
 			fillMotoTags(t, m, tmpl, physical)
 			checkAMIs(t, m, cfg)
 
-			st, _ := newStack(t, m.URL, cfg)
+			st, _ := newStack(t, m.URL, cfg, withHTTP(templateOptions(t).HTTPClient)) // the packages the template pinned
 			p, err := st.Plan(ctx(t))
 			if err != nil {
 				t.Fatalf("bootstrap's plan of the deployed stack: %v", err)

@@ -1,43 +1,26 @@
 package bootstrap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/spot-agent/spot-agent/userdata"
 )
 
-// RenderUserData renders the user-data with the userdata package: the same
-// #cloud-config template the packages ship, combined with the user's own
-// user-data into a MIME multipart document when there is one. It is the
-// default Options.UserData.
-func RenderUserData(spec UserDataSpec) ([]byte, error) {
-	c := userdata.Config{
-		Distribution: userdata.Distribution(spec.Distribution),
-		PackageURL:   spec.AgentURL,
-		Env:          spec.Env,
-		UserData:     spec.UserData,
-	}
-	if len(spec.AgentURLs) > 0 {
-		c.PackageURL, c.PackageURLs = "", map[userdata.Arch]string{}
-		for a, u := range spec.AgentURLs {
-			c.PackageURLs[userdata.Arch(a)] = u
-		}
-	}
-	return userdata.Render(c)
-}
-
 // standInAccount takes the place of the account id before it is known: the
 // user-data holds it only in an uploaded agent's bucket name, and every
 // account id has 12 digits, so the size comes out the same.
 const standInAccount = "000000000000"
 
-// preflight reads and checks --user-data-file and --agent-file and renders
-// the launch template's user-data once, before any AWS call: a file that will
-// not do, or a user-data over EC2's limit, is a *FlagError while nothing has
-// been asked of AWS yet.
-func (st *Stack) preflight() error {
-	st.userPart, st.packages = nil, map[string][]byte{}
+// preflight reads and checks --user-data-file and --agent-file, pins the
+// packages (pinPackages), and renders the launch template's user-data once,
+// before any other AWS call: a file that will not do, a package that cannot
+// be pinned, or a user-data over EC2's limit, is a *FlagError while nothing
+// has been asked of AWS yet (but an s3:// --agent-url's GetObject when it is
+// read to be pinned).
+func (st *Stack) preflight(ctx context.Context) error {
+	st.userPart, st.packages, st.pins = nil, map[string][]byte{}, nil
 	for _, f := range st.cfg.AgentFiles {
 		b, err := st.opts.ReadFile(f)
 		if err != nil {
@@ -57,8 +40,13 @@ func (st *Stack) preflight() error {
 	}
 	s := &state{cfg: st.cfg, opts: st.opts, partition: partitionOf(st.cfg.Region), region: st.cfg.Region, account: standInAccount, userPart: st.userPart}
 	s.setAgentObject()
+	pins, err := st.pinPackages(ctx, s)
+	if err != nil {
+		return err
+	}
+	st.pins, s.pins = pins, pins
 	b, err := s.renderUserData()
-	if err == nil && len(b) > userdata.MaxSize { // a renderer other than RenderUserData
+	if err == nil && len(b) > userdata.MaxSize { // a renderer other than userdata.Render
 		err = &userdata.InputError{Input: "size", Problem: fmt.Sprintf("%d bytes, over EC2's %d-byte limit", len(b), userdata.MaxSize)}
 	}
 	if err == nil {
@@ -92,6 +80,8 @@ func (st *Stack) userDataFlagError(err error, agentTooBig bool) error {
 			if len(st.cfg.AgentFiles) > 0 {
 				fe.Flag = "agent-file"
 			}
+		case "sha256":
+			fe.Flag = "agent-sha256"
 		case "env":
 			fe.Flag = "agent-env"
 		case "user data":

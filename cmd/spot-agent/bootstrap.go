@@ -36,6 +36,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	arches := &listFlag{}
 	amis := &listFlag{}
 	agentFiles := &repeatedFlag{name: "agent-file"}
+	agentSHA256 := &repeatedFlag{name: "agent-sha256"}
 	subnets := &listFlag{}
 	agentEnv := &agentEnvFlag{repeatedFlag{name: "agent-env"}}
 	sf.register(fs, true)
@@ -65,6 +66,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.Distribution, "distribution", def.Distribution, "the AMI's distribution: al2023, debian or ubuntu (decides rpm or deb)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", "", "https:// or s3:// URL of the agent's .rpm (al2023) or .deb (debian, ubuntu) that instances install; {arch} in it stands for each architecture's (amd64/arm64 in a .deb, x86_64/aarch64 in an .rpm) (default: a release build's own release packages, each instance its architecture's)")
 	fs.Var(agentFiles, "agent-file", "local .rpm or .deb to upload to a private bucket of the stack instead of --agent-url; give it twice for both architectures (read from the file names)")
+	fs.Var(agentSHA256, "agent-sha256", "the SHA-256 the instances check the package against before they install it: HEX, or ARCH=HEX (amd64, arm64) for each architecture's package of an --agent-url with {arch} or a release (default: a release's from its checksums.txt, an --agent-url's as bootstrap reads it now; an --agent-file's from the file)")
 	fs.IntVar(&cfg.AgentPort, "agent-port", def.AgentPort, fmt.Sprintf("the agent's port on the instances: the target group's, or with --app-port the one its health check goes to (then %d unless given)", bootstrap.AppAgentPort))
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "the port of your application on the instances: the target group sends the traffic there and health-checks the agent, whose /healthz follows the application's health and notices (0: none, the agent's hello page is served)")
@@ -74,7 +76,7 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
 	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
 	return func() error {
-		cfg.InstanceTypes, cfg.Subnets, cfg.AgentFiles = types.values, subnets.values, agentFiles.resolve()
+		cfg.InstanceTypes, cfg.Subnets, cfg.AgentFiles, cfg.AgentSHA256 = types.values, subnets.values, agentFiles.resolve(), agentSHA256.resolve()
 		selErr := selection(fs, cfg, &req, vcpus, memory, generations.values, arches.values)
 		amiErr := parseAMIs(cfg, amis.values)
 		if cfg.AppPort != 0 && !given(fs, "agent-port") {
@@ -445,7 +447,7 @@ func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config
 	if err := validateBootstrap(cfg); err != nil {
 		return err
 	}
-	t, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template()
+	t, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template(ctx)
 	if err != nil {
 		return explain(err)
 	}

@@ -3,10 +3,16 @@
 package main_test
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +22,9 @@ import (
 
 const testAgentURL = "https://example.com/spot-agent_1.0.0_x86_64.rpm"
 
+// testAgentSHA256 pins testAgentURL, which is never downloaded.
+const testAgentSHA256 = "f6a20be45dea7c9f898c32048eab773fcf5df89a7273eda35cb695c09abaa619"
+
 // The commands against moto behind testbed.EC2Fake, which answers the
 // previews of attribute-based selection (the default) that moto lacks.
 func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
@@ -23,7 +32,7 @@ func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
 	env := testbed.NewEC2Fake(t, testbed.SharedMoto(t)).Env()
 	name := "cli-e2e"
 
-	code, stdout, stderr := runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--poll-interval", "10ms", "-o", "json")
+	code, stdout, stderr := runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256, "--poll-interval", "10ms", "-o", "json")
 	if code != 0 {
 		t.Fatalf("bootstrap: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -52,7 +61,7 @@ func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
 		}
 	}
 
-	code, stdout, stderr = runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--poll-interval", "10ms")
+	code, stdout, stderr = runCLI(t, env, "", "bootstrap", "--name", name, "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256, "--poll-interval", "10ms")
 	if code != 0 || !strings.Contains(stdout, "is up to date: no change made") || !strings.Contains(stdout, " 0 mutating") || !strings.Contains(stdout, "url:") {
 		t.Errorf("re-run: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -114,7 +123,8 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 	endpoint, conns := connCounter(t)
 	base := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}
 	withRegion := append(append([]string{}, base...), "AWS_REGION=us-east-1")
-	ok := []string{"bootstrap", "--name", "flags", "--agent-url", testAgentURL}
+	unpinned := []string{"bootstrap", "--name", "flags", "--agent-url", testAgentURL}
+	ok := slices.Clip(append(slices.Clone(unpinned), "--agent-sha256", testAgentSHA256))
 	dir := t.TempDir()
 	userData := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -140,12 +150,12 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"bad region", withRegion, append(ok, "--region", "mars"), `--region: "mars" is not a region`},
 		{"bad CIDR", withRegion, append(ok, "--ingress-cidr", "10.0.0.0/33"), "--ingress-cidr"},
 		{"bad VPC CIDR", withRegion, append(ok, "--vpc-cidr", "10.0.0.1/16"), "--vpc-cidr"},
-		{"bad name", withRegion, []string{"bootstrap", "--name", "Bad_Name", "--agent-url", testAgentURL}, "--name"},
-		{"long name", withRegion, []string{"bootstrap", "--name", "a-name-of-21-letters-", "--agent-url", testAgentURL}, "--name"},
-		{"no name", withRegion, []string{"bootstrap", "--agent-url", testAgentURL}, "--name: is required"},
-		{"a name AWS refuses for the load balancer", withRegion, []string{"bootstrap", "--name", "internal", "--agent-url", testAgentURL},
+		{"bad name", withRegion, []string{"bootstrap", "--name", "Bad_Name", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256}, "--name"},
+		{"long name", withRegion, []string{"bootstrap", "--name", "a-name-of-21-letters-", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256}, "--name"},
+		{"no name", withRegion, []string{"bootstrap", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256}, "--name: is required"},
+		{"a name AWS refuses for the load balancer", withRegion, []string{"bootstrap", "--name", "internal", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256},
 			`--name: "internal" would name the load balancer "internal-alb", which must not begin with "internal-"`},
-		{"a name AWS refuses for the security groups", withRegion, []string{"bootstrap", "--name", "sg-web", "--agent-url", testAgentURL},
+		{"a name AWS refuses for the security groups", withRegion, []string{"bootstrap", "--name", "sg-web", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256},
 			`--name: "sg-web" would name the security group "sg-web-alb", which must not begin with "sg-"`},
 		{"bad fleet", withRegion, append(ok, "--fleet", "lambda"), "--fleet"},
 		{"bad health check type", withRegion, append(ok, "--health-check-type", "lb"), `--health-check-type: "lb" is not ec2 or elb`},
@@ -197,6 +207,17 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 		{"no package for Graviton types", withRegion, append(ok, "--instance-types", "c5.large,c7g.large"), "--agent-url: no package for the arm64 instances"},
 		{"one unnamed package for two architectures", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/agent.rpm", "--arch", "x86_64,arm64"},
 			"--agent-url: one package for x86_64 and arm64 instances, and its name does not say which it is"},
+		{"sha256 not hex", withRegion, append(unpinned, "--agent-sha256", "xyz"), `--agent-sha256: "xyz" is 3 characters long, and a SHA-256 is 64 hex digits`},
+		{"sha256 for no architecture", withRegion, append(unpinned, "--agent-sha256", "sparc="+testAgentSHA256), `--agent-sha256: sparc=…: "sparc" is not an architecture: give amd64 (or x86_64) or arm64 (or aarch64)`},
+		{"sha256 twice", withRegion, append(ok, "--agent-sha256", testAgentSHA256), "--agent-sha256: two digests for one package"},
+		{"sha256 for an architecture the fleet lacks", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/spot-agent-1-1.{arch}.rpm", "--arch", "x86_64",
+			"--agent-sha256", "amd64=" + testAgentSHA256, "--agent-sha256", "arm64=" + testAgentSHA256}, "--agent-sha256: a digest for arm64, and no instance installs an arm64 package (the packages: amd64)"},
+		{"sha256 missing for an architecture", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/spot-agent-1-1.{arch}.rpm",
+			"--agent-sha256", "amd64=" + testAgentSHA256}, "--agent-sha256: no digest for the arm64 package (https://example.com/spot-agent-1-1.aarch64.rpm)"},
+		{"sha256 with a package file", withRegion, []string{"bootstrap", "--name", "flags", "--agent-file", "a/spot-agent-1-1.x86_64.rpm", "--agent-sha256", testAgentSHA256},
+			"--agent-sha256: the digests of --agent-file packages are computed from the files bootstrap uploads"},
+		{"a URL that cannot be read, no sha256", withRegion, []string{"bootstrap", "--name", "flags", "--agent-url", "https://127.0.0.1:1/spot-agent_1_x86_64.rpm"},
+			"--agent-sha256: https://127.0.0.1:1/spot-agent_1_x86_64.rpm cannot be read (Get \"https://127.0.0.1:1/spot-agent_1_x86_64.rpm\": dial tcp 127.0.0.1:1: connect: connection refused), and without --agent-sha256 bootstrap pins the package as it reads it: give its SHA-256, --agent-sha256 amd64=HEX"},
 		{"status without name", withRegion, []string{"status"}, "--name"},
 		{"status bad output", withRegion, []string{"status", "--name", "flags", "-o", "yaml"}, "--output"},
 		{"teardown no region", base, []string{"teardown", "--name", "flags", "--yes"}, "--region"},
@@ -222,6 +243,39 @@ func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *
 	}
 }
 
+// Without --agent-sha256, the binary reads the --agent-url once over https,
+// trusting the machine's CAs (here SSL_CERT_FILE, as Go's crypto/x509 reads
+// it), and its plan pins the package as read.
+func TestBootstrapDryRunPinsThePackageAsItReadsIt(t *testing.T) {
+	t.Parallel()
+	fake := testbed.NewEC2Fake(t, testbed.SharedMoto(t))
+	caPEM, cert := testbed.NewCA(t, "127.0.0.1")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var gets atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		_, _ = w.Write([]byte("the package"))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/spot-agent_1.0.0_x86_64.rpm"
+	code, stdout, stderr := runCLI(t, append(fake.Env(), "SSL_CERT_FILE="+ca), "", "bootstrap", "--name", "cli-read", "--agent-url", url, "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	sum := sha256.Sum256([]byte("the package"))
+	if want := "agent-sha256: amd64 " + hex.EncodeToString(sum[:]) + " (read from the URL by this run: no --agent-sha256)"; !strings.Contains(stdout, want) {
+		t.Errorf("the dry run lacks %q:\n%s", want, stdout)
+	}
+	if n := gets.Load(); n != 1 {
+		t.Errorf("the package was read %d times, want once", n)
+	}
+}
+
 // The dry run of a stack with an application shows where the traffic and the
 // health checks go, the agent's settings and the user's user-data.
 func TestBootstrapDryRunWithAnApplication(t *testing.T) {
@@ -232,7 +286,7 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 	if err := os.WriteFile(ud, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runCLI(t, fake.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--dry-run",
+	code, stdout, stderr := runCLI(t, fake.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256, "--dry-run",
 		"--app-port", "80", "--app-health-path", "/health", "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx", "--user-data-file", ud)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)

@@ -14,7 +14,8 @@ const policyGroup = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetg
 // naming the flag and what to do instead, before anything is printed.
 func TestBootstrapTemplateBadFlagsExitTwo(t *testing.T) {
 	clearAgentEnv(t)
-	ok := []string{"bootstrap", "--name", "tpl", "--region", "us-east-1", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm"}
+	ok := []string{"bootstrap", "--name", "tpl", "--region", "us-east-1", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm",
+		"--agent-sha256", "amd64=" + strings.Repeat("a", 64), "--agent-sha256", "arm64=" + strings.Repeat("b", 64)}
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -18,7 +18,8 @@ func TestBootstrapTemplateMakesNoAWSCall(t *testing.T) {
 	t.Parallel()
 	endpoint, conns := connCounter(t)
 	env := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1"} // and no credentials
-	ok := []string{"bootstrap", "--name", "tpl", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm"}
+	ok := []string{"bootstrap", "--name", "tpl", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm",
+		"--agent-sha256", "amd64=" + strings.Repeat("a", 64), "--agent-sha256", "arm64=" + strings.Repeat("b", 64)}
 	code, stdout, stderr := runCLI(t, env, "", append(ok, "--template")...)
 	var tmpl map[string]any
 	if code != 0 || json.Unmarshal([]byte(stdout), &tmpl) != nil {

@@ -4,7 +4,6 @@ package boot
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -64,7 +63,7 @@ func TestInstanceBoot(t *testing.T) {
 	upURL := pkg.add(filepath.Base(upDeb), upDeb)
 	clk.step(t, "peers started in their namespace (moto, https)")
 
-	st := bootstrapStack(t, net.peers, debURL, userDataPart(t, pkg.caPEM))
+	st := bootstrapStack(t, net.peers, debURL, pkg.caPEM, userDataPart(t, pkg.caPEM))
 	clk.step(t, "bootstrap --fleet asg --distribution debian at moto")
 	in := &instance{net: net, moto: motoIn(net.peers), st: st, http: net.instance.Client(3 * time.Second)}
 	if !in.registered(t) {
@@ -87,17 +86,7 @@ func TestInstanceBoot(t *testing.T) {
 
 	in.c = boot(t, bootOptions{rootfs: r.dir, netns: net.instance, binds: seed(t, st)})
 	clk.step(t, "systemd-nspawn started: systemd is PID 1")
-	// Until systemd has set itself up, systemctl finds no system manager
-	// ("offline"); then --wait waits for the boot to finish.
-	var state string
-	eventually(t, 30*time.Second, 100*time.Millisecond, "systemd in the container to answer systemctl", func() error {
-		out, _ := in.c.exec("systemctl", "is-system-running", "--wait")
-		switch state = strings.TrimSpace(out); state {
-		case "running", "degraded", "maintenance", "stopping":
-			return nil
-		}
-		return errors.New(state)
-	})
+	state := in.c.booted(t)
 	clk.step(t, "booted, cloud-init included (is-system-running --wait)")
 	if state != "running" {
 		failed, _ := in.c.exec("systemctl", "--failed", "--no-pager")
@@ -117,6 +106,11 @@ func TestInstanceBoot(t *testing.T) {
 		log := in.c.must(t, "cat", "/var/log/cloud-init-output.log")
 		if l := lines(log, "spot-agent user-data:", "installed and started"); len(l) != 1 {
 			t.Errorf("the agent's install script did not say it installed and started the agent:\n%s", tail(log, 3000))
+		}
+		// Bootstrap read the package once and pinned it; the instance
+		// checked its download against that pin before installing.
+		if want := "spot-agent user-data: " + debURL + ": SHA-256 " + fileSHA256(t, deb) + ", as planned"; len(lines(log, want)) != 1 {
+			t.Errorf("the install script did not check the package against its pin (%q):\n%s", want, tail(log, 3000))
 		}
 		if !slices.Contains(pkg.requests(), "GET /"+filepath.Base(deb)+" 200") {
 			t.Errorf("the package was not downloaded from the https server (its requests: %v)", pkg.requests())
@@ -422,6 +416,14 @@ func TestInstanceBoot(t *testing.T) {
 		}
 	})
 	clk.step(t, "scenario: apt remove, purge")
+
+	// The last scenario boots again: the first boot's container goes first.
+	in.c.stop(t)
+	clk.step(t, "the first boot's container stopped")
+	t.Run("the package at its URL swapped after bootstrap: a new instance installs nothing, and says why", func(t *testing.T) {
+		swappedPackageBoot(t, in, r.dir, pkg, deb, upDeb)
+	})
+	clk.step(t, "scenario: package swapped, a second first boot")
 }
 
 // spotNotice restarts AEMM with a spot notice for action that appears at

@@ -28,9 +28,11 @@ var cgroupRoots = []string{"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"}
 
 // container is a booted systemd-nspawn container: systemd is its PID 1.
 type container struct {
-	name   string
-	nspawn *process
-	pid1   int
+	name    string
+	nspawn  *process
+	pid1    int
+	cgroups []string
+	gone    bool // stopped: destroyed, its cgroups removed
 }
 
 // bootOptions are what a boot is made of.
@@ -61,8 +63,8 @@ func boot(t testing.TB, o bootOptions) *container {
 		}
 		cgroups = append(cgroups, d)
 	}
-	c := &container{name: name}
-	t.Cleanup(func() { c.destroy(t, cgroups) })
+	c := &container{name: name, cgroups: cgroups}
+	t.Cleanup(func() { c.stop(t) })
 
 	argv := []string{"systemd-nspawn", "--boot", "--directory=" + o.rootfs, "--volatile=overlay", "--machine=" + name,
 		"--keep-unit", "--register=no", "--network-namespace-path=" + o.netns.Path(),
@@ -124,6 +126,24 @@ func (c *container) findPID1(t testing.TB) {
 	})
 }
 
+// booted waits for the boot to finish, cloud-init included, and returns
+// the system's state (systemctl is-system-running): running, or degraded
+// when a unit failed. Until systemd has set itself up, systemctl finds no
+// system manager ("offline"); then --wait waits for the boot to finish.
+func (c *container) booted(t testing.TB) string {
+	t.Helper()
+	var state string
+	eventually(t, 30*time.Second, 100*time.Millisecond, "systemd in the container to answer systemctl", func() error {
+		out, _ := c.exec("systemctl", "is-system-running", "--wait")
+		switch state = strings.TrimSpace(out); state {
+		case "running", "degraded", "maintenance", "stopping":
+			return nil
+		}
+		return errors.New(state)
+	})
+	return state
+}
+
 // exec runs argv inside the container (all its namespaces, its root) and
 // returns the output.
 func (c *container) exec(argv ...string) (string, error) {
@@ -139,6 +159,16 @@ func (c *container) must(t testing.TB, argv ...string) string {
 		t.Fatalf("in the container: %v", err)
 	}
 	return out
+}
+
+// stop ends the container, before the test does when another boot of the
+// same root file system and network is to follow; once.
+func (c *container) stop(t testing.TB) {
+	t.Helper()
+	if !c.gone {
+		c.gone = true
+		c.destroy(t, c.cgroups)
+	}
 }
 
 // destroy kills everything in the container's cgroups (nspawn too) and

@@ -47,16 +47,21 @@ type stack struct {
 // bootstrapStack runs `spot-agent bootstrap` (the full build) in the peers'
 // namespace against moto, with the test's own --user-data-file part, and
 // reads back what it put into the launch template and which instances the
-// group launched.
-func bootstrapStack(t testing.TB, ns *netns, agentURL string, userPart []byte) stack {
+// group launched. Without --agent-sha256, bootstrap reads the package at
+// agentURL once and pins it: it trusts the package server's CA (caPEM) as
+// Go's crypto/x509 reads SSL_CERT_FILE.
+func bootstrapStack(t testing.TB, ns *netns, agentURL string, caPEM, userPart []byte) stack {
 	t.Helper()
 	bin, err := testbed.BuildAgent()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	part := filepath.Join(dir, "user-data-part.yaml")
+	part, ca := filepath.Join(dir, "user-data-part.yaml"), filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(part, userPart, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{bin, "bootstrap", "--name", stackName, "--region", region, "--fleet", "asg",
@@ -67,7 +72,7 @@ func bootstrapStack(t testing.TB, ns *netns, agentURL string, userPart []byte) s
 		"--poll-interval", "100ms", "-o", "json"}
 	argv := ns.command(args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(append(append([]string{}, cleanEnv...), motoEnv()...), "HOME="+dir)
+	cmd.Env = append(append(append([]string{}, cleanEnv...), motoEnv()...), "HOME="+dir, "SSL_CERT_FILE="+ca)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
