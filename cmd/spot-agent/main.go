@@ -69,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = statusCommand(ctx, args[1:], stdout, stderr)
 	case "policy":
 		err = policyCommand(ctx, args[1:], stdout, stderr)
+	case "user-data":
+		err = userDataCommand(ctx, args[1:], stdout, stderr)
 	case "teardown":
 		err = teardownCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "install":

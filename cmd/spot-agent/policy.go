@@ -47,10 +47,7 @@ Flags:`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	env, err := agentEnv.settings()
-	if err == nil {
-		err = checkRunSettings(env)
-	}
+	env, err := agentEnv.fileSettings()
 	if role.AgentURL == "" && given(fs, "distribution") {
 		err = errors.Join(err, &bootstrap.FlagError{Flag: "distribution", Problem: "only with --agent-url: it says how the package's architecture is spelt"})
 	}
@@ -63,6 +60,16 @@ Flags:`)
 		return explain(err)
 	}
 	return writeJSON(stdout, json.RawMessage(doc))
+}
+
+// fileSettings are the settings (agentEnvFlag.settings) of an instance's
+// whole settings file, each checked as run reads it (checkRunSettings).
+func (f *agentEnvFlag) fileSettings() (map[string]string, error) {
+	env, err := f.settings()
+	if err != nil {
+		return env, err
+	}
+	return env, checkRunSettings(env)
 }
 
 // checkRunSettings checks settings of the agent (SPOT_AGENT_<FLAG> to value)
@@ -90,7 +97,11 @@ func checkRunSettings(env map[string]string) error {
 	for _, k := range keys {
 		name, ok := flags[k]
 		if !ok {
-			bad("%s is not a setting of 'spot-agent run' ('spot-agent run -h' lists them)%s", k, closestSetting(k, flags))
+			hint := closestSetting(k, flags)
+			if f, prefixed := flags[envPrefix+k]; prefixed {
+				hint = fmt.Sprintf("; did you mean %s%s (--%s)?", envPrefix, k, f)
+			}
+			bad("%s is not a setting of 'spot-agent run' ('spot-agent run -h' lists them)%s", k, hint)
 			continue
 		}
 		if err := fs.Set(name, env[k]); err != nil {

@@ -9,15 +9,18 @@ import (
 )
 
 // The on-instance build (the deb and rpm packages) leaves out bootstrap,
-// status, teardown and policy: their AWS clients would quadruple the binary that every
-// instance runs. They are in the full build (the release tarballs).
-var errAgentOnly = errors.New("this is the on-instance build of spot-agent, without bootstrap, status, teardown and policy: use the full build from the release tarball")
+// status, teardown, policy and user-data: their AWS clients would quadruple
+// the binary that every instance runs. They are in the full build (the
+// release tarballs).
+var errAgentOnly = errors.New("this is the on-instance build of spot-agent, without bootstrap, status, teardown, policy and user-data: use the full build from the release tarball")
 
 func bootstrapCommand(context.Context, []string, io.Writer, io.Writer) error { return errAgentOnly }
 
 func statusCommand(context.Context, []string, io.Writer, io.Writer) error { return errAgentOnly }
 
 func policyCommand(context.Context, []string, io.Writer, io.Writer) error { return errAgentOnly }
+
+func userDataCommand(context.Context, []string, io.Writer, io.Writer) error { return errAgentOnly }
 
 func teardownCommand(context.Context, []string, io.Reader, io.Writer, io.Writer) error {
 	return errAgentOnly

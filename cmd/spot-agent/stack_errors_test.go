@@ -33,6 +33,10 @@ func operatorEnv(t *testing.T, env map[string]string) {
 	}
 }
 
+// sha is a package's SHA-256 (--agent-sha256): a package given with its pin
+// is not read.
+var sha = strings.Repeat("0123456789abcdef", 4)
+
 // closedPort is an address on loopback where nothing listens.
 func closedPort(t *testing.T) string {
 	t.Helper()
@@ -90,7 +94,7 @@ func TestAWSErrorsGetAHint(t *testing.T) {
 		{"an endpoint that does not answer", with(map[string]string{"AWS_ENDPOINT_URL": closed}), []string{"status", "--name", "web"},
 			"connect: connection refused",
 			"hint: cannot reach " + closed + ", where AWS_ENDPOINT_URL sends the SDK: start that endpoint, or unset AWS_ENDPOINT_URL to call AWS"},
-		{"a service's endpoint that does not answer", with(map[string]string{"AWS_ENDPOINT_URL_STS": closed + "/"}), []string{"bootstrap", "--name", "web", "--agent-url", "https://example.com/a.rpm", "--dry-run"},
+		{"a service's endpoint that does not answer", with(map[string]string{"AWS_ENDPOINT_URL_STS": closed + "/"}), []string{"bootstrap", "--name", "web", "--agent-url", "https://example.com/a.rpm", "--agent-sha256", sha, "--dry-run"},
 			"connect: connection refused",
 			"hint: cannot reach " + closed + ", where AWS_ENDPOINT_URL_STS sends the SDK"},
 		{"credentials AWS refuses", with(map[string]string{"AWS_ENDPOINT_URL": refused.URL}), []string{"status", "--name", "web"},
@@ -120,7 +124,8 @@ func TestAWSErrorsGetAHint(t *testing.T) {
 // A bootstrap --template needs no credentials and reaches no endpoint.
 func TestTemplateNeedsNoCredentials(t *testing.T) {
 	operatorEnv(t, map[string]string{"AWS_ENDPOINT_URL": closedPort(t)})
-	code, stdout, stderr := runCLI(t, "bootstrap", "--name", "tpl", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm", "--template")
+	code, stdout, stderr := runCLI(t, "bootstrap", "--name", "tpl", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm",
+		"--agent-sha256", "amd64="+sha, "--agent-sha256", "arm64="+sha, "--template")
 	if code != 0 || !strings.Contains(stdout, `"AWSTemplateFormatVersion"`) {
 		t.Errorf("exit %d\n%.300s\n%s", code, stdout, stderr)
 	}

@@ -30,6 +30,7 @@ var stackCommands = []command{
 	{"status", "--name NAME", "show a stack: capacity, instances, target health"},
 	{"teardown", "--name NAME", "delete every resource of a stack"},
 	{"policy", "[flags]", "print the instance role's policy for a fleet built elsewhere"},
+	{"user-data", "[flags]", "print the user-data that installs the agent, for a fleet built elsewhere"},
 }
 
 // buildNote says, in the usage, which build this is: nothing for the full one.
