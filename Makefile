@@ -54,9 +54,9 @@ demo: ## one spot interruption, end to end, on local peers (moto + AEMM)
 bench: ## benchmarks against nginx and httpd; writes BENCHMARKS.md (about 10 minutes)
 	$(GO) run ./internal/bench -o BENCHMARKS.md
 
-drill: ## the interruption drill ten times, and a fleet of 100 interrupted at once; CSV and plots in docs/drill
+drill: ## the drills on the ALB stand-in (lags of 0, 15 and 30 s side by side), the interruption drill ten times, and a fleet of 100 interrupted at once; CSV and plots in docs/drill
 	mkdir -p docs/drill
-	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|drill_test.go'
+	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^ *(--- |ok|FAIL|PASS)|_test.go:[0-9]+: '
 
 fuzz: ## each IMDS parser and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
 	for f in FuzzParseInstanceAction FuzzParseRebalance FuzzParseLifecycleState FuzzParseScheduledEvents; do \

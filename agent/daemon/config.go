@@ -48,8 +48,18 @@ func DefaultConfig() Config {
 		AppHealthInterval:  2 * time.Second,
 		AppHealthTimeout:   time.Second,
 		OnDrainDoneTimeout: 5 * time.Second,
+		OnDrainExecDelay:   FollowLoadBalancer,
 	}
 }
+
+// FollowLoadBalancer, as OnDrainExecDelay (the default), runs OnDrainExec
+// once every target group the drain left reports this instance out
+// (DescribeTargetHealth: unused, or not named any more), or its
+// deregistration delay has passed, or at the latest drainHookLead before the
+// agent stops serving, whichever comes first: a load balancer keeps routing
+// new requests for a while after DeregisterTargets (an ALB for seconds), and
+// an application that stops accepting sooner turns them into 502s.
+const FollowLoadBalancer time.Duration = -1
 
 // Config is everything `spot-agent run` is told. The command line fills it;
 // the daemon never sees flags.
@@ -95,7 +105,7 @@ type Config struct {
 	AppHealthInterval  time.Duration // between checks of AppHealthURL
 	AppHealthTimeout   time.Duration // bound on one check
 	OnDrainExec        string        // shell command run when a drain starts, bounded by ExitBy
-	OnDrainExecDelay   time.Duration // wait this long into the drain before OnDrainExec
+	OnDrainExecDelay   time.Duration // FollowLoadBalancer, or a fixed wait into the drain before OnDrainExec, whatever the load balancer says
 	OnDrainDoneExec    string        // shell command run when a drain ends, before the lifecycle action is completed
 	OnDrainDoneTimeout time.Duration // bound on OnDrainDoneExec (and never past a spot notice's time)
 }
@@ -186,7 +196,9 @@ func (c *Config) Validate() error {
 	if c.OnDrainDoneExec != "" {
 		positive("on-drain-done-timeout", c.OnDrainDoneTimeout, 100*time.Millisecond, 2*time.Minute)
 	}
-	positive("on-drain-exec-delay", c.OnDrainExecDelay, 0, 2*time.Minute)
+	if c.OnDrainExecDelay != FollowLoadBalancer {
+		positive("on-drain-exec-delay", c.OnDrainExecDelay, 0, 2*time.Minute)
+	}
 	for _, e := range c.Notify.Validate() {
 		bad("notify-"+e.Option, "%s", e.Problem)
 	}

@@ -2,6 +2,7 @@
 //
 //	watch (IMDS poll) ──Notice──▶ loop: notice.Decide ──Drain──▶ drain:
 //	    readiness 503 ─▶ targets.Deregister (one round trip, resolved beforehand)
+//	    ─▶ targets.Follow (its own target health, until every group lets go) ─▶ --on-drain-exec
 //	    ─▶ serve stragglers until ExitBy ─▶ lifecycle.Complete (ASG) ─▶ shutdown ─▶ exit 0
 //	    (a hibernation suspends instead of the shutdown, and resumes: loop.go)
 //

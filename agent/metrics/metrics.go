@@ -56,6 +56,7 @@ type Metrics struct {
 	hookRuns          *prometheus.CounterVec
 	hookExitCode      *prometheus.GaugeVec
 	hookDuration      *prometheus.GaugeVec
+	drainPhase        *prometheus.GaugeVec
 	deadlineUnixMilli atomic.Int64
 }
 
@@ -207,7 +208,19 @@ func New(b Build) *Metrics {
 		Name: name("", "hook_duration_seconds"),
 		Help: "How long the hook's last run took.",
 	}, []string{"hook"})
+	m.drainPhase = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "drain_phase_seconds"),
+		Help: "Seconds from the notice to each phase the drain under way (or the last one) reached: unready (/healthz 503), deregistered (DeregisterTargets answered), draining (a load balancer first reported the target draining), out (every target group routes nothing more here), hook (--on-drain-exec started), exit (serving stopped).",
+	}, []string{"phase"})
 	return m
+}
+
+// ResetDrainPhases forgets the phases of the last drain, as a new one begins.
+func (m *Metrics) ResetDrainPhases() { m.drainPhase.Reset() }
+
+// ObserveDrainPhase publishes when the drain reached phase, counted from the notice.
+func (m *Metrics) ObserveDrainPhase(phase string, sinceNotice time.Duration) {
+	m.drainPhase.WithLabelValues(phase).Set(sinceNotice.Seconds())
 }
 
 // SetReadiness publishes the state /healthz answers with.

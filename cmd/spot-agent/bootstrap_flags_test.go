@@ -195,6 +195,7 @@ func TestAgentEnvValuesAreCheckedAsRunReadsThem(t *testing.T) {
 		{[]string{"--agent-env", "SPOT_AGENT_LOG_LEVEL=loud"}, `--agent-env: SPOT_AGENT_LOG_LEVEL: "loud" is not debug, info, warn or error (the setting of --log-level)`},
 		{[]string{"--agent-env", "SPOT_AGENT_DRAIN_ON=everything"}, `--agent-env: SPOT_AGENT_DRAIN_ON: unknown notice kind "everything" (want rebalance or scheduled) (the setting of --drain-on)`},
 		{[]string{"--agent-env", "SPOT_AGENT_DRAIN_ON_STOP=maybe"}, "--agent-env: SPOT_AGENT_DRAIN_ON_STOP=maybe: not true or false"},
+		{[]string{"--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC_DELAY=soon"}, `--agent-env: SPOT_AGENT_ON_DRAIN_EXEC_DELAY=soon: "soon" is neither follow nor a duration such as 10s (the setting of --on-drain-exec-delay)`},
 		{[]string{"--agent-env", "SPOT_AGENT_NOTIFY_FORMAT=slack"}, "--agent-env: SPOT_AGENT_NOTIFY_FORMAT: is only used with --notify-webhook"},
 		// With bootstrap's own settings: --app-port makes the agent check the
 		// application every 2s, which a 5s check cannot fit.

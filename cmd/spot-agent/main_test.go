@@ -355,3 +355,45 @@ func TestListFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestOnDrainExecDelayIsFollowOrAFixedWait(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want time.Duration
+		err  string
+	}{
+		{name: "by default the hook follows the load balancer", want: daemon.FollowLoadBalancer},
+		{name: "a duration is a fixed wait", env: map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "10s"}, want: 10 * time.Second},
+		{name: "0s is a fixed wait too: at once", args: []string{"--on-drain-exec-delay", "0s"}},
+		{name: "follow on the command line wins over a wait in the environment",
+			env: map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "10s"}, args: []string{"--on-drain-exec-delay", "follow"}, want: daemon.FollowLoadBalancer},
+		{name: "anything else says what it takes", args: []string{"--on-drain-exec-delay", "soon"},
+			err: `invalid value "soon" for flag -on-drain-exec-delay: "soon" is neither follow nor a duration such as 10s`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs, cfg, _, finish := runFlagSet()
+			if err := applyEnv(fs, envOf(tt.env)); err != nil {
+				t.Fatalf("applyEnv: %v", err)
+			}
+			err := fs.Parse(tt.args)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("Parse = %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			finish()
+			if cfg.OnDrainExecDelay != tt.want {
+				t.Errorf("OnDrainExecDelay = %s, want %s", cfg.OnDrainExecDelay, tt.want)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}

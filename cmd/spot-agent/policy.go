@@ -135,7 +135,11 @@ func checkRunSettings(env map[string]string) error {
 // valueProblem says what is wrong with a flag's value in words: the flag
 // package says "parse error" of a duration, a number or a boolean.
 func valueProblem(f *flag.Flag, err error) string {
-	switch f.Value.(flag.Getter).Get().(type) {
+	g, ok := f.Value.(flag.Getter)
+	if !ok { // a flag type of run's own says what it wants
+		return err.Error()
+	}
+	switch g.Get().(type) {
 	case time.Duration:
 		return "not a duration like 500ms, 30s or 2m"
 	case bool:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
 	"github.com/spot-agent/spot-agent/agent/metrics"
@@ -55,12 +56,40 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.StringVar(&cfg.AppHealthURL, "app-health-url", "", "the application's health check, e.g. http://127.0.0.1:8080/health: /healthz answers 200 only while it answers 2xx or 3xx")
 	fs.DurationVar(&cfg.AppHealthInterval, "app-health-interval", def.AppHealthInterval, "how often --app-health-url is checked")
 	fs.DurationVar(&cfg.AppHealthTimeout, "app-health-timeout", def.AppHealthTimeout, "bound on one check of --app-health-url")
-	fs.StringVar(&cfg.OnDrainExec, "on-drain-exec", "", "shell command run when a drain starts (e.g. \"nginx -s quit\"), with SPOT_AGENT_INSTANCE_ID, _NOTICE, _ACTION, _DEADLINE, _EXIT_BY, _TARGET_GROUPS set; stopped (SIGTERM, then SIGKILL 2s later) by the time the agent stops serving")
-	fs.DurationVar(&cfg.OnDrainExecDelay, "on-drain-exec-delay", 0, "wait this long into the drain before --on-drain-exec: how long the load balancer keeps routing new requests after readiness fails and the target is deregistered (an application that stops accepting sooner refuses them)")
+	fs.StringVar(&cfg.OnDrainExec, "on-drain-exec", "", "shell command run in the drain once the load balancer has let this instance go (see --on-drain-exec-delay), e.g. \"nginx -s quit\", with SPOT_AGENT_INSTANCE_ID, _NOTICE, _ACTION, _DEADLINE, _EXIT_BY, _TARGET_GROUPS, _DEREGISTERED_AT set; stopped (SIGTERM, then SIGKILL 2s later) by the time the agent stops serving")
+	cfg.OnDrainExecDelay = def.OnDrainExecDelay
+	fs.Var(hookDelayFlag{&cfg.OnDrainExecDelay}, "on-drain-exec-delay", "when --on-drain-exec runs: `follow` (once every target group reports this instance out of the load balancer, or its deregistration delay has passed, and at the latest 5s before the agent stops serving), or a fixed wait into the drain such as 10s, whatever the load balancer says")
 	fs.StringVar(&cfg.OnDrainDoneExec, "on-drain-done-exec", "", "shell command run when a drain ends, before the ASG lifecycle action is completed; the same variables, and SPOT_AGENT_DEREGISTERED=true|false")
 	fs.DurationVar(&cfg.OnDrainDoneTimeout, "on-drain-done-timeout", def.OnDrainDoneTimeout, "bound on --on-drain-done-exec; it also ends a second before a spot notice's time")
 	lf.register(fs)
 	return func() { cfg.TargetGroupARNs, cfg.DrainOn = tgs.values, drainOn.values }
+}
+
+// hookDelayFlag is --on-drain-exec-delay: "follow" (daemon.FollowLoadBalancer),
+// or a duration.
+type hookDelayFlag struct{ d *time.Duration }
+
+func (f hookDelayFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	if *f.d == daemon.FollowLoadBalancer {
+		return "follow"
+	}
+	return f.d.String()
+}
+
+func (f hookDelayFlag) Set(v string) error {
+	if v == "follow" {
+		*f.d = daemon.FollowLoadBalancer
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither follow nor a duration such as 10s", v)
+	}
+	*f.d = d
+	return nil
 }
 
 // stateDirectory is the first of the directories systemd's StateDirectory=

@@ -159,14 +159,36 @@ func (m *Moto) VPC(t testing.TB) string {
 	return *out.Vpc.VpcId
 }
 
-// TargetGroup creates an HTTP target group and sets its deregistration delay.
+// TargetGroup creates an HTTP target group, health checked on /healthz, and
+// sets its deregistration delay.
 func (m *Moto) TargetGroup(t testing.TB, name string, port int32, delay time.Duration) string {
 	t.Helper()
+	return m.CheckedTargetGroup(t, name, port, delay, HealthCheck{Path: "/healthz"})
+}
+
+// CheckedTargetGroup is TargetGroup with the health check hc (its zero
+// fields: moto's defaults).
+func (m *Moto) CheckedTargetGroup(t testing.TB, name string, port int32, delay time.Duration, hc HealthCheck) string {
+	t.Helper()
 	ctx := context.Background()
-	out, err := m.ELB().CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
+	in := &elbv2.CreateTargetGroupInput{
 		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(port), VpcId: aws.String(m.VPC(t)),
-		HealthCheckPath: aws.String("/healthz"),
-	})
+		HealthCheckPath: aws.String(hc.Path),
+	}
+	seconds := func(d time.Duration) *int32 {
+		if d == 0 {
+			return nil
+		}
+		return aws.Int32(int32(d.Seconds()))
+	}
+	in.HealthCheckIntervalSeconds, in.HealthCheckTimeoutSeconds = seconds(hc.Interval), seconds(hc.Timeout)
+	if hc.Rise > 0 {
+		in.HealthyThresholdCount = aws.Int32(int32(hc.Rise))
+	}
+	if hc.Fall > 0 {
+		in.UnhealthyThresholdCount = aws.Int32(int32(hc.Fall))
+	}
+	out, err := m.ELB().CreateTargetGroup(ctx, in)
 	if err != nil {
 		t.Fatalf("create target group %s: %v", name, err)
 	}
