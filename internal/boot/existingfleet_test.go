@@ -164,6 +164,7 @@ func existingFleetBoot(t *testing.T, in *instance, rootfs string, pkg *packageSe
 			return nil
 		})
 		out := time.Since(noticed)
+		servedOut := load.servedBy("instance")
 		if p := ex.show(t, unit, "ActiveState"); p["ActiveState"] != "active" {
 			t.Errorf("the agent is %s when the load balancer takes the instance out: readiness, not the exit, must do it", p["ActiveState"])
 		}
@@ -185,8 +186,8 @@ func existingFleetBoot(t *testing.T, in *instance, rootfs string, pkg *packageSe
 		ex.c.stop(t)
 		time.Sleep(3 * time.Second)
 		r := load.stop()
-		t.Logf("out of the load balancer %s after the notice; %d requests, %d by the instance (%d before the notice was due), %d by the other, %d failed",
-			out.Round(100*time.Millisecond), r.total, r.by["instance"], before, r.by["other"], len(r.failed))
+		t.Logf("out of the load balancer %s after the notice; %d requests, %d by the instance (%d after it was out, %d after it was terminated), %d by the other, %d failed",
+			out.Round(100*time.Millisecond), r.total, r.by["instance"], before-servedOut, r.by["instance"]-before, r.by["other"], len(r.failed))
 		if len(r.failed) > 0 {
 			t.Errorf("%d requests failed through the load balancer, e.g. %q", len(r.failed), r.failed[:min(5, len(r.failed))])
 		}
