@@ -264,3 +264,26 @@ func TestExistingFleetCLICommands(t *testing.T) {
 		t.Errorf("the role's policy\n%s\nis not spot-agent policy's\n%s", mustJSON(got), mustJSON(want))
 	}
 }
+
+// The README's quick start for a fleet of your own is docs/existing-fleet.md's
+// commands, which TestExistingFleetCLICommands runs at moto: each of its
+// lines is one of theirs.
+func TestReadmeQuickStartIsTheExistingFleetPagesCommands(t *testing.T) {
+	blocks := regexp.MustCompile("(?s)<!-- test: quickstart-existing-fleet -->\n\\s*```sh\n(.*?)```").FindAllStringSubmatch(readme(t), -1)
+	if len(blocks) < 3 {
+		t.Fatalf("README's quick start has %d blocks marked quickstart-existing-fleet, want the user-data, the policy, the tag and hook", len(blocks))
+	}
+	tested := map[string]bool{}
+	for _, name := range []string{"existing-fleet-user-data", "existing-fleet-cli"} {
+		for _, l := range strings.Split(docBlock(t, "existing-fleet.md", name), "\n") {
+			tested[strings.TrimSpace(l)] = true
+		}
+	}
+	for _, b := range blocks {
+		for _, l := range strings.Split(b[1], "\n") {
+			if l = strings.TrimSpace(l); l != "" && !tested[l] {
+				t.Errorf("README's quick start line %q is not among docs/existing-fleet.md's tested commands", l)
+			}
+		}
+	}
+}
