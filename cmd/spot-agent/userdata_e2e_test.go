@@ -35,11 +35,12 @@ func TestUserDataPinsAPackageItReads(t *testing.T) {
 	env := []string{"SSL_CERT_FILE=" + ca}
 	url := srv.URL + "/spot-agent-1.2.3-1.x86_64.rpm"
 	code, out, stderr := runCLI(t, env, "", "user-data", "--agent-url", url)
-	if code != 0 || !strings.Contains(out, "pkg_url='"+url+"' pkg_sha256="+want+"\n") || reads.Load() != 1 {
+	if code != 0 || !strings.Contains(out, "pkg_url='"+url+"' pkg_sha256="+want+"\n") || reads.Load() != 1 ||
+		!strings.Contains(stderr, "spot-agent user-data: no --agent-sha256: "+url+" was read now and pinned as read") {
 		t.Errorf("exit %d, %d reads; want the package read once and pinned to %s\n%s\n%s", code, reads.Load(), want, out, stderr)
 	}
-	code, out, _ = runCLI(t, env, "", "user-data", "--agent-url", url, "--agent-sha256", strings.ToUpper(want))
-	if code != 0 || !strings.Contains(out, "pkg_sha256="+want+"\n") || reads.Load() != 1 {
+	code, out, stderr = runCLI(t, env, "", "user-data", "--agent-url", url, "--agent-sha256", strings.ToUpper(want))
+	if code != 0 || !strings.Contains(out, "pkg_sha256="+want+"\n") || reads.Load() != 1 || stderr != "" {
 		t.Errorf("with --agent-sha256: exit %d, %d reads\n%s", code, reads.Load(), out)
 	}
 }
