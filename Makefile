@@ -24,7 +24,7 @@ build-instance: ## the on-instance binary the packages ship (no bootstrap, statu
 
 # staticcheck is a tool of the module, as ec2-metadata-mock is: go.mod pins its
 # version and go.sum its code; fetched once, it runs offline from then on.
-lint: ## gofmt, go vet, staticcheck, shellcheck
+lint: ## gofmt, go vet, staticcheck, shellcheck, markdownlint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./cmd/spot-agent
@@ -33,6 +33,7 @@ lint: ## gofmt, go vet, staticcheck, shellcheck
 	$(GO) vet -tags boot ./internal/boot
 	$(GO) tool staticcheck -tags boot ./internal/boot
 	shellcheck $$(git ls-files '*.sh') .ci/run
+	bash scripts/markdownlint.sh
 
 unit: ## every Go test, race detector on
 	$(GO) test -race -count=1 -p 1 -timeout 40m ./...

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -102,6 +103,32 @@ type parts struct {
 	slept       func() time.Duration // time the system spent suspended since boot
 }
 
+// ListenError is a listener New could not bind (the port taken by another
+// program, a privileged port without the capability, an address that is not
+// the machine's), with the flag that sets its address.
+type ListenError struct {
+	Listener string // traffic or admin
+	Flag     string // listen or admin-listen
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("--%s: cannot listen on %s: %s", e.Flag, e.Addr, e.Cause())
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Cause is why the address could not be bound, in the system's words
+// ("address already in use"), without the wrapping.
+func (e *ListenError) Cause() string {
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		return se.Err.Error()
+	}
+	return e.Err.Error()
+}
+
 // Daemon is a running `spot-agent run`.
 type Daemon struct {
 	cfg     Config
@@ -141,11 +168,11 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	gate.ObserveReadiness(m)
 	d := &Daemon{cfg: cfg}
 	if d.traffic, err = web.ListenTraffic(cfg.Listen, gate, web.DefaultLimits(), log); err != nil {
-		return nil, err
+		return nil, &ListenError{Listener: "traffic", Flag: "listen", Addr: cfg.Listen, Err: err}
 	}
 	if d.admin, err = web.Listen("admin", cfg.AdminListen, web.Admin(m.Registry), log); err != nil {
 		_ = d.traffic.Shutdown(context.Background())
-		return nil, err
+		return nil, &ListenError{Listener: "admin", Flag: "admin-listen", Addr: cfg.AdminListen, Err: err}
 	}
 	md := imds.New(imds.Options{Endpoint: cfg.IMDSEndpoint, AllowV1: cfg.IMDSAllowV1, Timeout: cfg.IMDSTimeout, Observer: m})
 	d.p = parts{

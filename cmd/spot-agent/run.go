@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
 	"github.com/spot-agent/spot-agent/agent/metrics"
 	"github.com/spot-agent/spot-agent/agent/notify"
+	"github.com/spot-agent/spot-agent/agent/sdnotify"
 )
 
 // runFlags registers every flag of `spot-agent run` on fs, filling cfg. The
@@ -106,26 +109,75 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "Usage: spot-agent run [flags]\n\nServe the hello page, watch instance metadata, and leave the load balancer on a notice.\nEvery flag can also be set as SPOT_AGENT_<FLAG>.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args); err != nil {
+	// Under systemd, systemctl status shows why the agent did not start.
+	notStarted := func(err error) error {
+		if !errors.Is(err, flag.ErrHelp) {
+			sdnotify.New(slog.New(slog.NewTextHandler(stderr, nil))).Status("not started: %s", oneLine(err))
+		}
 		return err
+	}
+	if err := parse(fs, args); err != nil {
+		return notStarted(err)
 	}
 	finish()
 	log, err := lf.logger()
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
+	warnUnknownSettings(log, os.Environ(), fs)
 	if err := cfg.Validate(); err != nil {
-		return &usageError{err}
+		return notStarted(&usageError{err})
 	}
 	v, c, _ := buildInfo()
 	log.Info("spot-agent", "version", v, "commit", c)
 	d, err := daemon.New(cfg, log, metrics.Build{Version: v, Revision: c})
 	if err != nil {
 		var fe *daemon.FlagError
-		if errors.As(err, &fe) {
-			return &usageError{err}
+		var le *daemon.ListenError
+		switch {
+		case errors.As(err, &le):
+			setting := fmt.Sprintf("--%s, %s", le.Flag, envName(le.Flag))
+			log.Error("cannot listen", "listener", le.Listener, "addr", le.Addr, "setting", setting, "err", le.Cause(), "hint", listenHint(le))
+			sdnotify.New(log).Status("not started: cannot listen on %s (%s): %s", le.Addr, setting, le.Cause())
+			return &reportedError{code: exitUsage, err: err}
+		case errors.As(err, &fe):
+			return notStarted(&usageError{err})
 		}
-		return err
+		return notStarted(err)
 	}
 	return d.Run(ctx)
 }
+
+// warnUnknownSettings logs, once, every variable of environ named like a
+// setting of run (SPOT_AGENT_<FLAG>) that is none, with the nearest: a
+// misspelt setting would otherwise be ignored without a word.
+func warnUnknownSettings(log *slog.Logger, environ []string, fs *flag.FlagSet) {
+	for _, u := range unknownSettings(environ, fs) {
+		if u.Setting == "" {
+			log.Warn("unknown setting ignored: no flag of run is named so ('spot-agent run -h' lists them)", "variable", u.Variable)
+			continue
+		}
+		log.Warn("unknown setting ignored", "variable", u.Variable, "did_you_mean", u.Setting, "flag", "--"+u.Flag)
+	}
+}
+
+// listenHint says what to do about a listener that could not be bound.
+func listenHint(le *daemon.ListenError) string {
+	setting := envName(le.Flag)
+	switch {
+	case errors.Is(le.Err, syscall.EADDRINUSE):
+		h := fmt.Sprintf("another program listens on %s: give the agent a free address with --%s, or %s in its settings file (/etc/default/spot-agent or /etc/sysconfig/spot-agent), then restart it", le.Addr, le.Flag, setting)
+		if le.Flag == "listen" {
+			h += "; beside an application that owns port 80: SPOT_AGENT_LISTEN=:8081 and SPOT_AGENT_HELLO=false"
+		}
+		return h
+	case errors.Is(le.Err, syscall.EACCES):
+		return fmt.Sprintf("a port below 1024 needs root or CAP_NET_BIND_SERVICE (the package's unit has it): run as root, or give another port with --%s or %s", le.Flag, setting)
+	case errors.Is(le.Err, syscall.EADDRNOTAVAIL):
+		return fmt.Sprintf("%s is not an address of this machine: give one of its own, or none (:PORT) with --%s or %s", le.Addr, le.Flag, setting)
+	}
+	return fmt.Sprintf("give another address with --%s or %s", le.Flag, setting)
+}
+
+// oneLine is an error on one line, as systemd's STATUS= shows it.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
