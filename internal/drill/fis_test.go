@@ -404,7 +404,7 @@ func badInput(t *testing.T, moto *testbed.Moto, f *fisFleet) {
 		if experiments() != before {
 			t.Errorf("%s: an experiment was started: %+v", tc.name, ours())
 		}
-		t.Logf("%s: exit %d: %s%s", tc.name, code, lastLine(stderr), stdout)
+		t.Logf("%s: exit %d:\n%s%s", tc.name, code, stderr, stdout)
 	}
 	// Ctrl-C in the middle of a three-minute notice's experiment: stopped,
 	// the template put back, the report written.
