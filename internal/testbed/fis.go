@@ -676,6 +676,11 @@ func (f *FIS) run(ctx context.Context, e *fisExperiment) {
 		duration, _ = isoDuration(a.Parameters["durationBeforeInterruption"])
 		for _, target := range a.Targets {
 			got, err := f.resolve(ctx, e.template.Targets[target])
+			if err != nil && ctx.Err() != nil {
+				// StopExperiment while the targets were being resolved.
+				set("stopped", "Experiment stopped.")
+				return
+			}
 			if err != nil {
 				set("failed", fmt.Sprintf("action %s: target resolution failed: %v", name, err))
 				return
