@@ -117,7 +117,10 @@ Flags:`)
 	rep, err := drill.New(cfg, c, func(line string) { fmt.Fprintln(stderr, line) }).Run(ctx)
 	var pe *drill.PreflightError
 	if errors.As(err, &pe) {
-		return &usageError{err}
+		// Exit 2, nothing started; what is missing, not the flags, is the
+		// message.
+		fmt.Fprintf(stderr, "spot-agent drill: %v\n", err)
+		return &reportedError{code: exitUsage, err: err}
 	}
 	if rep == nil {
 		return err

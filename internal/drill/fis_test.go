@@ -398,7 +398,7 @@ func badInput(t *testing.T, moto *testbed.Moto, f *fisFleet) {
 			moto.FIS.Deny("denied", "fis:StartExperiment")
 		}
 		code, stdout, stderr := f.run(t, tc.env, "", "", append([]string{"--baseline", "1s", "--timeout", "3m"}, append(tc.args, "--rate", "5", "--poll-interval", "1s")...)...)
-		if code != tc.code || !strings.Contains(stderr, tc.want) {
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "for usage") {
 			t.Errorf("%s: exit %d, stderr:\n%s\nwant exit %d and %q", tc.name, code, stderr, tc.code, tc.want)
 		}
 		if experiments() != before {
