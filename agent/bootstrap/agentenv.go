@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
+
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // The agent settings whose value changes what the agent asks of AWS, so that
@@ -52,14 +54,14 @@ var targetGroupResourceRE = regexp.MustCompile(`^targetgroup/[A-Za-z0-9-]{1,32}/
 // follow: a topic that is an SNS topic's ARN, target groups in the stack's
 // region, the stack's region.
 func (c *Config) checkRoleSettings(bad func(flag, format string, args ...any)) {
-	if v := c.AgentEnv[envSNSTopic]; v != "" && !isTopicARN(v, partitionOf(c.Region)) {
-		bad("agent-env", "%s: %q is not an SNS topic's ARN like arn:%s:sns:%s:123456789012:interruptions (the instance role is allowed sns:Publish on it)", envSNSTopic, v, partitionOf(c.Region), c.Region)
+	if v := c.AgentEnv[envSNSTopic]; v != "" && !isTopicARN(v, secret.Partition(c.Region)) {
+		bad("agent-env", "%s: %q is not an SNS topic's ARN like arn:%s:sns:%s:123456789012:interruptions (the instance role is allowed sns:Publish on it)", envSNSTopic, v, secret.Partition(c.Region), c.Region)
 	}
 	for _, tg := range c.extraTargetGroups() {
-		a, ok := parseTargetGroupARN(tg, partitionOf(c.Region))
+		a, ok := parseTargetGroupARN(tg, secret.Partition(c.Region))
 		switch {
 		case !ok:
-			bad("agent-env", "%s: %q is not a target group's ARN like arn:%s:elasticloadbalancing:%s:123456789012:targetgroup/web/0123456789abcdef", envTargetGroups, tg, partitionOf(c.Region), c.Region)
+			bad("agent-env", "%s: %q is not a target group's ARN like arn:%s:elasticloadbalancing:%s:123456789012:targetgroup/web/0123456789abcdef", envTargetGroups, tg, secret.Partition(c.Region), c.Region)
 		case a.Region != c.Region:
 			bad("agent-env", "%s: %s is in %s; the agent on the stack's instances calls Elastic Load Balancing in %s: give groups in %s", envTargetGroups, tg, a.Region, c.Region, c.Region)
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // AgentRole is the agent's instance role on a fleet built elsewhere (by the
@@ -46,7 +48,7 @@ func (r AgentRole) Policy() (string, error) {
 	}
 	var partition, region, account string
 	for _, tg := range groups {
-		a, ok := parseTargetGroupARN(tg, partitionOf(regionOfARN(tg)))
+		a, ok := parseTargetGroupARN(tg, secret.Partition(regionOfARN(tg)))
 		switch {
 		case !ok:
 			bad("target-group-arn", "%q is not a target group's ARN like arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", tg)

@@ -24,6 +24,9 @@ import (
 // Region is the region every test uses.
 const Region = "us-east-1"
 
+// Account is the account moto answers for, and the instances' identity's.
+const Account = "123456789012"
+
 // Moto is a running moto server.
 type Moto struct {
 	URL string
