@@ -29,6 +29,9 @@ type AgentRole struct {
 	AgentURL string
 	// Distribution is al2023, debian or ubuntu: how ArchPlaceholder is spelt.
 	Distribution string
+	// SSMKMSKeyARN is the customer managed key of the parameters AgentEnv
+	// names as ssm:NAME (Config.SSMKMSKeyARN).
+	SSMKMSKeyARN string
 }
 
 // Policy checks the role's settings and returns its identity policy, JSON.
@@ -67,6 +70,7 @@ func (r AgentRole) Policy() (string, error) {
 	if v, ok := r.AgentEnv[envRegion]; ok && v != region {
 		bad("agent-env", "%s=%s: the target groups are in %s, where the agent calls Elastic Load Balancing: leave the setting out (the agent takes the instance's region) or give groups in %s", envRegion, v, region, v)
 	}
+	checkSecretSettings(r.AgentEnv, partition, region, r.SSMKMSKeyARN, bad)
 	if r.ASGName != "" {
 		if p := ruleAutoScalingGroup.check(r.ASGName); p != "" {
 			bad("asg-name", "%q %s", r.ASGName, p)
@@ -95,7 +99,9 @@ func (r AgentRole) Policy() (string, error) {
 	if len(errs) > 0 {
 		return "", errors.Join(errs...)
 	}
-	g := agentGrants{partition: partition, groups: groups, topic: r.AgentEnv[envSNSTopic], objects: objects}
+	g := agentGrants{partition: partition, groups: groups, topic: r.AgentEnv[envSNSTopic], objects: objects,
+		parameters: parameterARNs(r.AgentEnv, partition, region, account)}
+	g.kmsKey, g.viaService = decryptGrant(r.SSMKMSKeyARN)
 	if r.ASGName != "" {
 		g.asg = asgARNPattern(partition, region, account, r.ASGName)
 	}
