@@ -494,25 +494,56 @@ func (c *Config) Warnings() []string {
 // urlRE finds the URLs in a setting: a webhook, or one in a command or a body.
 var urlRE = regexp.MustCompile("https?://[^\\s\"'`<>]+")
 
+// secretIn says why the setting k=v, given in clear, looks like it holds a
+// secret, or "" when it does not (a reference, ssm:NAME, holds none).
+func secretIn(k, v string) string {
+	if secret.IsRef(v) {
+		return ""
+	}
+	for _, u := range urlRE.FindAllString(v, -1) {
+		if why := notify.SecretInURL(u); why != "" {
+			return why
+		}
+	}
+	if k == envNotifyBody {
+		return notify.SecretInBody(v)
+	}
+	return ""
+}
+
+// shownSetting is the value of a setting as the plan shows it: one that
+// looks like it holds a secret (secretIn) with its URLs cut to their hosts
+// (notify.Redacted), or not at all. The plan goes to terminals and CI logs;
+// the warning says where the value goes.
+func shownSetting(k, v string) string {
+	if secretIn(k, v) == "" {
+		return v
+	}
+	cut := urlRE.ReplaceAllStringFunc(v, func(u string) string {
+		if notify.SecretInURL(u) != "" {
+			return notify.Redacted(u)
+		}
+		return u
+	})
+	if cut == v || k == envNotifyBody {
+		return "(not shown: it looks like it holds a secret)"
+	}
+	return cut
+}
+
 // SecretWarnings are the agent settings given in clear whose value looks
 // like it holds a secret (notify.SecretInURL: a chat webhook's token in its
-// URL), each with what to do: those that take ssm:NAME are told to; for the
-// others, the command should read its secret itself. The user-data holds the
-// settings in clear, for anyone allowed ec2:DescribeLaunchTemplateVersions
-// and every process on the instances (instance metadata).
+// URL; notify.SecretInBody: a body's API key), each with what to do: those
+// that take ssm:NAME are told to; for the others, what uses the secret should
+// read it on the instance. The user-data holds the settings in clear, for
+// anyone allowed ec2:DescribeLaunchTemplateVersions and every process on the
+// instances (instance metadata). bootstrap puts them in its plan; policy,
+// user-data and --template print them on stderr.
 func SecretWarnings(env map[string]string) []string {
 	var w []string
 	for _, k := range sortedKeys(env) {
 		v := env[k]
-		if secret.IsRef(v) {
-			continue
-		}
-		why := ""
-		for _, u := range urlRE.FindAllString(v, -1) {
-			if why = notify.SecretInURL(u); why != "" {
-				break
-			}
-		}
+		why := secretIn(k, v)
 		if why == "" {
 			continue
 		}
@@ -523,7 +554,7 @@ func SecretWarnings(env map[string]string) []string {
 				k, why, clear, name, k, name))
 			continue
 		}
-		w = append(w, fmt.Sprintf("--agent-env %s: the value looks like it holds a secret (%s), and %s: only %s take ssm:NAME; let the command read its secret when it runs",
+		w = append(w, fmt.Sprintf("--agent-env %s: the value looks like it holds a secret (%s), and %s: only %s take ssm:NAME: keep the secret out of the setting (a hook's command can read it from a root-only file, or from the parameter store, when it runs)",
 			k, why, clear, strings.Join(secretSettings, " and ")))
 	}
 	return w

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -214,6 +215,27 @@ func SecretInURL(rawURL string) string {
 	for _, seg := range strings.Split(path, "/") {
 		if looksRandom(seg) {
 			return "its path has a long random segment, like a token"
+		}
+	}
+	return ""
+}
+
+// credentialFieldRE finds a field named like a credential given a literal
+// value in a body: JSON ("routing_key": "R0..."), a form (token=...) or
+// plain text (api_key: ...). A ${field} value is the event's, no secret.
+var credentialFieldRE = regexp.MustCompile(`(?i)["']?\b(api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|token|secret|client[_-]?secret|password|passwd|routing[_-]?key|integration[_-]?key|service[_-]?key|webhook[_-]?key)["']?\s*[:=]\s*["']?([^"'&,;}\s]+)`)
+
+// SecretInBody says why an inline --notify-body looks like it carries a
+// credential (PagerDuty's routing_key, an API key or a token field with a
+// literal value of 8 characters or more), or "" when it does not. A body
+// given as a file's path names no secret; its URLs are SecretInURL's.
+func SecretInBody(body string) string {
+	if !strings.Contains(body, "${") {
+		return "" // a file's path: the secret, if any, is in the file
+	}
+	for _, m := range credentialFieldRE.FindAllStringSubmatch(body, -1) {
+		if v := m[2]; len(v) >= 8 && !strings.HasPrefix(v, "${") {
+			return fmt.Sprintf("its field %s has a literal value, like a credential", m[1])
 		}
 	}
 	return ""

@@ -270,3 +270,23 @@ func TestSecretInURL(t *testing.T) {
 		}
 	}
 }
+
+// An inline body that carries a credential in a field of its own is told
+// from one whose fields are the event's placeholders, so that bootstrap warns
+// about the first kind written in clear.
+func TestSecretInBody(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"routing_key":"R0123456789abcdef0123456789abcdef","event_action":"trigger","payload":{"summary":"${summary}"}}`: "its field routing_key has a literal value",
+		`{"text":"${summary}","api_key":"k-8f14e45fceea167a5a36dedd4bea2543"}`:                                            "its field api_key has a literal value",
+		`token=xoxb-1234567890-abcdefghij&channel=ops&text=${summary}`:                                                    "its field token has a literal value",
+		`{"text":"${summary}","token":"${id}"}`:                                                                           "",
+		`{"text":"${summary}","password":"short"}`:                                                                        "",
+		`{"text":"${summary}\n${outcomes}"}`:                                                                              "",
+		`{"secret_santa":"everyone-this-year","text":"${summary}"}`:                                                       "",
+		"/etc/spot-agent/body.json":                                                                                       "", // a file: its secret stays in it
+	} {
+		if got := notify.SecretInBody(body); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("SecretInBody(%s) = %q, want %q", body, got, want)
+		}
+	}
+}

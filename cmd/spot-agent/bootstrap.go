@@ -324,7 +324,7 @@ Flags:`)
 		return &usageError{err}
 	}
 	if tmpl.format != "" {
-		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout)
+		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout, stderr)
 	}
 	rec := bootstrap.NewRecorder()
 	clients, region, err := sf.clients(ctx, rec)
@@ -411,8 +411,9 @@ var apiOnlyFlags = []struct{ flag, instead string }{
 
 // templateCommand prints the stack as a CloudFormation template: the
 // configuration checked as for a build, the region resolved as for a build
-// (it checks the ARNs --agent-env names), and no AWS call.
-func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config, sf *stackFlags, format string, stdout io.Writer) error {
+// (it checks the ARNs --agent-env names), and no AWS call. The plan's
+// warnings go to stderr.
+func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config, sf *stackFlags, format string, stdout, stderr io.Writer) error {
 	var errs []error
 	for _, f := range apiOnlyFlags {
 		if given(fs, f.flag) {
@@ -434,5 +435,6 @@ func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config
 	if err != nil {
 		return usageIfFlag(err)
 	}
+	printWarnings(stderr, cfg.Warnings())
 	return t.Write(stdout, format)
 }

@@ -64,7 +64,16 @@ Flags:`)
 	if err != nil {
 		return usageIfFlag(err)
 	}
+	printWarnings(stderr, bootstrap.SecretWarnings(env))
 	return writeJSON(stdout, json.RawMessage(doc))
+}
+
+// printWarnings writes each warning on a line of its own, as bootstrap's
+// plan does: on stderr, beside a document printed on stdout.
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
 }
 
 // checkRunSettings checks settings of the agent (SPOT_AGENT_<FLAG> to value)
