@@ -24,7 +24,7 @@ build-instance: ## the on-instance binary the packages ship (no bootstrap, statu
 
 # staticcheck is a tool of the module, as ec2-metadata-mock is: go.mod pins its
 # version and go.sum its code; fetched once, it runs offline from then on.
-lint: ## gofmt, go vet, staticcheck, shellcheck
+lint: ## gofmt, go vet, staticcheck, shellcheck, markdownlint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags agentonly ./cmd/spot-agent
@@ -33,6 +33,7 @@ lint: ## gofmt, go vet, staticcheck, shellcheck
 	$(GO) vet -tags boot ./internal/boot
 	$(GO) tool staticcheck -tags boot ./internal/boot
 	shellcheck $$(git ls-files '*.sh') .ci/run
+	bash scripts/markdownlint.sh
 
 unit: ## every Go test, race detector on
 	$(GO) test -race -count=1 -p 1 -timeout 40m ./...
@@ -54,14 +55,15 @@ demo: ## one spot interruption, end to end, on local peers (moto + AEMM)
 bench: ## benchmarks against nginx and httpd; writes BENCHMARKS.md (about 10 minutes)
 	$(GO) run ./internal/bench -o BENCHMARKS.md
 
-drill: ## the interruption drill ten times, and a fleet of 100 interrupted at once; CSV and plots in docs/drill
+drill: ## the drills on the ALB stand-in (lags of 0, 15 and 30 s side by side), the interruption drill ten times, and a fleet of 100 interrupted at once; CSV and plots in docs/drill
 	mkdir -p docs/drill
-	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|drill_test.go'
+	DRILL_RUNS=10 DRILL_AGENTS=100 DRILL_OUT=$(CURDIR)/docs/drill $(GO) test -count=1 -timeout 60m -v ./internal/drill | grep -E '^ *(--- |ok|FAIL|PASS)|_test.go:[0-9]+: '
 
-fuzz: ## each IMDS parser and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
+fuzz: ## each IMDS parser, the poll connection's reader of answers (against net/http's) and the webhook body's placeholders fuzzed for FUZZTIME (default 10m)
 	for f in FuzzParseInstanceAction FuzzParseRebalance FuzzParseLifecycleState FuzzParseScheduledEvents; do \
 		$(GO) test ./agent/notice -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x || exit 1; \
 	done
+	$(GO) test ./agent/imds -run '^$$' -fuzz '^FuzzReadPollResponse$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 	$(GO) test ./agent/notify -run '^$$' -fuzz '^FuzzBody$$' -fuzztime $${FUZZTIME:-10m} -fuzzminimizetime 100x
 
 clean:

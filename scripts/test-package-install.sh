@@ -105,3 +105,13 @@ in_root rpm -e spot-agent 2>/dev/null
 if enabled; then die "rpm -e left the unit enabled"; fi
 check test ! -e "$r/usr/bin/spot-agent"
 ok "rpm -e: disabled, binary gone (edited settings saved as .rpmsave)"
+
+# The user-data path on Amazon Linux: the settings are there before dnf
+# installs the package, whose first start must use them (the application's
+# port is not the agent's).
+printf 'SPOT_AGENT_LISTEN=":8081"\nSPOT_AGENT_HELLO="false"\n' >"$r/etc/sysconfig/spot-agent"
+in_root rpm -i --nodeps /run/pkg/spot-agent.rpm 2>/dev/null
+check test "$(cat "$r/etc/sysconfig/spot-agent")" = "$(printf 'SPOT_AGENT_LISTEN=":8081"\nSPOT_AGENT_HELLO="false"')"
+check enabled
+in_root rpm -e spot-agent 2>/dev/null
+ok "rpm -i (as dnf runs it for the user-data) onto existing settings: kept"

@@ -33,7 +33,7 @@ func TestTheApplicationRecipesCloudConfigWorksWithTheAgents(t *testing.T) {
 		Package:      pinned("https://github.com/spot-agent/spot-agent/releases/download/v1.0.0/spot-agent_1.0.0_linux_amd64.rpm"),
 		Env: map[string]string{
 			"SPOT_AGENT_LISTEN": ":8081", "SPOT_AGENT_HELLO": "false", "SPOT_AGENT_APP_HEALTH_URL": "http://127.0.0.1:80/health",
-			"SPOT_AGENT_ON_DRAIN_EXEC": "systemctl start --no-block koel-drain.service", "SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "10s",
+			"SPOT_AGENT_ON_DRAIN_EXEC": "systemctl start --no-block koel-drain.service",
 		},
 		UserData: user,
 	})

@@ -212,3 +212,37 @@ func (c *Config) snsTopic() string { return c.AgentEnv[envSNSTopic] }
 func (c *Config) describeTargetGroupGrant() string {
 	return fmt.Sprintf("overrides the stack's target group tag: the agent leaves %s, not the stack's own group; the instance role's DeregisterTargets is scoped to the stack's own group and these", strings.Join(c.extraTargetGroups(), ", "))
 }
+
+// AgentSettings is the agent's settings file on the instances, SPOT_AGENT_<FLAG>
+// to value: the --agent-env settings, and what differs from the agent's
+// defaults or what the fleet kind or the application needs.
+func (c *Config) AgentSettings() map[string]string {
+	env := map[string]string{}
+	for k, v := range c.AgentEnv {
+		env[k] = v
+	}
+	if c.AgentPort != 80 {
+		env["SPOT_AGENT_LISTEN"] = ":" + itoa(c.AgentPort)
+	}
+	switch {
+	case c.MetricsCIDR != "":
+		env["SPOT_AGENT_ADMIN_LISTEN"] = ":" + itoa(c.AdminPort)
+	case c.AdminPort != 10190:
+		env["SPOT_AGENT_ADMIN_LISTEN"] = "127.0.0.1:" + itoa(c.AdminPort)
+	}
+	if c.AppPort != 0 {
+		// The application serves the traffic; the agent's /healthz, which the
+		// target group checks, follows the application's health.
+		env["SPOT_AGENT_HELLO"] = "false"
+		env["SPOT_AGENT_APP_HEALTH_URL"] = c.appHealthURL()
+	}
+	if c.Fleet == FleetEC2Fleet {
+		// EC2 Fleet has no load balancer integration: the agent registers
+		// itself, on the application's port when there is one.
+		env["SPOT_AGENT_REGISTER"] = "true"
+		if c.AppPort != 0 {
+			env["SPOT_AGENT_REGISTER_PORT"] = itoa(c.AppPort)
+		}
+	}
+	return env
+}

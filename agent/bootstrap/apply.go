@@ -53,6 +53,11 @@ type Outputs struct {
 	AgentURL  string            `json:"agent_url,omitempty"`
 	AgentURLs map[string]string `json:"agent_urls,omitempty"`
 	VPCID     string            `json:"vpc_id,omitempty"`
+	// The interruption drill's (spot-agent drill): the FIS experiment
+	// template, its role and its stop condition.
+	ExperimentTemplateID string `json:"experiment_template_id,omitempty"`
+	FISRoleARN           string `json:"fis_role_arn,omitempty"`
+	StopAlarmARN         string `json:"stop_alarm_arn,omitempty"`
 }
 
 func (s *state) outputs() Outputs {
@@ -60,6 +65,7 @@ func (s *state) outputs() Outputs {
 		Stack: s.cfg.Name, Region: s.cfg.Region, TargetGroupARN: s.tgARN, LoadBalancerARN: s.albARN,
 		FleetType: s.fleetKind, FleetID: s.fleetID, RoleARN: s.roleARN, InstanceProfile: s.profileARN,
 		TopicARN: s.topicARN, RuleARN: s.ruleARN, VPCID: s.vpcID,
+		ExperimentTemplateID: s.experimentID, FISRoleARN: s.fisRoleARN, StopAlarmARN: s.alarmARN,
 	}
 	if s.albDNS != "" {
 		o.URL = "http://" + s.albDNS + "/"
@@ -257,6 +263,7 @@ func (o Outputs) WriteText(w io.Writer) {
 		{"url", o.URL}, {"target group", o.TargetGroupARN}, {"fleet", strings.TrimSpace(o.FleetType + " " + o.FleetID)},
 		{"instance role", o.RoleARN}, {"instance profile", o.InstanceProfile}, {"launch template", o.launchTemplates()},
 		{"topic", o.TopicARN}, {"rule", o.RuleARN}, {"agent", o.agents()},
+		{"drill template", o.ExperimentTemplateID}, {"drill alarm", o.StopAlarmARN},
 	} {
 		if kv[1] != "" {
 			fmt.Fprintf(w, "%-17s %s\n", kv[0]+":", kv[1])

@@ -6,14 +6,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	appas "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/fis"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 )
 
 // The interfaces below list exactly the calls the stack makes, with the SDK v2
@@ -184,6 +188,35 @@ type S3 interface {
 	DeleteBucket(ctx context.Context, params *s3.DeleteBucketInput, optFns ...func(*s3.Options)) (*s3.DeleteBucketOutput, error)
 }
 
+// FIS is the part of the Fault Injection Service API the stack uses: the
+// experiment template that spot-agent drill starts.
+type FIS interface {
+	ListExperimentTemplates(ctx context.Context, params *fis.ListExperimentTemplatesInput, optFns ...func(*fis.Options)) (*fis.ListExperimentTemplatesOutput, error)
+	GetExperimentTemplate(ctx context.Context, params *fis.GetExperimentTemplateInput, optFns ...func(*fis.Options)) (*fis.GetExperimentTemplateOutput, error)
+	CreateExperimentTemplate(ctx context.Context, params *fis.CreateExperimentTemplateInput, optFns ...func(*fis.Options)) (*fis.CreateExperimentTemplateOutput, error)
+	UpdateExperimentTemplate(ctx context.Context, params *fis.UpdateExperimentTemplateInput, optFns ...func(*fis.Options)) (*fis.UpdateExperimentTemplateOutput, error)
+	DeleteExperimentTemplate(ctx context.Context, params *fis.DeleteExperimentTemplateInput, optFns ...func(*fis.Options)) (*fis.DeleteExperimentTemplateOutput, error)
+}
+
+// CloudWatch is the part of the CloudWatch API the stack uses: the alarm
+// that stops an experiment.
+type CloudWatch interface {
+	DescribeAlarms(ctx context.Context, params *cloudwatch.DescribeAlarmsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.DescribeAlarmsOutput, error)
+	PutMetricAlarm(ctx context.Context, params *cloudwatch.PutMetricAlarmInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricAlarmOutput, error)
+	DeleteAlarms(ctx context.Context, params *cloudwatch.DeleteAlarmsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.DeleteAlarmsOutput, error)
+	ListTagsForResource(ctx context.Context, params *cloudwatch.ListTagsForResourceInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.ListTagsForResourceOutput, error)
+}
+
+// NewCloudWatch is a CloudWatch client that speaks CloudWatch's query
+// protocol, which CloudWatch documents beside the CBOR one the SDK
+// defaults to (since 2025): every CloudWatch endpoint answers it, and so does
+// moto, which the tests run against and which has no CBOR.
+func NewCloudWatch(cfg aws.Config) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		o.Protocol = awsquery.New(cwschemas.GraniteServiceVersion20100801)
+	})
+}
+
 // Clients are the AWS clients of one stack.
 type Clients struct {
 	EC2            EC2
@@ -196,6 +229,8 @@ type Clients struct {
 	SSM            SSM
 	STS            STS
 	S3             S3
+	FIS            FIS
+	CloudWatch     CloudWatch
 }
 
 // NewClients makes every client from one SDK configuration (region,
@@ -213,6 +248,8 @@ func NewClients(cfg aws.Config) Clients {
 		STS:            sts.NewFromConfig(cfg),
 		// Path-style addressing against a custom endpoint (AWS_ENDPOINT_URL):
 		// a bucket name in the host would not resolve there.
-		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = cfg.BaseEndpoint != nil }),
+		S3:         s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = cfg.BaseEndpoint != nil }),
+		FIS:        fis.NewFromConfig(cfg),
+		CloudWatch: NewCloudWatch(cfg),
 	}
 }

@@ -115,6 +115,10 @@ type Config struct {
 	SSMKMSKeyARN string
 
 	NotifyEmail string // optional email subscription to the topic
+
+	// agentOnly: the configuration of an AgentInstall (UserData), which
+	// has no stack and no --agent-file.
+	agentOnly bool
 }
 
 // DefaultConfig returns the defaults of every setting the command line offers.
@@ -375,11 +379,7 @@ func (c *Config) Validate() error {
 	if c.AMI != "" && len(c.AMIs) > 0 {
 		bad("ami", "give one AMI, or one per architecture (x86_64=ami-…,arm64=ami-…), not both")
 	}
-	switch c.Distribution {
-	case "al2023", "debian", "ubuntu":
-	default:
-		bad("distribution", "%q is not al2023, debian or ubuntu", c.Distribution)
-	}
+	c.validateDistribution(bad)
 	if _, err := userdata.ParsePins(c.AgentSHA256); err != nil {
 		errs = append(errs, sha256FlagError(err))
 	}
@@ -401,6 +401,15 @@ func (c *Config) Validate() error {
 		bad("notify-email", "%q is not an email address", c.NotifyEmail)
 	}
 	return errors.Join(errs...)
+}
+
+// validateDistribution checks --distribution.
+func (c *Config) validateDistribution(bad func(flag, format string, args ...any)) {
+	switch c.Distribution {
+	case "al2023", "debian", "ubuntu":
+	default:
+		bad("distribution", "%q is not al2023, debian or ubuntu", c.Distribution)
+	}
 }
 
 // validateApp checks --app-port and --app-health-path.
@@ -442,12 +451,21 @@ func (c *Config) validateApp(bad func(flag, format string, args ...any)) {
 // `spot-agent run` is the command line's to check: it has the flags.
 func (c *Config) validateAgentEnv(bad func(flag, format string, args ...any)) {
 	for _, k := range sortedKeys(c.AgentEnv) {
+		if ManagesAgentSetting(k) {
+			bad("agent-env", "%s is set by bootstrap itself, from %s: it cannot be given here", k, managedAgentSettings[k])
+		}
+	}
+	c.validateAgentEnvValues(bad)
+}
+
+// validateAgentEnvValues checks that each --agent-env setting is named like
+// one, and its value is one line of UTF-8 text.
+func (c *Config) validateAgentEnvValues(bad func(flag, format string, args ...any)) {
+	for _, k := range sortedKeys(c.AgentEnv) {
 		v := c.AgentEnv[k]
 		switch {
 		case !agentEnvKeyRE.MatchString(k):
 			bad("agent-env", "%q is not an agent setting: give SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_DRAIN_ON=rebalance", k)
-		case ManagesAgentSetting(k):
-			bad("agent-env", "%s is set by bootstrap itself, from %s: it cannot be given here", k, managedAgentSettings[k])
 		case strings.ContainsAny(v, "\n\r"):
 			bad("agent-env", "%s: the value has a line break: the settings file holds one line per setting (join the commands with ; or &&)", k)
 		case strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }):
@@ -621,14 +639,7 @@ func (c *Config) validateSelection(bad func(flag, format string, args ...any)) {
 	if c.Requirements != nil {
 		c.Requirements.validate(bad)
 	}
-	for i, a := range c.Arches {
-		switch {
-		case !slices.Contains(Arches, a):
-			bad("arch", "%q is not x86_64 or arm64", a)
-		case slices.Contains(c.Arches[:i], a):
-			bad("arch", "%s is given twice", a)
-		}
-	}
+	c.validateArchNames(bad)
 	if len(c.Arches) > 0 && len(c.InstanceTypes) > 0 {
 		bad("arch", "only with requirements: with --instance-types each type's own architecture counts")
 	}
@@ -649,6 +660,9 @@ func (c *Config) validatePackages(report func(flag, format string, args ...any))
 	switch {
 	case c.AgentURL != "" && len(c.AgentFiles) > 0:
 		bad("agent-url", "give --agent-url or --agent-file, not both")
+	case c.AgentURL == "" && c.AgentRelease == "" && c.agentOnly:
+		bad("agent-url", "instances need the agent's package, and a development build of spot-agent has no release packages to default to: "+
+			"give --agent-url with the https:// or s3:// URL of a %s (%s in it for each architecture's; 'make package' builds them)", want, ArchPlaceholder)
 	case c.AgentURL == "" && len(c.AgentFiles) == 0 && c.AgentRelease == "":
 		var files []string
 		for _, a := range c.plannedArches() {
@@ -699,4 +713,16 @@ func (c *Config) validatePackages(report func(flag, format string, args ...any))
 // teardown run with.
 func (c *Config) bootstrapping() bool {
 	return c.Name != "" && (len(c.InstanceTypes) > 0 || c.Requirements != nil)
+}
+
+// validateArchNames checks the names in --arch.
+func (c *Config) validateArchNames(bad func(flag, format string, args ...any)) {
+	for i, a := range c.Arches {
+		switch {
+		case !slices.Contains(Arches, a):
+			bad("arch", "%q is not x86_64 or arm64", a)
+		case slices.Contains(c.Arches[:i], a):
+			bad("arch", "%s is given twice", a)
+		}
+	}
 }

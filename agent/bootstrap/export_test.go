@@ -31,6 +31,7 @@ var (
 	RuleEventRule                = ruleEventRule
 	RuleEventTarget              = ruleEventTarget
 	RuleBucket                   = ruleBucket
+	RuleAlarm                    = ruleAlarm
 )
 
 // Tag limits.

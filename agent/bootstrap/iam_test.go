@@ -67,6 +67,10 @@ var sarTable = map[string]sarAction{
 	"ec2:DescribeImages":                                 {nil, nil, sarEC2},
 	"ec2:DescribeSubnets":                                {nil, nil, sarEC2},
 	"ec2:DescribeInstanceStatus":                         {nil, nil, sarEC2},
+	// The drill's FIS role: the action aws:ec2:send-spot-instance-interruptions
+	// needs both (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html).
+	"ec2:SendSpotInstanceInterruptions": {map[string]string{"instance": arnInstance}, nil, sarEC2},
+	"ec2:DescribeInstances":             {nil, nil, sarEC2},
 	// The operator's calls of instance selection (checkOperatorPolicy).
 	"ec2:DescribeInstanceTypes":                    {nil, nil, sarEC2},
 	"ec2:GetInstanceTypesFromInstanceRequirements": {nil, nil, sarEC2},

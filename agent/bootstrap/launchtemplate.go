@@ -103,39 +103,8 @@ func (r *launchTemplate) find(ctx context.Context, s *state) (bool, error) {
 	return r.found, nil
 }
 
-// agentEnv is the agent's environment on the instances: the --agent-env
-// settings, and what differs from the agent's defaults or what the fleet kind
-// or the application needs.
-func (s *state) agentEnv() map[string]string {
-	env := map[string]string{}
-	for k, v := range s.cfg.AgentEnv {
-		env[k] = v
-	}
-	if s.cfg.AgentPort != 80 {
-		env["SPOT_AGENT_LISTEN"] = ":" + itoa(s.cfg.AgentPort)
-	}
-	switch {
-	case s.cfg.MetricsCIDR != "":
-		env["SPOT_AGENT_ADMIN_LISTEN"] = ":" + itoa(s.cfg.AdminPort)
-	case s.cfg.AdminPort != 10190:
-		env["SPOT_AGENT_ADMIN_LISTEN"] = "127.0.0.1:" + itoa(s.cfg.AdminPort)
-	}
-	if s.cfg.AppPort != 0 {
-		// The application serves the traffic; the agent's /healthz, which the
-		// target group checks, follows the application's health.
-		env["SPOT_AGENT_HELLO"] = "false"
-		env["SPOT_AGENT_APP_HEALTH_URL"] = s.cfg.appHealthURL()
-	}
-	if s.cfg.Fleet == FleetEC2Fleet {
-		// EC2 Fleet has no load balancer integration: the agent registers
-		// itself, on the application's port when there is one.
-		env["SPOT_AGENT_REGISTER"] = "true"
-		if s.cfg.AppPort != 0 {
-			env["SPOT_AGENT_REGISTER_PORT"] = itoa(s.cfg.AppPort)
-		}
-	}
-	return env
-}
+// agentEnv is the agent's environment on the instances (AgentSettings).
+func (s *state) agentEnv() map[string]string { return s.cfg.AgentSettings() }
 
 // userDataConfig is what the launch template's user-data is made of: the
 // packages of the fleet's architectures, each with its pin, the agent's

@@ -77,6 +77,9 @@ var (
 	ruleEventTarget = nameRule{what: "EventBridge target id", min: 1, max: 64,
 		chars: ruleEventRule.chars, charsText: ruleEventRule.charsText,
 		doc: "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_Target.html"}
+	ruleAlarm = nameRule{what: "CloudWatch alarm name", min: 1, max: 255,
+		chars: regexp.MustCompile(`\P{C}`), charsText: "printable characters",
+		doc: "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html"}
 	ruleBucket = nameRule{what: "S3 bucket name", min: 3, max: 63,
 		chars: regexp.MustCompile(`[a-z0-9.-]`), charsText: "lowercase letters, digits, dots and hyphens",
 		alnumEnds: true,
@@ -177,6 +180,9 @@ func (s *state) derivedNames() []derivedName {
 		{s.topicName(), ruleTopic},
 		{s.ruleName(), ruleEventRule},
 		{ruleTargetID, ruleEventTarget},
+		{s.fisRoleName(), ruleRole},
+		{fisPolicyName, ruleRolePolicy},
+		{s.alarmName(), ruleAlarm},
 	}
 	if s.region != "" {
 		names = append(names, derivedName{s.bucketName(), ruleBucket})

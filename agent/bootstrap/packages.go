@@ -166,6 +166,13 @@ func (c *Config) validateArches(bad func(flag, format string, args ...any)) {
 // checkArches checks that each of archs has a package and an AMI, and that
 // no AMI is given for another architecture.
 func (c *Config) checkArches(archs []string, bad func(flag, format string, args ...any)) {
+	c.checkPackages(archs, bad)
+	c.checkAMIs(archs, bad)
+}
+
+// checkPackages checks that each of archs has a package, and that
+// --agent-sha256 pins each of those packages, no more.
+func (c *Config) checkPackages(archs []string, bad func(flag, format string, args ...any)) {
 	pkgs := c.agentPackages()
 	pkgFlag := "agent-url"
 	if len(c.AgentFiles) > 0 {
@@ -191,6 +198,11 @@ func (c *Config) checkArches(archs []string, bad func(flag, format string, args 
 			}
 		}
 	}
+}
+
+// checkAMIs checks that each of archs has an AMI (but Amazon Linux 2023's
+// public one), and that no AMI is given for another architecture.
+func (c *Config) checkAMIs(archs []string, bad func(flag, format string, args ...any)) {
 	switch {
 	case c.AMI != "" && len(archs) > 1:
 		bad("ami", "%s is one AMI, and one AMI boots one architecture while the fleet takes %s: give one per architecture, --ami x86_64=ami-…,arm64=ami-… (or --arch)", c.AMI, strings.Join(archs, " and "))
@@ -210,6 +222,9 @@ func (c *Config) checkArches(archs []string, bad func(flag, format string, args 
 
 // perArchHint says how to give a package per architecture.
 func (c *Config) perArchHint() string {
+	if c.agentOnly {
+		return fmt.Sprintf("--agent-url with %s in the URL, or --arch with the one architecture of the package", ArchPlaceholder)
+	}
 	return fmt.Sprintf("--agent-file twice, e.g. --agent-file \"$(ls %s)\" --agent-file \"$(ls %s)\", or --agent-url with %s in the URL",
 		c.distPackage(ArchX86), c.distPackage(ArchARM), ArchPlaceholder)
 }

@@ -602,6 +602,44 @@ func checkPolicies(t *testing.T, r *captured) {
 	if r.cfg.Fleet == bootstrap.FleetSpotFleet {
 		checkSpotFleetGrants(t, r)
 	}
+	checkFISGrants(t, r)
+}
+
+// checkFISGrants: the drill's experiments may interrupt the stack's
+// instances, and no other; FIS alone may assume the role, for this
+// account's experiments.
+func checkFISGrants(t *testing.T, r *captured) {
+	role := "spot-agent-" + r.cfg.Name + "-fis"
+	p := parsePolicy(t, policiesIn(r.reqs)[role]["spot-agent-fis"])
+	here := "arn:aws:ec2:us-east-1:" + account + ":instance/i-0123"
+	for _, tt := range []struct {
+		action, resource string
+		ctx              map[string]string
+		want             bool
+	}{
+		{"ec2:SendSpotInstanceInterruptions", here, map[string]string{"aws:ResourceTag/" + bootstrap.StackTag: r.cfg.Name}, true},
+		{"ec2:SendSpotInstanceInterruptions", here, map[string]string{"aws:ResourceTag/" + bootstrap.StackTag: "other"}, false},
+		{"ec2:SendSpotInstanceInterruptions", here, nil, false},
+		{"ec2:SendSpotInstanceInterruptions", "arn:aws:ec2:eu-west-1:" + account + ":instance/i-0123", map[string]string{"aws:ResourceTag/" + bootstrap.StackTag: r.cfg.Name}, false},
+		{"ec2:DescribeInstances", "*", nil, true},
+		{"ec2:TerminateInstances", here, map[string]string{"aws:ResourceTag/" + bootstrap.StackTag: r.cfg.Name}, false},
+	} {
+		if got := allowed(p, tt.action, tt.resource, tt.ctx); got != tt.want {
+			t.Errorf("FIS role: %s on %s with %v: %v, want %v", tt.action, tt.resource, tt.ctx, got, tt.want)
+		}
+	}
+	var trust policy
+	for _, req := range r.reqs {
+		if v, ok := req.input.(*iam.CreateRoleInput); ok && aws.ToString(v.RoleName) == role {
+			trust = parsePolicy(t, aws.ToString(v.AssumeRolePolicyDocument))
+		}
+	}
+	exp := "arn:aws:fis:us-east-1:" + account + ":experiment/EXP123"
+	if len(trust.Statement) != 1 || !conditionsHold(trust.Statement[0].Condition, map[string]string{"aws:SourceAccount": account, "aws:SourceArn": exp}) ||
+		conditionsHold(trust.Statement[0].Condition, map[string]string{"aws:SourceAccount": "210987654321", "aws:SourceArn": exp}) ||
+		fmt.Sprint(trust.Statement[0].Principal) != "map[Service:fis.amazonaws.com]" {
+		t.Errorf("the FIS role's trust: %+v; want fis.amazonaws.com, for this account's experiments only", trust)
+	}
 }
 
 // checkAgentCalls: every call the agent makes with the configuration is
@@ -752,7 +790,7 @@ func checkFindings(t *testing.T, r *captured) {
 var servicePrefix = map[string]string{
 	"EC2": "ec2", "Elastic Load Balancing v2": "elasticloadbalancing", "Auto Scaling": "autoscaling",
 	"Application Auto Scaling": "application-autoscaling", "IAM": "iam", "SNS": "sns", "EventBridge": "events",
-	"SSM": "ssm", "STS": "sts", "S3": "s3",
+	"SSM": "ssm", "STS": "sts", "S3": "s3", "fis": "fis", "CloudWatch": "cloudwatch",
 }
 
 // s3Actions are the S3 operations whose IAM action has another name.
@@ -794,7 +832,7 @@ func operatorActions(r request) []string {
 			out = append(out, "elasticloadbalancing:AddTags")
 		case "IAM":
 			out = append(out, "iam:Tag"+strings.TrimPrefix(r.op, "Create"))
-		case "SNS", "EventBridge", "Application Auto Scaling":
+		case "SNS", "EventBridge", "Application Auto Scaling", "fis", "CloudWatch":
 			out = append(out, prefix+":TagResource")
 		case "Auto Scaling":
 			out = append(out, "autoscaling:CreateOrUpdateTags")
@@ -835,6 +873,7 @@ func checkOperatorPolicy(t *testing.T, reqs []request) {
 		"Auto Scaling": reflect.TypeFor[bootstrap.AutoScaling](), "Application Auto Scaling": reflect.TypeFor[bootstrap.AppAutoScaling](),
 		"IAM": reflect.TypeFor[bootstrap.IAM](), "SNS": reflect.TypeFor[bootstrap.SNS](), "EventBridge": reflect.TypeFor[bootstrap.EventBridge](),
 		"SSM": reflect.TypeFor[bootstrap.SSM](), "STS": reflect.TypeFor[bootstrap.STS](), "S3": reflect.TypeFor[bootstrap.S3](),
+		"fis": reflect.TypeFor[bootstrap.FIS](), "CloudWatch": reflect.TypeFor[bootstrap.CloudWatch](),
 	}
 	actions := map[string]bool{}
 	for service, it := range clients {
@@ -871,7 +910,7 @@ func checkOperatorPolicy(t *testing.T, reqs []request) {
 		"Statement": []map[string]any{
 			{"Sid": "BootstrapStatusTeardown", "Effect": "Allow", "Action": sorted, "Resource": "*"},
 			{"Sid": "PassTheStacksRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/spot-agent-*",
-				"Condition": map[string]any{"StringEquals": map[string]any{"iam:PassedToService": []string{"ec2.amazonaws.com", "spotfleet.amazonaws.com"}}}},
+				"Condition": map[string]any{"StringEquals": map[string]any{"iam:PassedToService": []string{"ec2.amazonaws.com", "fis.amazonaws.com", "spotfleet.amazonaws.com"}}}},
 			{"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": "*",
 				"Condition": map[string]any{"StringEquals": map[string]any{"iam:AWSServiceName": operatorServiceLinkedRoles()}}},
 		},

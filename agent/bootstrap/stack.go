@@ -175,30 +175,33 @@ type state struct {
 	pins      map[string]pin    // the packages' digests, by architecture as agentURLs has them
 	ud        string            // the launch templates' base64 user-data, once rendered
 
-	vpcID       string
-	subnetIDs   []string
-	zones       []string // the Availability Zones of the subnets (those to be made too)
-	igwID       string
-	rtID        string
-	albSG       string
-	instanceSG  string
-	tgARN       string
-	albARN      string
-	albDNS      string
-	listenerARN string
-	bucket      string
-	objectKeys  map[string]string // uploaded packages' keys by architecture
-	roleName    string
-	roleARN     string
-	profileARN  string
-	fleetRole   string
-	amis        map[string]string // by architecture
-	ltIDs       map[string]string // launch templates by architecture
-	fleetKind   string
-	fleetID     string
-	topicARN    string
-	ruleARN     string
-	hookMade    bool // the ASG was created with its lifecycle hook in this run
+	vpcID        string
+	subnetIDs    []string
+	zones        []string // the Availability Zones of the subnets (those to be made too)
+	igwID        string
+	rtID         string
+	albSG        string
+	instanceSG   string
+	tgARN        string
+	albARN       string
+	albDNS       string
+	listenerARN  string
+	bucket       string
+	objectKeys   map[string]string // uploaded packages' keys by architecture
+	roleName     string
+	roleARN      string
+	profileARN   string
+	fleetRole    string
+	amis         map[string]string // by architecture
+	ltIDs        map[string]string // launch templates by architecture
+	fleetKind    string
+	fleetID      string
+	topicARN     string
+	ruleARN      string
+	hookMade     bool // the ASG was created with its lifecycle hook in this run
+	fisRoleARN   string
+	alarmARN     string
+	experimentID string // the FIS experiment template's id
 
 	// The instance selection, found by instancePools (bootstrap only).
 	arches   []string            // the fleet's architectures
@@ -299,7 +302,8 @@ func resources(cfg Config, all bool) []resource {
 	if all || cfg.Fleet == FleetASG {
 		rs = append(rs, &lifecycleHook{})
 	}
-	return append(rs, &scaling{}, &topic{}, &rule{})
+	// The drill's: after the group and load balancer its alarm watches.
+	return append(rs, &scaling{}, &topic{}, &rule{}, &fisRole{}, &stopAlarm{}, &experimentTemplate{})
 }
 
 // newState starts a run. Teardown and status pass only the name and region:

@@ -431,6 +431,8 @@ func (s *state) templateOutputs() entries {
 	add("TopicARN", "the topic of interruption warnings and rebalance recommendations", o.TopicARN)
 	add("RuleARN", "the rule that sends them to the topic", o.RuleARN)
 	add("VPCID", "the VPC", o.VPCID)
+	add("ExperimentTemplateID", "the interruption drill's FIS experiment template (spot-agent drill)", o.ExperimentTemplateID)
+	add("StopAlarmARN", "the alarm that stops the drill's experiment", o.StopAlarmARN)
 	return out
 }
 

@@ -411,7 +411,17 @@ var motoGaps = map[string]gap{
 	"target-group":  {bootstrap.Update, []string{"deregistration_delay.timeout_seconds"}},
 	"instance-role": {bootstrap.Update, []string{"policy"}},
 	"topic":         {bootstrap.Update, []string{"policy"}},
+	"fis-role":      {bootstrap.Update, []string{"policy"}},
+	// moto's CloudFormation has no AWS::CloudWatch::Alarm, and fails on an
+	// output's Fn::GetAtt of one: the alarm is removed before deploying,
+	// with the experiment template that names it.
+	"stop-alarm":          {bootstrap.Create, nil},
+	"experiment-template": {bootstrap.Create, nil},
 }
+
+// drillStrip are the resources every case removes before deploying (see
+// motoGaps).
+var drillStrip = []string{"StopAlarm"}
 
 var deployCases = []deployCase{
 	{name: "cfn-asg", edit: func(t *testing.T, c *bootstrap.Config) {
@@ -455,13 +465,11 @@ func TestTemplateDeploysToMotoAsBootstrapWouldBuildIt(t *testing.T) {
 			cfg := templateBase()
 			cfg.Name = dc.name
 			dc.edit(t, &cfg)
-			file, tmpl := templateOf(t, cfg, t.TempDir(), dc.name)
-			stripped := stripResources(tmpl, dc.strip...)
-			if len(dc.strip) > 0 {
-				file = filepath.Join(t.TempDir(), dc.name+"-stripped.json")
-				if err := os.WriteFile(file, mustMarshal(t, tmpl), 0o644); err != nil {
-					t.Fatal(err)
-				}
+			_, tmpl := templateOf(t, cfg, t.TempDir(), dc.name)
+			stripped := stripResources(tmpl, append(slices.Clone(dc.strip), drillStrip...)...)
+			file := filepath.Join(t.TempDir(), dc.name+"-stripped.json")
+			if err := os.WriteFile(file, mustMarshal(t, tmpl), 0o644); err != nil {
+				t.Fatal(err)
 			}
 			m.CLI(t, "cloudformation", "create-stack", "--stack-name", dc.name, "--template-body", "file://"+file, "--capabilities", "CAPABILITY_NAMED_IAM")
 			if st := path(m.CLI(t, "cloudformation", "describe-stacks", "--stack-name", dc.name), "Stacks", "0", "StackStatus"); st != "CREATE_COMPLETE" {

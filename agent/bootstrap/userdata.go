@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/userdata"
@@ -110,4 +111,68 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// AgentInstall is what the user-data that installs the agent is made of, on
+// the instances of a fleet built elsewhere (spot-agent user-data): the
+// fields of Config that bootstrap renders its launch templates' user-data
+// from, nothing of the stack.
+type AgentInstall struct {
+	Distribution string   // al2023, debian or ubuntu (Config.Distribution)
+	AgentURL     string   // https:// or s3://, ArchPlaceholder for each architecture's (Config.AgentURL)
+	AgentRelease string   // a release's packages instead of AgentURL (Config.AgentRelease)
+	AgentSHA256  []string // --agent-sha256 as given (Config.AgentSHA256)
+	// Arches are the instances' architectures (x86_64, arm64); empty: every
+	// one the packages cover.
+	Arches []string
+	// AgentEnv is the instances' settings file, SPOT_AGENT_<FLAG> to value:
+	// every setting, as given (bootstrap writes none of its own here).
+	AgentEnv map[string]string
+	// UserDataFile is the user's own user-data, merged first (Config.UserDataFile).
+	UserDataFile string
+}
+
+// UserData renders the user-data that installs the agent as bootstrap's
+// launch templates carry it for the same packages, pins, settings and user
+// part: the same code (a Stack's preflight, which pins the packages, and
+// renderUserData), so the two never differ. Problems are *FlagErrors named
+// as bootstrap's flags. It makes no AWS call: an s3:// package needs its
+// --agent-sha256; an https:// one without is read once to be pinned, and a
+// release's pins come from its checksums.txt.
+func UserData(ctx context.Context, in AgentInstall, opts Options) ([]byte, error) {
+	cfg := DefaultConfig()
+	cfg.Distribution, cfg.AgentURL, cfg.AgentRelease, cfg.AgentSHA256 = in.Distribution, in.AgentURL, in.AgentRelease, in.AgentSHA256
+	cfg.Arches, cfg.AgentEnv, cfg.UserDataFile = in.Arches, in.AgentEnv, in.UserDataFile
+	cfg.agentOnly = true
+	if err := cfg.validateAgentInstall(); err != nil {
+		return nil, err
+	}
+	st := New(cfg, Clients{}, opts)
+	if err := st.preflight(ctx); err != nil {
+		return nil, err
+	}
+	s := &state{cfg: st.cfg, opts: st.opts, userPart: st.userPart, pins: st.pins}
+	return s.renderUserData()
+}
+
+// validateAgentInstall checks the fields of an AgentInstall (UserData), as
+// Validate checks them for a stack.
+func (c *Config) validateAgentInstall() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, &FlagError{Flag: flag, Problem: fmt.Sprintf(format, args...)})
+	}
+	c.validateDistribution(bad)
+	if _, err := userdata.ParsePins(c.AgentSHA256); err != nil {
+		errs = append(errs, sha256FlagError(err))
+	}
+	c.validateArchNames(bad)
+	if c.validatePackages(bad) {
+		c.checkPackages(c.plannedArches(), bad)
+	}
+	if strings.HasPrefix(c.AgentURL, "s3://") && len(c.AgentSHA256) == 0 {
+		bad("agent-sha256", "reading an s3:// package to pin it is an AWS call, which spot-agent user-data does not make: give each package's SHA-256 (aws s3 cp %s - | sha256sum prints it), --agent-sha256 HEX, or one per architecture, --agent-sha256 amd64=HEX --agent-sha256 arm64=HEX", c.AgentURL)
+	}
+	c.validateAgentEnvValues(bad)
+	return errors.Join(errs...)
 }

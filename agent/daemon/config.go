@@ -14,6 +14,7 @@ import (
 	"github.com/spot-agent/spot-agent/agent/notice"
 	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/targets"
+	"github.com/spot-agent/spot-agent/agent/watch"
 )
 
 // DefaultAdminListen is the admin (metrics) listener's default address.
@@ -24,8 +25,9 @@ const DefaultAdminListen = "127.0.0.1:10190"
 // DefaultConfig returns the defaults of every duration the command line offers.
 //
 // Reaction time is bounded by PollInterval: 200 ms keeps the notice-to-
-// deregistration p99 under 300 ms with ~6 IMDS reads per second (5 on the fast
-// tier, 1.5 on the slow one), well inside IMDS's per-instance limits. The
+// deregistration p99 under 300 ms with about 5.9 IMDS reads per second (5.3 on
+// the fast tier, 0.65 on the slow one: see Watch), well inside IMDS's
+// per-instance limits. The
 // refresh costs two ELB API calls per group, and the account's ELB API rate
 // limit is shared by the whole fleet: every 5 minutes (jittered), 100
 // instances use 0.7 of the ~10 requests per second an account gets.
@@ -48,8 +50,18 @@ func DefaultConfig() Config {
 		AppHealthInterval:  2 * time.Second,
 		AppHealthTimeout:   time.Second,
 		OnDrainDoneTimeout: 5 * time.Second,
+		OnDrainExecDelay:   FollowLoadBalancer,
 	}
 }
+
+// FollowLoadBalancer, as OnDrainExecDelay (the default), runs OnDrainExec
+// once every target group the drain left reports this instance out
+// (DescribeTargetHealth: unused, or not named any more), or its
+// deregistration delay has passed, or at the latest drainHookLead before the
+// agent stops serving, whichever comes first: a load balancer keeps routing
+// new requests for a while after DeregisterTargets (an ALB for seconds), and
+// an application that stops accepting sooner turns them into 502s.
+const FollowLoadBalancer time.Duration = -1
 
 // Config is everything `spot-agent run` is told. The command line fills it;
 // the daemon never sees flags.
@@ -62,7 +74,7 @@ type Config struct {
 	IMDSTimeout  time.Duration
 
 	PollInterval     time.Duration // spot/instance-action
-	SlowPollInterval time.Duration // rebalance, lifecycle state, scheduled events
+	SlowPollInterval time.Duration // lifecycle state; rebalance and scheduled events on a multiple of it (Watch)
 
 	TagKey          string
 	TargetGroupARNs []string
@@ -95,9 +107,29 @@ type Config struct {
 	AppHealthInterval  time.Duration // between checks of AppHealthURL
 	AppHealthTimeout   time.Duration // bound on one check
 	OnDrainExec        string        // shell command run when a drain starts, bounded by ExitBy
-	OnDrainExecDelay   time.Duration // wait this long into the drain before OnDrainExec
+	OnDrainExecDelay   time.Duration // FollowLoadBalancer, or a fixed wait into the drain before OnDrainExec, whatever the load balancer says
 	OnDrainDoneExec    string        // shell command run when a drain ends, before the lifecycle action is completed
 	OnDrainDoneTimeout time.Duration // bound on OnDrainDoneExec (and never past a spot notice's time)
+}
+
+// Watch is the watcher's cadence, less up to 10 % jitter so that a fleet
+// booted together does not poll in step. Each slow path is read as often as
+// what it announces needs:
+//
+//   - autoscaling/target-lifecycle-state on every slow tick: an ASG
+//     termination's lifecycle hook waits for the agent (30 s at the least,
+//     an hour by default), and its drain should start within seconds;
+//   - events/recommendations/rebalance every 5 ticks: a recommendation sets
+//     no deadline, and when it comes with the two-minute notice the fast
+//     tier has already seen that;
+//   - events/maintenance/scheduled every 30 ticks: AWS schedules these events
+//     days ahead, and a drain for one (--drain-on scheduled) is timed from its
+//     NotBefore, not from when it was seen.
+func (c Config) Watch() watch.Config {
+	return watch.Config{
+		Interval: c.PollInterval, SlowInterval: c.SlowPollInterval, Jitter: 0.1,
+		RebalanceInterval: 5 * c.SlowPollInterval, ScheduledInterval: 30 * c.SlowPollInterval,
+	}
 }
 
 // FlagError is a configuration error that names the flag to fix.
@@ -186,7 +218,9 @@ func (c *Config) Validate() error {
 	if c.OnDrainDoneExec != "" {
 		positive("on-drain-done-timeout", c.OnDrainDoneTimeout, 100*time.Millisecond, 2*time.Minute)
 	}
-	positive("on-drain-exec-delay", c.OnDrainExecDelay, 0, 2*time.Minute)
+	if c.OnDrainExecDelay != FollowLoadBalancer {
+		positive("on-drain-exec-delay", c.OnDrainExecDelay, 0, 2*time.Minute)
+	}
 	for _, e := range c.Notify.Validate() {
 		bad("notify-"+e.Option, "%s", e.Problem)
 	}

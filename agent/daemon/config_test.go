@@ -2,11 +2,14 @@ package daemon_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
+	"github.com/spot-agent/spot-agent/agent/imds"
+	"github.com/spot-agent/spot-agent/agent/watch"
 )
 
 const tgARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
@@ -21,6 +24,25 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	}
 	if c.PollInterval != 200*time.Millisecond || c.DrainOnStop != true {
 		t.Errorf("PollInterval %s, DrainOnStop %v; want 200ms, true", c.PollInterval, c.DrainOnStop)
+	}
+}
+
+func TestTheWatchersDefaultCadenceReadsEachPathAsOftenAsItNeeds(t *testing.T) {
+	got := daemon.DefaultConfig().Watch().Intervals()
+	want := []watch.PathInterval{
+		{Path: imds.PathInstanceAction, Every: 200 * time.Millisecond},
+		{Path: imds.PathRebalance, Every: 10 * time.Second},
+		{Path: imds.PathLifecycleState, Every: 2 * time.Second},
+		{Path: imds.PathScheduled, Every: time.Minute},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("default cadence %v, want %v", got, want)
+	}
+	// --slow-poll-interval moves the three slow paths together.
+	c := daemon.DefaultConfig()
+	c.SlowPollInterval = 200 * time.Millisecond
+	if got := c.Watch().Intervals(); got[1].Every != time.Second || got[2].Every != 200*time.Millisecond || got[3].Every != 6*time.Second {
+		t.Errorf("at --slow-poll-interval 200ms: %v", got)
 	}
 }
 

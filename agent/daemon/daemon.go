@@ -2,6 +2,7 @@
 //
 //	watch (IMDS poll) ──Notice──▶ loop: notice.Decide ──Drain──▶ drain:
 //	    readiness 503 ─▶ targets.Deregister (one round trip, resolved beforehand)
+//	    ─▶ targets.Follow (its own target health, until every group lets go) ─▶ --on-drain-exec
 //	    ─▶ serve stragglers until ExitBy ─▶ lifecycle.Complete (ASG) ─▶ shutdown ─▶ exit 0
 //	    (a hibernation suspends instead of the shutdown, and resumes: loop.go)
 //
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -103,6 +105,32 @@ type parts struct {
 	slept       func() time.Duration // time the system spent suspended since boot
 }
 
+// ListenError is a listener New could not bind (the port taken by another
+// program, a privileged port without the capability, an address that is not
+// the machine's), with the flag that sets its address.
+type ListenError struct {
+	Listener string // traffic or admin
+	Flag     string // listen or admin-listen
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("--%s: cannot listen on %s: %s", e.Flag, e.Addr, e.Cause())
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Cause is why the address could not be bound, in the system's words
+// ("address already in use"), without the wrapping.
+func (e *ListenError) Cause() string {
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		return se.Err.Error()
+	}
+	return e.Err.Error()
+}
+
 // Daemon is a running `spot-agent run`.
 type Daemon struct {
 	cfg     Config
@@ -150,11 +178,11 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	gate.ObserveReadiness(m)
 	d := &Daemon{cfg: cfg}
 	if d.traffic, err = web.ListenTraffic(cfg.Listen, gate, web.DefaultLimits(), log); err != nil {
-		return nil, err
+		return nil, &ListenError{Listener: "traffic", Flag: "listen", Addr: cfg.Listen, Err: err}
 	}
 	if d.admin, err = web.Listen("admin", cfg.AdminListen, web.Admin(m.Registry), log); err != nil {
 		_ = d.traffic.Shutdown(context.Background())
-		return nil, err
+		return nil, &ListenError{Listener: "admin", Flag: "admin-listen", Addr: cfg.AdminListen, Err: err}
 	}
 	md := imds.New(imds.Options{Endpoint: cfg.IMDSEndpoint, AllowV1: cfg.IMDSAllowV1, Timeout: cfg.IMDSTimeout, Observer: m})
 	d.p = parts{
@@ -212,11 +240,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// Unbuffered: when the watcher has handed a notice over, the loop has it.
 	notices := make(chan notice.Notice)
-	w := watch.New(d.p.imds, watch.Config{Interval: d.cfg.PollInterval, SlowInterval: d.cfg.SlowPollInterval, Jitter: 0.1},
-		notices, log.With("component", "watch"), func(at time.Time) {
-			d.p.metrics.ObservePoll(at)
-			d.p.watchdog.Beat(at)
-		})
+	w := watch.New(d.p.imds, d.cfg.Watch(), notices, log.With("component", "watch"), func(at time.Time) {
+		d.p.metrics.ObservePoll(at)
+		d.p.watchdog.Beat(at)
+	})
 	aws := newLatch[*cloud]()
 	for _, s := range d.p.servers {
 		g.Go(s.Serve)

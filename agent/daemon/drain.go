@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,17 +21,27 @@ import (
 // for the agent's own exit.
 const commandExitReserve = time.Second
 
+// drainHookLead is how long before the agent stops serving (ExitBy) the drain
+// hook starts at the latest when it waits for the load balancer
+// (FollowLoadBalancer), whatever the load balancer says: it leaves the hook
+// 3 s to run before its SIGTERM, drainexec.DefaultGrace before ExitBy. An
+// application that needs longer to finish its work gets it from a longer
+// --exit-margin.
+const drainHookLead = 5 * time.Second
+
 // drain takes the instance out of service, once:
 //
 //  1. readiness fails at once (the load balancer's health check sees 503);
 //  2. the registration under way, if any, is let end; then DeregisterTargets
-//     in every group, retried until the deadline;
-//  3. beside it: --on-drain-exec (after its delay), gone by ExitBy, and for
-//     an ASG termination, lifecycle heartbeats;
+//     in every group, retried until the deadline; then each group's target
+//     health is followed (targets.Follow) until it lets the instance go;
+//  3. beside it: --on-drain-exec, once every group let go (or at its bound,
+//     drainHookLead before ExitBy), or after a fixed --on-drain-exec-delay;
+//     gone by ExitBy; and for an ASG termination, lifecycle heartbeats;
 //  4. requests keep being served until ExitBy (an ALB routes for a few seconds
 //     after deregistration, and draining connections finish);
-//  5. --on-drain-done-exec, the drained notification, and for an ASG
-//     termination CompleteLifecycleAction;
+//  5. --on-drain-done-exec, the drained notification (with the phases
+//     reached), and for an ASG termination CompleteLifecycleAction;
 //  6. what it left is remembered when the drain is reversible (a stop, a
 //     hibernation) and forgotten when it is for good (a notice).
 //
@@ -50,6 +61,9 @@ type drain struct {
 	done    chan drainResult
 
 	dec notice.Decision // owned by run
+
+	mu     sync.Mutex
+	phases notify.DrainPhases // guarded by mu: run and the deregistration's goroutine write it
 }
 
 // drainResult is how a drain ended.
@@ -77,19 +91,47 @@ func (d *drain) update(dec notice.Decision) {
 	}
 }
 
+// reached records that the drain reached phase at at, for the drained
+// notification, the hooks' environment and spot_agent_drain_phase_seconds.
+// A phase keeps the first time it was reached.
+func (d *drain) reached(phase string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, pt := range d.phases.Reached() {
+		if pt.Phase == phase {
+			return
+		}
+	}
+	d.phases.Set(phase, at)
+	d.p.metrics.ObserveDrainPhase(phase, at.Sub(d.n.Seen))
+}
+
+// phasesSoFar are the phases reached so far.
+func (d *drain) phasesSoFar() notify.DrainPhases {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.phases
+}
+
 // run drains and sends the result on done.
 func (d *drain) run() {
 	dec := d.dec
 	seen := d.n.Seen
+	began := time.Now()
+	d.p.metrics.ResetDrainPhases()
 	d.p.gate.SetDraining()
+	d.reached(notify.DrainUnready, time.Now())
 	d.p.metrics.SetDraining(true, dec.Deadline)
 	d.p.systemd.Status("draining (%s): exit by %s", dec.Reason, dec.ExitBy.Format(time.RFC3339))
 	d.log.Warn("draining", "reason", dec.Reason, "deadline", dec.Deadline.Format(time.RFC3339Nano), "exit_by", dec.ExitBy.Format(time.RFC3339Nano), "since_notice", time.Since(seen).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
-	// AWS calls stop at the deadline, not before.
+	// AWS calls stop at the deadline, not before; following the target
+	// health stops when serving does.
 	awsCtx, cancelAWS := context.WithCancel(context.Background())
 	defer cancelAWS()
+	followCtx, stopFollow := context.WithCancel(awsCtx)
+	defer stopFollow()
 
 	// --on-drain-exec runs beside the drain and is gone by ExitBy: SIGTERM
 	// one grace period before it, SIGKILL at it.
@@ -98,21 +140,42 @@ func (d *drain) run() {
 	cmdStop := time.NewTimer(time.Until(dec.ExitBy.Add(-drainexec.DefaultGrace)))
 	defer cmdStop.Stop()
 	var cmdDone chan struct{}
-	if d.cfg.OnDrainExec != "" {
+	startHook := func(why string) {
+		if d.cfg.OnDrainExec == "" || cmdDone != nil {
+			return
+		}
+		if cmdCtx.Err() != nil {
+			d.log.Warn("drain command not run: the drain ends before it would have started", "why", why)
+			return
+		}
+		d.reached(notify.DrainHook, time.Now())
+		d.log.Info("drain command starting", "why", why, "since_notice", time.Since(seen).Round(time.Millisecond))
 		cmdDone = make(chan struct{})
 		env, bound := d.commandEnv("drain", dec), dec.ExitBy
 		go func() { // joined below, within the bound of a process that dies at SIGKILL
 			defer close(cmdDone)
-			d.drainCommand(cmdCtx, bound, env)
+			d.p.run(cmdCtx, "drain", d.cfg.OnDrainExec, bound, env)
 		}()
+	}
+	hookAt := time.NewTimer(time.Until(d.hookStart(dec, began)))
+	defer hookAt.Stop()
+	hookC := hookAt.C
+	if d.cfg.OnDrainExec == "" {
+		hookC = nil
 	}
 
 	deregistered := make(chan struct{})
-	var outcomes []targets.Outcome // read only once deregistered is closed
+	followed := make(chan struct{})
+	var outcomes []targets.Outcome // written by the goroutine below; read once followed is closed
+	allOut := false                // likewise
 	wg.Go(func() {
-		defer close(deregistered)
-		outcomes = d.deregister(awsCtx, seen)
+		defer close(followed)
+		out := d.deregister(awsCtx, seen)
+		close(deregistered)
+		outcomes = d.follow(followCtx, out)
+		allOut = len(outcomes) > 0 && !slices.ContainsFunc(outcomes, func(o targets.Outcome) bool { return !o.Out() })
 	})
+	followedC := (<-chan struct{})(followed)
 
 	heartbeatCtx, stopHeartbeat := context.WithCancel(awsCtx)
 	defer stopHeartbeat()
@@ -140,6 +203,9 @@ func (d *drain) run() {
 			if !merged.ExitBy.Equal(dec.ExitBy) {
 				exit.Reset(time.Until(merged.ExitBy))
 				cmdStop.Reset(time.Until(merged.ExitBy.Add(-drainexec.DefaultGrace)))
+				if hookC != nil {
+					hookAt.Reset(time.Until(d.hookStart(merged, began)))
+				}
 			}
 			dec = merged
 			d.p.metrics.SetDraining(true, dec.Deadline)
@@ -151,10 +217,25 @@ func (d *drain) run() {
 			cancelAWS()
 		case <-cmdStop.C:
 			stopCmd()
+		case <-hookC:
+			hookC = nil
+			if d.cfg.OnDrainExecDelay == FollowLoadBalancer {
+				d.log.Warn("the load balancer has not let go of this instance yet; the drain command starts now, at its bound", "before_exit", drainHookLead)
+				startHook("bound")
+			} else {
+				startHook("--on-drain-exec-delay")
+			}
+		case <-followedC:
+			followedC = nil
+			if allOut && d.cfg.OnDrainExecDelay == FollowLoadBalancer {
+				hookC = nil
+				startHook("every target group let go of this instance")
+			}
 		case <-exit.C:
 			waiting = false
 		}
 	}
+	d.reached(notify.DrainExit, time.Now())
 	stopCmd()
 	if cmdDone != nil {
 		// Killed by now at the latest; the wait covers the last output being read.
@@ -178,10 +259,13 @@ func (d *drain) run() {
 		}
 		<-deregistered
 	}
+	stopFollow()
+	<-followed
 	stopHeartbeat()
 	wg.Wait()
 
-	drained := notify.Drained(dec, outcomes)
+	phases := d.phasesSoFar()
+	drained := notify.Drained(dec, outcomes, phases)
 	if d.cfg.OnDrainDoneExec != "" {
 		// Before the lifecycle action is completed: the group may terminate
 		// the instance as soon as it is.
@@ -198,23 +282,18 @@ func (d *drain) run() {
 	}
 	left := leftGroups(outcomes, d.pending)
 	d.remember(dec, left)
-	d.log.Info("drain finished", "reason", dec.Reason, "left_before_deadline", time.Until(dec.Deadline).Round(time.Millisecond))
+	d.log.Info("drain finished", "reason", dec.Reason, "left_before_deadline", time.Until(dec.Deadline).Round(time.Millisecond), "phases", phases.Since(seen))
 	d.done <- drainResult{n: d.n, dec: dec, left: left, summary: summarize(outcomes)}
 }
 
-// drainCommand runs --on-drain-exec after --on-drain-exec-delay.
-func (d *drain) drainCommand(ctx context.Context, bound time.Time, env []string) {
-	if wait := d.cfg.OnDrainExecDelay; wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			d.log.Warn("drain command not run: the drain ended before --on-drain-exec-delay passed", "delay", wait)
-			return
-		}
+// hookStart is when --on-drain-exec starts if nothing starts it sooner:
+// --on-drain-exec-delay into the drain, or, following the load balancer,
+// its bound drainHookLead before ExitBy.
+func (d *drain) hookStart(dec notice.Decision, began time.Time) time.Time {
+	if d.cfg.OnDrainExecDelay != FollowLoadBalancer {
+		return began.Add(d.cfg.OnDrainExecDelay)
 	}
-	d.p.run(ctx, "drain", d.cfg.OnDrainExec, bound, env)
+	return dec.ExitBy.Add(-drainHookLead)
 }
 
 // remember keeps what a reversible drain left for the next start (or the
@@ -254,7 +333,17 @@ func (d *drain) commandEnv(name string, dec notice.Decision) []string {
 		"SPOT_AGENT_DEADLINE=" + dec.Deadline.UTC().Format(time.RFC3339),
 		"SPOT_AGENT_EXIT_BY=" + dec.ExitBy.UTC().Format(time.RFC3339),
 		"SPOT_AGENT_TARGET_GROUPS=" + strings.Join(groups, ","),
+		"SPOT_AGENT_DEREGISTERED_AT=" + timeEnv(d.phasesSoFar().Deregistered),
 	}
+}
+
+// timeEnv is t for a hook's environment: RFC 3339 in UTC with milliseconds,
+// empty when t is zero.
+func timeEnv(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
 // deregister lets the cancelled registration end, then leaves every group.
@@ -272,6 +361,41 @@ func (d *drain) deregister(ctx context.Context, seen time.Time) []targets.Outcom
 	if err != nil {
 		d.log.Error("deregistration incomplete", "err", err)
 	}
+	var last time.Time
+	for _, o := range out {
+		if o.DeregisteredAt.After(last) {
+			last = o.DeregisteredAt
+		}
+	}
+	if !last.IsZero() {
+		d.reached(notify.DrainDeregistered, last)
+	}
+	return out
+}
+
+// follow watches the groups out says the instance left until each lets it go
+// (targets.Follow), and records when a load balancer first said draining and
+// when the last one let go.
+func (d *drain) follow(ctx context.Context, out []targets.Outcome) []targets.Outcome {
+	c, ok := d.aws.get()
+	if !ok || len(out) == 0 {
+		return out
+	}
+	out = c.resolver.Follow(ctx, out, func(o targets.Outcome) {
+		if !o.DrainingAt.IsZero() {
+			d.reached(notify.DrainDraining, o.DrainingAt)
+		}
+	})
+	var last time.Time
+	for _, o := range out {
+		if !o.Out() {
+			return out
+		}
+		if o.OutAt.After(last) {
+			last = o.OutAt
+		}
+	}
+	d.reached(notify.DrainOut, last)
 	return out
 }
 

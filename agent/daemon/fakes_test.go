@@ -110,28 +110,37 @@ func (f *fakeIMDS) TagsEnabled(context.Context) (bool, error)   { return false, 
 
 // elbCall is one call the fake ELB answered.
 type elbCall struct {
-	op    string // Register, Deregister
+	op    string // Register, Deregister, Health (DescribeTargetHealth naming targets)
 	arn   string
 	ports []int32
 	at    time.Time
+	err   error
 }
 
 // fakeELB keeps this instance's registrations per target group, and answers
 // as Elastic Load Balancing does: deregistering a target that is not
-// registered is InvalidTarget.
+// registered is InvalidTarget; after DeregisterTargets a target is draining
+// (Target.DeregistrationInProgress) for its group's drainFor, then unused
+// (Target.NotRegistered) when named, and not listed at all when not.
 type fakeELB struct {
 	mu          sync.Mutex
 	delay       map[string]int            // deregistration_delay.timeout_seconds per group
 	members     map[string]map[int32]bool // group → ports this instance is registered on
+	others      map[string]int            // group → how many other instances it holds
+	drainFor    map[string]time.Duration  // group → how long a deregistered target is draining
+	drainEnd    map[string]map[int32]time.Time
 	calls       []elbCall
-	describeErr error // returned by DescribeTargetHealth when set
-	registerErr error // returned by RegisterTargets when set
+	describeErr error            // returned by DescribeTargetHealth when set
+	readErr     map[string]error // group → what DescribeTargetHealth naming targets answers, when set
+	throttled   time.Time        // DescribeTargetHealth naming targets is throttled until then
+	registerErr error            // returned by RegisterTargets when set
 }
 
 var _ targets.ELB = (*fakeELB)(nil)
 
 func newFakeELB(delaySeconds int, registered map[string][]int32) *fakeELB {
-	f := &fakeELB{delay: map[string]int{}, members: map[string]map[int32]bool{}}
+	f := &fakeELB{delay: map[string]int{}, members: map[string]map[int32]bool{}, others: map[string]int{},
+		drainFor: map[string]time.Duration{}, drainEnd: map[string]map[int32]time.Time{}, readErr: map[string]error{}}
 	for arn, ports := range registered {
 		f.delay[arn] = delaySeconds
 		f.members[arn] = map[int32]bool{}
@@ -163,14 +172,60 @@ func (f *fakeELB) callsOf(op string) []elbCall {
 func (f *fakeELB) DescribeTargetHealth(_ context.Context, in *elbv2.DescribeTargetHealthInput, _ ...func(*elbv2.Options)) (*elbv2.DescribeTargetHealthOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	arn := aws.ToString(in.TargetGroupArn)
 	if f.describeErr != nil {
 		return nil, f.describeErr
 	}
 	out := &elbv2.DescribeTargetHealthOutput{}
-	for _, p := range slices.Sorted(maps.Keys(f.members[aws.ToString(in.TargetGroupArn)])) {
+	if len(in.Targets) > 0 {
+		return f.named(arn, in.Targets)
+	}
+	for _, p := range slices.Sorted(maps.Keys(f.members[arn])) {
 		out.TargetHealthDescriptions = append(out.TargetHealthDescriptions, elbtypes.TargetHealthDescription{
 			Target:       &elbtypes.TargetDescription{Id: aws.String(testInstance), Port: aws.Int32(p)},
 			TargetHealth: &elbtypes.TargetHealth{State: elbtypes.TargetHealthStateEnumHealthy},
+		})
+	}
+	for i := range f.others[arn] {
+		out.TargetHealthDescriptions = append(out.TargetHealthDescriptions, elbtypes.TargetHealthDescription{
+			Target:       &elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("i-%017x", i+1)), Port: aws.Int32(80)},
+			TargetHealth: &elbtypes.TargetHealth{State: elbtypes.TargetHealthStateEnumHealthy},
+		})
+	}
+	return out, nil
+}
+
+// named answers DescribeTargetHealth for the targets named, as AWS does: each
+// named target is described, unused when it is not registered.
+func (f *fakeELB) named(arn string, targets []elbtypes.TargetDescription) (*elbv2.DescribeTargetHealthOutput, error) {
+	call := elbCall{op: "Health", arn: arn, at: time.Now()}
+	for _, t := range targets {
+		call.ports = append(call.ports, aws.ToInt32(t.Port))
+	}
+	switch {
+	case time.Now().Before(f.throttled):
+		call.err = &smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded", Fault: smithy.FaultClient}
+	case f.readErr[arn] != nil:
+		call.err = f.readErr[arn]
+	}
+	f.calls = append(f.calls, call)
+	if call.err != nil {
+		return nil, call.err
+	}
+	out := &elbv2.DescribeTargetHealthOutput{}
+	for _, t := range targets {
+		p := aws.ToInt32(t.Port)
+		h := &elbtypes.TargetHealth{State: elbtypes.TargetHealthStateEnumUnused, Reason: elbtypes.TargetHealthReasonEnumNotRegistered,
+			Description: aws.String("Target is not registered to the target group")}
+		switch {
+		case f.members[arn][p]:
+			h = &elbtypes.TargetHealth{State: elbtypes.TargetHealthStateEnumHealthy}
+		case time.Now().Before(f.drainEnd[arn][p]):
+			h = &elbtypes.TargetHealth{State: elbtypes.TargetHealthStateEnumDraining, Reason: elbtypes.TargetHealthReasonEnumDeregistrationInProgress,
+				Description: aws.String("Target deregistration is in progress")}
+		}
+		out.TargetHealthDescriptions = append(out.TargetHealthDescriptions, elbtypes.TargetHealthDescription{
+			Target: &elbtypes.TargetDescription{Id: t.Id, Port: aws.Int32(p)}, TargetHealth: h,
 		})
 	}
 	return out, nil
@@ -199,6 +254,10 @@ func (f *fakeELB) DeregisterTargets(_ context.Context, in *elbv2.DeregisterTarge
 	}
 	for _, p := range ports {
 		delete(f.members[arn], p)
+		if f.drainEnd[arn] == nil {
+			f.drainEnd[arn] = map[int32]time.Time{}
+		}
+		f.drainEnd[arn][p] = time.Now().Add(f.drainFor[arn])
 	}
 	f.calls = append(f.calls, elbCall{op: "Deregister", arn: arn, ports: ports, at: time.Now()})
 	return &elbv2.DeregisterTargetsOutput{}, nil

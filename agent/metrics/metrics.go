@@ -58,6 +58,7 @@ type Metrics struct {
 	hookDuration      *prometheus.GaugeVec
 	secretReady       *prometheus.GaugeVec
 	secretErrors      *prometheus.CounterVec
+	drainPhase        *prometheus.GaugeVec
 	deadlineUnixMilli atomic.Int64
 }
 
@@ -217,6 +218,10 @@ func New(b Build) *Metrics {
 		Name: name("secret", "read_errors_total"),
 		Help: "Failed reads of a setting given as ssm:NAME, by setting and reason (not_found, access_denied, kms_denied, wrong_type, invalid_value, throttled, timeout, error).",
 	}, []string{"setting", "reason"})
+	m.drainPhase = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("", "drain_phase_seconds"),
+		Help: "Seconds from the notice to each phase the drain under way (or the last one) reached: unready (/healthz 503), deregistered (DeregisterTargets answered), draining (a load balancer first reported the target draining), out (every target group routes nothing more here), hook (--on-drain-exec started), exit (serving stopped).",
+	}, []string{"phase"})
 	return m
 }
 
@@ -232,6 +237,14 @@ func (m *Metrics) SetSecretReady(setting string, ready bool) {
 // ObserveSecretError counts one failed read of a setting given as ssm:NAME.
 func (m *Metrics) ObserveSecretError(setting, reason string) {
 	m.secretErrors.WithLabelValues(setting, reason).Inc()
+}
+
+// ResetDrainPhases forgets the phases of the last drain, as a new one begins.
+func (m *Metrics) ResetDrainPhases() { m.drainPhase.Reset() }
+
+// ObserveDrainPhase publishes when the drain reached phase, counted from the notice.
+func (m *Metrics) ObserveDrainPhase(phase string, sinceNotice time.Duration) {
+	m.drainPhase.WithLabelValues(phase).Set(sinceNotice.Seconds())
 }
 
 // SetReadiness publishes the state /healthz answers with.

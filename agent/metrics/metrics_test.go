@@ -59,6 +59,9 @@ func driven(t *testing.T) (m *metrics.Metrics, before, after time.Time) {
 	m.SetSecretReady("notify-webhook", true)
 	m.SetSecretReady("notify-body", false)
 	m.ObserveSecretError("notify-body", "access_denied")
+	m.ObserveDrainPhase("unready", 0)
+	m.ObserveDrainPhase("deregistered", 180*time.Millisecond)
+	m.ObserveDrainPhase("out", 15500*time.Millisecond)
 	h := m.HTTP()
 	h.Count(200)
 	h.Count(200)
@@ -247,6 +250,17 @@ func TestDrainingAndDeadline(t *testing.T) {
 		if got := gaugeValue(t, m, name); got != 0 {
 			t.Errorf("%s %v after the drain, want 0", name, got)
 		}
+	}
+}
+
+func TestDrainPhasesAreForgottenWhenANewDrainBegins(t *testing.T) {
+	m := metrics.New(metrics.Build{})
+	m.ObserveDrainPhase("out", 20*time.Second)
+	m.ResetDrainPhases()
+	m.ObserveDrainPhase("unready", time.Millisecond)
+	mf := family(gather(t, m), "spot_agent_drain_phase_seconds")
+	if mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetLabel()[0].GetValue() != "unready" {
+		t.Fatalf("phases after a new drain began: %v; want unready alone", mf)
 	}
 }
 

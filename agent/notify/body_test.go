@@ -40,9 +40,10 @@ func TestParseBodyFillsEveryField(t *testing.T) {
 		"instance_type=c5.large",
 		"kind=spot",
 		"notice_time=",
-		"outcomes=arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef success after 1 attempt; " +
+		"outcomes=arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef success after 1 attempt, out by target_health after 12 reads; " +
 			`arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/fedcba9876543210 error after 3 attempts: deregister: "quoted" <failure> & ünïcode`,
 		"phase=drained",
+		"phases=unready +0.00s, deregistered +0.18s, draining +1.20s, out +15.61s, hook +15.62s, exit +110.00s",
 		"reason=spot terminate",
 		"region=us-east-1",
 		"seen=2026-01-01T12:00:00Z",

@@ -62,6 +62,8 @@ type Event struct {
 	TargetGroups []string `json:"target_groups"`
 	// Outcomes are the deregistration results, one per target group (drained only).
 	Outcomes []Outcome `json:"outcomes,omitempty"`
+	// Phases are when the drain reached each of its phases (drained only).
+	Phases DrainPhases `json:"phases,omitzero"`
 
 	DryRun bool `json:"dry_run,omitempty"`
 	// Time is when the event was made.
@@ -77,6 +79,86 @@ type Outcome struct {
 	Result   string `json:"result"`
 	Attempts int    `json:"attempts"`
 	Error    string `json:"error,omitempty"`
+	// TargetState is the target health read last after the deregistration
+	// (draining, unused...), TargetHealthReads how many reads were made, and
+	// OutBy how the group was known to route nothing more here
+	// (target_health, deregistration_delay, not_registered,
+	// target_group_deleted); empty while it might.
+	TargetState       string `json:"target_state,omitempty"`
+	TargetHealthReads int    `json:"target_health_reads,omitempty"`
+	OutBy             string `json:"out_by,omitempty"`
+}
+
+// The phases of a drain, in the order it reaches them: the labels of
+// spot_agent_drain_phase_seconds and the keys of DrainPhases' JSON form.
+const (
+	DrainUnready      = "unready"      // readiness fails: /healthz answers 503
+	DrainDeregistered = "deregistered" // DeregisterTargets answered in every group it succeeded in
+	DrainDraining     = "draining"     // a load balancer first reported the target draining
+	DrainOut          = "out"          // every target group routes nothing more here
+	DrainHook         = "hook"         // --on-drain-exec started
+	DrainExit         = "exit"         // serving stopped
+)
+
+// DrainPhases are the times a drain reached each phase; zero for a phase it
+// did not reach.
+type DrainPhases struct {
+	Unready      time.Time `json:"unready,omitzero"`
+	Deregistered time.Time `json:"deregistered,omitzero"`
+	Draining     time.Time `json:"draining,omitzero"`
+	Out          time.Time `json:"out,omitzero"`
+	Hook         time.Time `json:"hook,omitzero"`
+	Exit         time.Time `json:"exit,omitzero"`
+}
+
+// Set records when phase (one of the Drain* names) was reached.
+func (p *DrainPhases) Set(phase string, at time.Time) {
+	for _, f := range p.fields() {
+		if f.Phase == phase {
+			*f.At = at
+		}
+	}
+}
+
+// Reached lists the phases reached, in order, with their times.
+func (p DrainPhases) Reached() []PhaseTime {
+	var out []PhaseTime
+	for _, f := range p.fields() {
+		if !f.At.IsZero() {
+			out = append(out, PhaseTime{f.Phase, *f.At})
+		}
+	}
+	return out
+}
+
+// fields are the phases in order, each with its field of p.
+func (p *DrainPhases) fields() []struct {
+	Phase string
+	At    *time.Time
+} {
+	return []struct {
+		Phase string
+		At    *time.Time
+	}{
+		{DrainUnready, &p.Unready}, {DrainDeregistered, &p.Deregistered}, {DrainDraining, &p.Draining},
+		{DrainOut, &p.Out}, {DrainHook, &p.Hook}, {DrainExit, &p.Exit},
+	}
+}
+
+// PhaseTime is one phase of a drain and when it was reached.
+type PhaseTime struct {
+	Phase string
+	At    time.Time
+}
+
+// Since is the phases reached as text, each counted from the notice seen:
+// "unready +0.00s, deregistered +0.18s, out +15.61s".
+func (p DrainPhases) Since(seen time.Time) string {
+	var parts []string
+	for _, pt := range p.Reached() {
+		parts = append(parts, fmt.Sprintf("%s +%.2fs", pt.Phase, pt.At.Sub(seen).Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Detected describes a notice the agent acts on; groups are the target groups
@@ -97,20 +179,23 @@ func Detected(n notice.Notice, dec notice.Decision, groups []string) Event {
 	}
 }
 
-// Drained describes the end of a drain: the final decision and each group's
-// outcome. The notice that started the drain is filled in by Fanout.Go.
-func Drained(dec notice.Decision, out []targets.Outcome) Event {
+// Drained describes the end of a drain: the final decision, each group's
+// outcome and the phases reached. The notice that started the drain is filled
+// in by Fanout.Go.
+func Drained(dec notice.Decision, out []targets.Outcome, phases DrainPhases) Event {
 	e := Event{
 		Phase:    PhaseDrained,
 		Deadline: dec.Deadline,
 		ExitBy:   dec.ExitBy,
 		Reason:   dec.Reason,
 		Stale:    dec.Stale,
+		Phases:   phases,
 		Time:     time.Now(),
 	}
 	for _, o := range out {
 		e.TargetGroups = append(e.TargetGroups, o.ARN)
-		oc := Outcome{TargetGroup: o.ARN, Ports: o.Ports, Result: o.Result, Attempts: o.Attempts}
+		oc := Outcome{TargetGroup: o.ARN, Ports: o.Ports, Result: o.Result, Attempts: o.Attempts,
+			TargetState: o.State, TargetHealthReads: o.Reads, OutBy: o.OutBy}
 		if o.Err != nil {
 			oc.Error = o.Err.Error()
 		}
@@ -176,8 +261,9 @@ func (e Event) Summary() string {
 	return b.String()
 }
 
-// String is the outcome in words: "ARN success after 1 attempt", and the
-// error after a colon.
+// String is the outcome in words: "ARN success after 1 attempt", the error
+// after a colon, then what the target health said after it: ", out by
+// target_health after 12 reads", or ", still draining after 40 reads".
 func (o Outcome) String() string {
 	var b strings.Builder
 	if o.TargetGroup != "" {
@@ -193,7 +279,22 @@ func (o Outcome) String() string {
 	if o.Error != "" {
 		b.WriteString(": " + o.Error)
 	}
+	switch {
+	case o.OutBy != "" && o.TargetHealthReads > 0:
+		fmt.Fprintf(&b, ", out by %s after %d read%s", o.OutBy, o.TargetHealthReads, plural(o.TargetHealthReads))
+	case o.OutBy != "" && o.OutBy != "not_registered":
+		fmt.Fprintf(&b, ", out by %s", o.OutBy)
+	case o.TargetState != "":
+		fmt.Fprintf(&b, ", still %s after %d read%s", o.TargetState, o.TargetHealthReads, plural(o.TargetHealthReads))
+	}
 	return b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // Fields is the event as flat text, for the ${field} placeholders of
@@ -202,6 +303,8 @@ func (o Outcome) String() string {
 //   - target_groups: the ARNs, comma-separated (as SPOT_AGENT_TARGET_GROUPS);
 //   - outcomes: each group's Outcome.String, separated by "; " (drained only);
 //   - failed: whether a group may still route here (Failed);
+//   - phases: the drain's phases reached, each counted from the notice
+//     (DrainPhases.Since), empty at detection;
 //   - summary: the one line of Summary.
 func (e Event) Fields() map[string]string {
 	outcomes := make([]string, len(e.Outcomes))
@@ -216,6 +319,7 @@ func (e Event) Fields() map[string]string {
 		"exit_by": timeField(e.ExitBy), "time": timeField(e.Time),
 		"target_groups": strings.Join(e.TargetGroups, ","), "outcomes": strings.Join(outcomes, "; "),
 		"failed": strconv.FormatBool(e.Failed()), "dry_run": strconv.FormatBool(e.DryRun), "summary": e.Summary(),
+		"phases": e.Phases.Since(e.Seen),
 	}
 }
 

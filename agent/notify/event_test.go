@@ -37,7 +37,7 @@ func TestSummary(t *testing.T) {
 }
 
 func TestDrainedWithoutGroupsReportsNoTargetGroups(t *testing.T) {
-	e := notify.Drained(notice.Decision{Reason: "spot terminate", Deadline: time.Now()}, nil)
+	e := notify.Drained(notice.Decision{Reason: "spot terminate", Deadline: time.Now()}, nil, notify.DrainPhases{})
 	if len(e.Outcomes) != 1 || e.Outcomes[0].Result != targets.ResultNoGroups || !e.Failed() {
 		t.Errorf("outcomes = %+v, want one no_target_groups, failed", e.Outcomes)
 	}

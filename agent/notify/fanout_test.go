@@ -113,7 +113,7 @@ func TestGoFillsInIdentityAndTheNoticeThatStartedTheDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := []targets.Outcome{{ARN: "arn:tg/a", Ports: []int32{80}, Result: "success", Attempts: 1}, {ARN: "arn:tg/b", Result: "timeout", Attempts: 7, Err: errors.New("deadline")}}
-	f.Go(notify.Drained(dec, out))
+	f.Go(notify.Drained(dec, out, notify.DrainPhases{}))
 	if err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,7 @@ func details(e Event) [][2]string {
 		add("Deadline", e.Deadline.UTC().Format("2006-01-02 15:04:05Z"))
 	}
 	add("Reason", e.Reason)
+	add("Phases", e.Phases.Since(e.Seen))
 	for _, o := range e.Outcomes {
 		tg := o.TargetGroup
 		o.TargetGroup = ""

@@ -137,7 +137,8 @@ func TestSlackFormat(t *testing.T) {
 		{"Notice", "spot terminate", true},
 		{"Deadline", "2026-01-01 12:02:00Z", true},
 		{"Reason", "spot terminate", false},
-		{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "success after 1 attempt", false},
+		{"Phases", "unready +0.00s, deregistered +0.18s, draining +1.20s, out +15.61s, hook +15.62s, exit +110.00s", false},
+		{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", "success after 1 attempt, out by target_health after 12 reads", false},
 		{"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/fedcba9876543210", `error after 3 attempts: deregister: "quoted" &lt;failure&gt; &amp; ünïcode`, false},
 	}
 	if !slices.Equal(got, want) {
@@ -211,7 +212,7 @@ func TestTeamsFormat(t *testing.T) {
 	var m teamsPayload
 	strict(t, render(t, "teams", "failed", formatEvents()["failed"]), &m)
 	facts := m.Attachments[0].Content.Body[1].Facts
-	if last := facts[len(facts)-1]; len(facts) != 7 || facts[3].Title != "Deadline" || facts[3].Value != "2026-01-01 12:02:00Z" ||
+	if last := facts[len(facts)-1]; len(facts) != 8 || facts[3].Title != "Deadline" || facts[3].Value != "2026-01-01 12:02:00Z" ||
 		last.Title != "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/fedcba9876543210" ||
 		last.Value != `error after 3 attempts: deregister: "quoted" <failure> & ünïcode` {
 		t.Errorf("facts of the failed drain: %+v", facts)

@@ -262,7 +262,11 @@ func SampleEvent(p Phase) Event {
 		Time:         seen,
 	}
 	if p == PhaseDrained {
-		e.Outcomes = []Outcome{{TargetGroup: e.TargetGroups[0], Ports: []int32{80}, Result: "success", Attempts: 1}}
+		e.Outcomes = []Outcome{{TargetGroup: e.TargetGroups[0], Ports: []int32{80}, Result: "success", Attempts: 1,
+			TargetState: "unused", TargetHealthReads: 12, OutBy: "target_health"}}
+		e.Phases = DrainPhases{Unready: seen.Add(time.Millisecond), Deregistered: seen.Add(180 * time.Millisecond),
+			Draining: seen.Add(1200 * time.Millisecond), Out: seen.Add(15610 * time.Millisecond),
+			Hook: seen.Add(15620 * time.Millisecond), Exit: e.ExitBy}
 		e.Time = e.ExitBy
 	}
 	return e

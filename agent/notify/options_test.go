@@ -23,7 +23,7 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	const hook = "https://hooks.example.com/services/T0/B0/secret"
 	const topic = "arn:aws:sns:eu-west-1:123456789012:spot-interruptions"
-	const fields = "action, availability_zone, deadline, dry_run, exit_by, failed, id, instance_id, instance_type, kind, notice_time, outcomes, phase, reason, region, seen, stale, summary, target_groups, time"
+	const fields = "action, availability_zone, deadline, dry_run, exit_by, failed, id, instance_id, instance_type, kind, notice_time, outcomes, phase, phases, reason, region, seen, stale, summary, target_groups, time"
 	for _, tc := range []struct {
 		name string
 		o    notify.Options

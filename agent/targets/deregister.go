@@ -25,14 +25,33 @@ const (
 	ResultDryRun        = "dry_run"
 )
 
-// Outcome is what happened in one target group.
+// Outcome is what happened in one target group: the deregistration, then
+// (Follow) what the group's target health said of this instance after it.
 type Outcome struct {
 	ARN      string
 	Ports    []int32
 	Result   string
 	Attempts int
 	Err      error
+
+	// DeregisteredAt is when DeregisterTargets succeeded; zero otherwise.
+	DeregisteredAt time.Time
+	// State and Reason are the target health Follow read last (draining,
+	// unused, ...; an AWS reason code such as Target.DeregistrationInProgress).
+	State, Reason string
+	// Reads counts Follow's DescribeTargetHealth calls for this group.
+	Reads int
+	// DrainingAt is when a read first answered draining.
+	DrainingAt time.Time
+	// OutAt is when the group was known to route nothing more to this
+	// instance, and OutBy how it was known (OutBy*); zero and empty while
+	// it may still route here.
+	OutAt time.Time
+	OutBy string
 }
+
+// Out reports whether the group routes nothing more to this instance.
+func (o Outcome) Out() bool { return o.OutBy != "" }
 
 // Deregister takes this instance out of every group of the current resolution,
 // in parallel, retrying each with capped backoff until it succeeds, fails for
@@ -109,6 +128,7 @@ func (r *Resolver) deregisterGroup(ctx context.Context, g Group, seen time.Time)
 			}
 			if len(ports) == 0 {
 				o.Result = ResultNotRegistered
+				o.OutAt, o.OutBy = time.Now(), OutByNotRegistered
 				r.Log.Info("not registered", "target_group", g.ARN)
 				return nil
 			}
@@ -122,8 +142,12 @@ func (r *Resolver) deregisterGroup(ctx context.Context, g Group, seen time.Time)
 		if apiCode(err) == "InvalidTarget" {
 			// Already gone: deregistered by someone else (the ASG, a person).
 			o.Result = ResultNotRegistered
+			o.OutAt, o.OutBy = time.Now(), OutByNotRegistered
 			r.Log.Info("not registered", "target_group", g.ARN, "err", err)
 			return nil
+		}
+		if err == nil {
+			o.DeregisteredAt = time.Now()
 		}
 		return err
 	})

@@ -51,6 +51,9 @@ type Group struct {
 	Ports []int32
 	// DeregistrationDelay is the group's deregistration_delay.timeout_seconds.
 	DeregistrationDelay time.Duration
+	// Targets is how many instances the group held: how many may follow
+	// their own target health at once in a fleet-wide interruption (Follow).
+	Targets int
 }
 
 // Resolution is the last known view of this instance's target groups.
@@ -165,7 +168,7 @@ func (r *Resolver) Resolve(ctx context.Context) (Resolution, error) {
 		go func() {
 			defer wg.Done()
 			g := Group{ARN: arn}
-			g.Ports, errs[i] = r.ports(ctx, arn)
+			g.Ports, g.Targets, errs[i] = r.members(ctx, arn)
 			if errs[i] == nil {
 				g.DeregistrationDelay, errs[i] = r.delay(ctx, arn)
 			}
@@ -199,14 +202,25 @@ func sameGroups(a, b []Group) bool {
 // ports returns the ports this instance is registered on in the group. A target
 // that is draining or unused is not registered for this purpose.
 func (r *Resolver) ports(ctx context.Context, arn string) ([]int32, error) {
+	ports, _, err := r.members(ctx, arn)
+	return ports, err
+}
+
+// members returns the ports this instance is registered on in the group
+// (see ports) and how many instances the group holds, whatever their state.
+func (r *Resolver) members(ctx context.Context, arn string) ([]int32, int, error) {
 	start := time.Now()
 	out, err := r.ELB.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: aws.String(arn)})
 	r.Observer.ObserveAPI("elasticloadbalancing:DescribeTargetHealth", err, time.Since(start))
 	if err != nil {
-		return nil, fmt.Errorf("elasticloadbalancing:DescribeTargetHealth %s: %w", arn, err)
+		return nil, 0, fmt.Errorf("elasticloadbalancing:DescribeTargetHealth %s: %w", arn, err)
 	}
 	var ports []int32
+	ids := map[string]bool{}
 	for _, d := range out.TargetHealthDescriptions {
+		if d.Target != nil {
+			ids[aws.ToString(d.Target.Id)] = true
+		}
 		if d.Target == nil || aws.ToString(d.Target.Id) != r.InstanceID {
 			continue
 		}
@@ -218,7 +232,7 @@ func (r *Resolver) ports(ctx context.Context, arn string) ([]int32, error) {
 		}
 	}
 	slices.Sort(ports)
-	return slices.Compact(ports), nil
+	return slices.Compact(ports), len(ids), nil
 }
 
 func (r *Resolver) delay(ctx context.Context, arn string) (time.Duration, error) {

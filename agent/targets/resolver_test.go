@@ -391,3 +391,47 @@ func TestJoinGoesBackOnEachPortOnceAndSkipsAGroupNoLongerOurs(t *testing.T) {
 		t.Errorf("resolution after Join: %+v", res.Groups)
 	}
 }
+
+// Against moto (which forgets a deregistered target at once), Follow's first
+// read names the instance's own target and finds it unused: out, by the
+// target health, with AWS's reason.
+func TestFollowReadsTheInstancesOwnTargetsUntilTheGroupLetsGo(t *testing.T) {
+	moto := testbed.SharedMoto(t)
+	id := moto.Instance(t, nil)
+	other := moto.Instance(t, nil)
+	a := moto.TargetGroup(t, "follow-a", 80, 10*time.Second)
+	moto.Register(t, a, id, 80)
+	moto.Register(t, a, other, 80)
+	obs := newObserver()
+	r := resolver(id, moto.ELB(), fixed(a), obs, nil)
+	res, err := r.Resolve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Groups[0].Targets != 2 {
+		t.Errorf("the group holds %d targets, want 2 (this instance and the other)", res.Groups[0].Targets)
+	}
+	out, err := r.Deregister(context.Background(), time.Now())
+	if err != nil || out[0].DeregisteredAt.IsZero() {
+		t.Fatalf("%+v, %v", out, err)
+	}
+	var changes []targets.Outcome
+	start := time.Now()
+	got := r.Follow(context.Background(), out, func(o targets.Outcome) { changes = append(changes, o) })
+	o := got[0]
+	if !o.Out() || o.OutBy != targets.OutByTargetHealth || o.State != "unused" || o.Reason != "Target.NotRegistered" || o.Reads != 1 {
+		t.Fatalf("followed %+v; want out by the target health in one read", o)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Follow took %s; one round is at most 1.5 s for a group of 2", took)
+	}
+	if len(changes) != 1 || !changes[0].Out() {
+		t.Errorf("changes %+v, want the one of the group letting go", changes)
+	}
+	if !slices.Equal(moto.Registered(t, a, other), []int32{80}) {
+		t.Error("the other instance was touched")
+	}
+	if obs.api["elasticloadbalancing:DescribeTargetHealth success"] != 2 {
+		t.Errorf("API calls %v, want two reads (the resolution, one round)", obs.api)
+	}
+}

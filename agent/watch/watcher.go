@@ -2,10 +2,12 @@
 //
 // spot/instance-action is polled on a fast tier (--poll-interval) because every
 // millisecond there is drain time; when it answers 404 again after a notice
-// (a resume from hibernation) the watcher says so with notice.ActionWithdrawn; the rebalance, lifecycle-state and
-// scheduled-event paths change slowly and share a slow tier. A notice is keyed
-// by what it means, not by its time: AEMM (and a clock-skewed IMDS) may return a
-// new time on every poll, and the agent must act once.
+// (a resume from hibernation) the watcher says so with notice.ActionWithdrawn.
+// The ASG lifecycle-state, rebalance and scheduled-event paths change slowly
+// and share a slow tier, each read as often as what it announces needs (see
+// Config). A notice is keyed by what it means, not by its time: AEMM (and a
+// clock-skewed IMDS) may return a new time on every poll, and the agent must
+// act once.
 package watch
 
 import (
@@ -34,12 +36,44 @@ type Source interface {
 type Config struct {
 	// Interval is the fast tier, for spot/instance-action.
 	Interval time.Duration
-	// SlowInterval is the slow tier, for the other paths.
+	// SlowInterval is the slow tier's tick: autoscaling/target-lifecycle-state
+	// is read on every tick.
 	SlowInterval time.Duration
+	// RebalanceInterval and ScheduledInterval are how often the rebalance
+	// recommendation and the scheduled events are read, rounded to a whole
+	// number of slow ticks (at least one) so that paths due together are read
+	// in one wake-up; zero means every tick.
+	RebalanceInterval, ScheduledInterval time.Duration
 	// Jitter is the fraction of an interval taken off at random (0 to 1), so a
 	// fleet booted together does not poll in lockstep; it never lengthens the
 	// interval, so it never adds to the reaction time.
 	Jitter float64
+}
+
+// PathInterval is how often one metadata path is read.
+type PathInterval struct {
+	Path  string // relative to /latest/meta-data/
+	Every time.Duration
+}
+
+// Intervals lists every path the watcher reads and how often, before jitter:
+// the fast tier first. A program that wants to poll as the agent does (the
+// benchmark's reference pollers) reads it from here.
+func (c Config) Intervals() []PathInterval {
+	return []PathInterval{
+		{imds.PathInstanceAction, c.Interval},
+		{imds.PathRebalance, time.Duration(c.ticks(c.RebalanceInterval)) * c.SlowInterval},
+		{imds.PathLifecycleState, c.SlowInterval},
+		{imds.PathScheduled, time.Duration(c.ticks(c.ScheduledInterval)) * c.SlowInterval},
+	}
+}
+
+// ticks is d in slow ticks, rounded, at least one.
+func (c Config) ticks(d time.Duration) int {
+	if c.SlowInterval <= 0 || d <= c.SlowInterval {
+		return 1
+	}
+	return int((d + c.SlowInterval/2) / c.SlowInterval)
 }
 
 // Watcher polls IMDS and sends notices to its channel.
@@ -122,9 +156,13 @@ func (w *Watcher) slow(ctx context.Context) error {
 	var rebalanceSeen bool
 	var lastState string
 	events := map[string]bool{}
+	// Every path is read on the first tick; then each on its own count of ticks.
+	rebalanceEvery, scheduledEvery := w.cfg.ticks(w.cfg.RebalanceInterval), w.cfg.ticks(w.cfg.ScheduledInterval)
+	tick := 0
 	return w.loop(ctx, w.cfg.SlowInterval, func() error {
 		defer w.slowPrime.Do(w.pending.Done)
-		if !rebalanceSeen {
+		defer func() { tick++ }()
+		if !rebalanceSeen && tick%rebalanceEvery == 0 {
 			rb, err := w.src.Rebalance(ctx)
 			if rebalance.report(err) {
 				rebalanceSeen = true
@@ -140,6 +178,9 @@ func (w *Watcher) slow(ctx context.Context) error {
 			if err := w.emit(ctx, notice.Notice{Kind: notice.KindLifecycle, Action: state, Seen: w.now()}); err != nil {
 				return err
 			}
+		}
+		if tick%scheduledEvery != 0 {
+			return nil
 		}
 		evs, err := w.src.ScheduledEvents(ctx)
 		if !scheduled.report(err) {

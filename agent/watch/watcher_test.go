@@ -519,3 +519,37 @@ func TestJitterOnTheRealClock(t *testing.T) {
 		t.Errorf("average interval %s is longer than %s plus %s of slack", avg, interval, slack)
 	}
 }
+
+func TestTheSlowPathsAreReadOnTheirOwnCountOfSlowTicks(t *testing.T) {
+	src := &fakeSource{}
+	cfg := watch.Config{Interval: 200 * time.Millisecond, SlowInterval: time.Second, RebalanceInterval: 5 * time.Second, ScheduledInterval: 30 * time.Second}
+	run(t, src, cfg, 60500*time.Millisecond)
+	// Ticks at 0, 1 s, ... 60 s: the lifecycle state on each, the rebalance
+	// recommendation on every fifth, the scheduled events on every thirtieth.
+	for _, c := range []struct {
+		path string
+		got  int64
+		want int64
+	}{
+		{imds.PathLifecycleState, src.lcCalls.Load(), 61},
+		{imds.PathRebalance, src.rbCalls.Load(), 13},
+		{imds.PathScheduled, src.seCalls.Load(), 3},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s read %d times in 60.5 s, want %d", c.path, c.got, c.want)
+		}
+	}
+}
+
+func TestIntervalsRoundTheSlowPathsToWholeTicks(t *testing.T) {
+	cfg := watch.Config{Interval: 200 * time.Millisecond, SlowInterval: 2 * time.Second, RebalanceInterval: 9 * time.Second, ScheduledInterval: time.Second}
+	want := []watch.PathInterval{
+		{Path: imds.PathInstanceAction, Every: 200 * time.Millisecond},
+		{Path: imds.PathRebalance, Every: 10 * time.Second}, // 4.5 ticks, rounded
+		{Path: imds.PathLifecycleState, Every: 2 * time.Second},
+		{Path: imds.PathScheduled, Every: 2 * time.Second}, // never below one tick
+	}
+	if got := cfg.Intervals(); !slices.Equal(got, want) {
+		t.Errorf("Intervals() = %v, want %v", got, want)
+	}
+}

@@ -326,20 +326,24 @@ Flags:`)
 	if tmpl.format != "" {
 		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout, stderr)
 	}
-	rec := bootstrap.NewRecorder()
-	clients, region, err := sf.clients(ctx, rec)
+	awsCfg, err := sf.awsConfig(ctx)
 	if err != nil {
 		return err
 	}
-	cfg.Region = region
-	if err := cfg.Validate(); err != nil {
-		return &usageError{err}
+	cfg.Region = awsCfg.Region
+	if err := validateBootstrap(cfg); err != nil {
+		return err
+	}
+	rec := bootstrap.NewRecorder()
+	clients, err := sf.clientsOf(ctx, awsCfg, rec)
+	if err != nil {
+		return err
 	}
 	st := bootstrap.New(cfg, clients, bootstrap.Options{Progress: stderr, PollInterval: sf.poll, Timeout: sf.timeout})
 	if dryRun {
 		p, err := st.Plan(ctx)
 		if err != nil {
-			return usageIfFlag(err)
+			return explain(err)
 		}
 		if sf.output == "json" {
 			return writeJSON(stdout, struct {
@@ -359,7 +363,7 @@ Flags:`)
 		if res != nil && res.Plan != nil && errors.Is(err, bootstrap.ErrRecreate) {
 			res.Plan.WriteText(stderr)
 		}
-		return usageIfFlag(err)
+		return explain(err)
 	}
 	calls := summarize(rec)
 	if sf.output == "json" {
@@ -374,6 +378,20 @@ Flags:`)
 		fmt.Fprintf(stdout, "stack %s ready in %s (%d mutating calls, %d reads)\n", cfg.Name, time.Since(start).Round(100*time.Millisecond), calls.Mutating, calls.Reads)
 	}
 	res.Outputs.WriteText(stdout)
+	return nil
+}
+
+// validateBootstrap checks the configuration (Config.Validate), then the
+// settings file the instances get, bootstrap's own settings with
+// --agent-env's, as run reads it: one typo would otherwise stop the agent
+// on every instance.
+func validateBootstrap(cfg bootstrap.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	if err := checkRunSettings(cfg.AgentSettings()); err != nil {
+		return &usageError{err}
+	}
 	return nil
 }
 
@@ -428,12 +446,12 @@ func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config
 		return err
 	}
 	cfg.Region = awsCfg.Region
-	if err := cfg.Validate(); err != nil {
-		return &usageError{err}
+	if err := validateBootstrap(cfg); err != nil {
+		return err
 	}
 	t, err := bootstrap.New(cfg, bootstrap.Clients{}, bootstrap.Options{}).Template(ctx)
 	if err != nil {
-		return usageIfFlag(err)
+		return explain(err)
 	}
 	printWarnings(stderr, cfg.Warnings())
 	return t.Write(stdout, format)

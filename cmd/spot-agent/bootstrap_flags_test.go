@@ -12,6 +12,7 @@ import (
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
 	"github.com/spot-agent/spot-agent/agent/notify"
+	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
 // parseBootstrap parses args (and the SPOT_AGENT_* environment) as bootstrap
@@ -86,24 +87,51 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 			t.Errorf("bootstrap writes %s, which is no flag of spot-agent run: the agent would ignore it", key)
 		}
 	}
+	defaults := map[string]string{}
+	fs, _, _, _ := runFlagSet()
+	fs.VisitAll(func(f *flag.Flag) { defaults[envName(f.Name)] = f.DefValue })
 	for key := range run {
-		cfg, err := parseBootstrap(t, "--agent-env", key+"=x y")
+		v := runValues[key]
+		if v == "" {
+			v = defaults[key]
+		}
+		if v == "" {
+			v = "x y"
+		}
+		args := []string{"--agent-env", key + "=" + v}
+		for _, kv := range runCompanions[key] {
+			args = append(args, "--agent-env", kv)
+		}
+		cfg, err := parseBootstrap(t, args...)
 		if err != nil {
-			t.Errorf("--agent-env %s=x: %v", key, err)
+			t.Errorf("--agent-env %s=%s: %v", key, v, err)
 			continue
 		}
-		if cfg.AgentEnv[key] != "x y" {
-			t.Errorf("--agent-env %s=x y gave %v", key, cfg.AgentEnv)
+		if cfg.AgentEnv[key] != v {
+			t.Errorf("--agent-env %s=%s gave %v", key, v, cfg.AgentEnv)
 		}
-		err = cfg.Validate()
+		err = validateBootstrap(cfg)
 		var fe *bootstrap.FlagError
 		switch managed := bootstrap.ManagesAgentSetting(key); {
 		case managed && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key+" is set by bootstrap itself")):
 			t.Errorf("--agent-env %s (bootstrap's own): %v", key, err)
-		case valueChecked[key] && (!errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key)):
-			t.Errorf("--agent-env %s=x y (an ARN or the stack's region): %v", key, err)
-		case !managed && !valueChecked[key] && err != nil:
-			t.Errorf("--agent-env %s: %v", key, err)
+		case !managed && err != nil:
+			t.Errorf("--agent-env %s=%s: %v", key, v, err)
+		}
+	}
+	// The values the instance role depends on are checked twice: as run
+	// reads them, and against the stack (an ARN of its partition, a group
+	// in its region, its region).
+	for key := range valueChecked {
+		for _, v := range []string{"x y", valueChecked[key]} {
+			cfg, err := parseBootstrap(t, "--agent-env", key+"="+v)
+			if err == nil {
+				err = validateBootstrap(cfg)
+			}
+			var fe *bootstrap.FlagError
+			if !errors.As(err, &fe) || fe.Flag != "agent-env" || !strings.Contains(err.Error(), key) {
+				t.Errorf("--agent-env %s=%s (an ARN or the stack's region): %v", key, v, err)
+			}
 		}
 	}
 	for _, tt := range []struct{ arg, want string }{
@@ -126,8 +154,87 @@ func TestAgentEnvTakesEverySettingOfRunButBootstrapsOwn(t *testing.T) {
 }
 
 // valueChecked are the settings whose value the instance role depends on: an
-// ARN to allow calls on, or the region (bootstrap.AgentSettingForTheRole).
-var valueChecked = map[string]bool{"SPOT_AGENT_NOTIFY_SNS_TOPIC": true, "SPOT_AGENT_TARGET_GROUP_ARN": true, "SPOT_AGENT_REGION": true}
+// ARN to allow calls on, or the region (bootstrap.AgentSettingForTheRole),
+// each with a value run takes and a stack in us-east-1 refuses.
+var valueChecked = map[string]string{
+	"SPOT_AGENT_NOTIFY_SNS_TOPIC": "arn:aws-cn:sns:cn-north-1:123456789012:interruptions",
+	"SPOT_AGENT_TARGET_GROUP_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef",
+	"SPOT_AGENT_REGION":           "eu-west-1",
+}
+
+// runValues are values run takes for its settings whose default is empty
+// and which take no "x y"; runCompanions the settings a setting needs.
+var (
+	runValues = map[string]string{
+		"SPOT_AGENT_TARGET_GROUP_ARN":    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+		"SPOT_AGENT_NOTIFY_SNS_TOPIC":    "arn:aws:sns:us-east-1:123456789012:interruptions",
+		"SPOT_AGENT_NOTIFY_WEBHOOK":      "https://hooks.example.com/spot",
+		"SPOT_AGENT_NOTIFY_BODY":         "/etc/spot-agent/body.json", // a file on the instance: not read here
+		"SPOT_AGENT_APP_HEALTH_URL":      "http://127.0.0.1:8080/",
+		"SPOT_AGENT_IMDS_ENDPOINT":       "http://169.254.169.254",
+		"SPOT_AGENT_REGION":              "us-east-1",
+		"SPOT_AGENT_STATE_DIR":           "/var/lib/spot-agent",
+		"SPOT_AGENT_DRAIN_ON":            "scheduled",
+		"SPOT_AGENT_NOTIFY_CONTENT_TYPE": "text/plain",
+	}
+	runCompanions = map[string][]string{
+		"SPOT_AGENT_NOTIFY_BODY": {"SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.example.com/spot"},
+	}
+)
+
+// Every value is checked as run reads it, together with the settings
+// bootstrap writes itself, before any AWS call: one typo would otherwise stop
+// the agent on every instance, and systemd would start it again and again.
+func TestAgentEnvValuesAreCheckedAsRunReadsThem(t *testing.T) {
+	clearAgentEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--agent-env", "SPOT_AGENT_EXIT_MARGIN=abc"}, "--agent-env: SPOT_AGENT_EXIT_MARGIN=abc: not a duration like 500ms, 30s or 2m (the setting of --exit-margin)"},
+		{[]string{"--agent-env", "SPOT_AGENT_POLL_INTERVAL=-1s"}, "--agent-env: SPOT_AGENT_POLL_INTERVAL: -1s is out of range 10ms..1m0s (the setting of --poll-interval)"},
+		{[]string{"--agent-env", "SPOT_AGENT_LOG_LEVEL=loud"}, `--agent-env: SPOT_AGENT_LOG_LEVEL: "loud" is not debug, info, warn or error (the setting of --log-level)`},
+		{[]string{"--agent-env", "SPOT_AGENT_DRAIN_ON=everything"}, `--agent-env: SPOT_AGENT_DRAIN_ON: unknown notice kind "everything" (want rebalance or scheduled) (the setting of --drain-on)`},
+		{[]string{"--agent-env", "SPOT_AGENT_DRAIN_ON_STOP=maybe"}, "--agent-env: SPOT_AGENT_DRAIN_ON_STOP=maybe: not true or false"},
+		{[]string{"--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC_DELAY=soon"}, `--agent-env: SPOT_AGENT_ON_DRAIN_EXEC_DELAY=soon: "soon" is neither follow nor a duration such as 10s (the setting of --on-drain-exec-delay)`},
+		{[]string{"--agent-env", "SPOT_AGENT_NOTIFY_FORMAT=slack"}, "--agent-env: SPOT_AGENT_NOTIFY_FORMAT: is only used with --notify-webhook"},
+		// With bootstrap's own settings: --app-port makes the agent check the
+		// application every 2s, which a 5s check cannot fit.
+		{[]string{"--app-port", "8080", "--agent-env", "SPOT_AGENT_APP_HEALTH_TIMEOUT=5s"}, "--agent-env: SPOT_AGENT_APP_HEALTH_TIMEOUT: 5s is longer than --app-health-interval 2s"},
+	} {
+		cfg, err := parseBootstrap(t, tc.args...)
+		if err == nil {
+			err = validateBootstrap(cfg)
+		}
+		var fe *bootstrap.FlagError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v\nwant %s", tc.args, err, tc.want)
+		}
+	}
+	// Without the application's settings the same timeout is unused: fine.
+	if cfg, err := parseBootstrap(t, "--agent-env", "SPOT_AGENT_APP_HEALTH_TIMEOUT=5s"); err != nil || validateBootstrap(cfg) != nil {
+		t.Errorf("an application check's timeout without an application: %v", err)
+	}
+}
+
+// The four values of the issue exit 2 from the command line before any call.
+func TestBootstrapBadAgentSettingsExitTwoBeforeAnyCall(t *testing.T) {
+	endpoint, conns := testbed.Unreachable(t)
+	operatorEnv(t, map[string]string{"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+	for _, kv := range []string{"SPOT_AGENT_EXIT_MARGIN=abc", "SPOT_AGENT_POLL_INTERVAL=-1s", "SPOT_AGENT_LOG_LEVEL=loud", "SPOT_AGENT_DRAIN_ON=everything"} {
+		for _, extra := range [][]string{nil, {"--dry-run"}, {"--template"}} {
+			args := append([]string{"bootstrap", "--name", "flags", "--agent-url", "https://example.com/spot-agent_1_x86_64.rpm", "--agent-env", kv}, extra...)
+			code, stdout, stderr := runCLI(t, args...)
+			key, _, _ := strings.Cut(kv, "=")
+			if code != exitUsage || stdout != "" || !strings.Contains(stderr, "spot-agent bootstrap: --agent-env: "+key) {
+				t.Errorf("%q: exit %d\nstdout: %.200s\nstderr: %s", args, code, stdout, stderr)
+			}
+		}
+	}
+	if n := conns.Load(); n != 0 {
+		t.Errorf("bad settings reached the AWS endpoint %d times", n)
+	}
+}
 
 // noAWSCall are the settings of `spot-agent run` that change no AWS call the
 // agent makes, each with why: the instance role has nothing to allow for them.

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,6 +84,11 @@ func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
 		t.Errorf("status text: exit %d\n%s", code, stdout)
 	}
 
+	// No terminal and no answer: --yes is named, nothing is deleted.
+	code, stdout, stderr = runCLI(t, env, "", "teardown", "--name", name, "--poll-interval", "10ms")
+	if code != 2 || !strings.Contains(stderr, "spot-agent teardown: no answer: standard input is not a terminal, or closed: give --yes to delete without asking (nothing was deleted)\n") {
+		t.Errorf("teardown without a terminal: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 	// Declined: nothing is deleted.
 	code, stdout, stderr = runCLI(t, env, "no\n", "teardown", "--name", name, "--poll-interval", "10ms")
 	if code != 1 || !strings.Contains(stderr, "Type yes to confirm") || !strings.Contains(stderr, "not confirmed: nothing was deleted") {
@@ -101,34 +105,18 @@ func TestBootstrapStatusTeardownCommandsAgainstMoto(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "nothing to delete") {
 		t.Errorf("second teardown: exit %d\n%s", code, stdout)
 	}
-	code, stdout, _ = runCLI(t, env, "", "status", "--name", name)
-	if code != 0 || !strings.Contains(stdout, "no resource carries spot-agent:stack="+name) {
-		t.Errorf("status after teardown: exit %d\n%s", code, stdout)
+	code, stdout, stderr = runCLI(t, env, "", "status", "--name", name)
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "spot-agent status: no stack "+name+" in us-east-1: no resource carries the tag spot-agent:stack="+name+" (another --region?") {
+		t.Errorf("status after teardown: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, env, "", "status", "--name", name, "-o", "json")
+	if code != 1 || !strings.Contains(stdout, `"stack": "`+name+`"`) {
+		t.Errorf("status -o json after teardown: exit %d\n%s", code, stdout)
 	}
 }
 
-// connCounter is a TCP listener that counts connections: an AWS endpoint
-// that must never be reached.
-func connCounter(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String(), &n
-}
+// connCounter is an AWS endpoint that must never be reached.
+func connCounter(t *testing.T) (string, *atomic.Int64) { return testbed.Unreachable(t) }
 
 func TestBootstrapStatusTeardownBadFlagsExitTwoNamingTheFlagBeforeAnyAPICall(t *testing.T) {
 	t.Parallel()

@@ -3,7 +3,9 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -182,14 +184,32 @@ func TestExistingFleetCLICommands(t *testing.T) {
 	if err := os.Symlink(binary, filepath.Join(bin, "spot-agent")); err != nil {
 		t.Fatal(err)
 	}
-	script := "set -euo pipefail\naws() { " + awsCLI + " --endpoint-url \"$MOTO\" --region us-east-1 \"$@\"; }\n" + docBlock(t, "existing-fleet.md", "existing-fleet-cli")
+	// First the user-data of "Installing the agent", with the page's
+	// application: a release's packages and their digests.
+	work := t.TempDir()
+	if err := os.WriteFile(filepath.Join(work, "app.yaml"), []byte(docBlock(t, "existing-fleet.md", "existing-fleet-app")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const amd, arm = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	script := "set -euo pipefail\naws() { " + awsCLI + " --endpoint-url \"$MOTO\" --region us-east-1 \"$@\"; }\n" +
+		docBlock(t, "existing-fleet.md", "existing-fleet-user-data") + docBlock(t, "existing-fleet.md", "existing-fleet-cli")
 	cmd := exec.Command("bash", "-c", script)
-	cmd.Dir = t.TempDir()
+	cmd.Dir = work
 	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "MOTO=" + m.URL,
 		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true",
-		"ASG=" + asgName, "TG_ARN=" + tgARN, "LT_ID=" + ltID, "ROLE=" + role}
+		"ASG=" + asgName, "TG_ARN=" + tgARN, "LT_ID=" + ltID, "ROLE=" + role, "VERSION=1.2.3", "AMD64_SHA256=" + amd, "ARM64_SHA256=" + arm}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the page's commands: %v\n%s", err, out)
+	}
+	userData, err := os.ReadFile(filepath.Join(work, "user-data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Content-Type: multipart/mixed", "hello from the application", `SPOT_AGENT_LISTEN=":8081"`, `SPOT_AGENT_HELLO="false"`,
+		`SPOT_AGENT_APP_HEALTH_URL="http://127.0.0.1/"`, "releases/download/v1.2.3/spot-agent_1.2.3_amd64.deb' pkg_sha256=" + amd, "spot-agent_1.2.3_arm64.deb' pkg_sha256=" + arm} {
+		if !strings.Contains(string(userData), want) {
+			t.Errorf("the page's user-data lacks %q:\n%s", want, userData)
+		}
 	}
 
 	tags, err := as.DescribeTags(ctx, &autoscaling.DescribeTagsInput{Filters: []astypes.Filter{{Name: aws.String("auto-scaling-group"), Values: []string{asgName}}}})
@@ -224,6 +244,13 @@ func TestExistingFleetCLICommands(t *testing.T) {
 		mo.InstanceMetadataTags != ec2types.LaunchTemplateInstanceMetadataTagsStateEnabled {
 		t.Errorf("the default version %d has metadata options %+v", aws.ToInt64(v.LaunchTemplateVersions[0].VersionNumber), mo)
 	}
+	if ud, err := base64.StdEncoding.DecodeString(aws.ToString(v.LaunchTemplateVersions[0].LaunchTemplateData.UserData)); err != nil || !bytes.Equal(ud, userData) {
+		t.Errorf("the default version's user-data is not the page's user-data file: %v\n%s", err, ud)
+	}
+	g, err := m.ELB().DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{tgARN}})
+	if err != nil || len(g.TargetGroups) != 1 || aws.ToString(g.TargetGroups[0].HealthCheckPort) != "8081" || aws.ToString(g.TargetGroups[0].HealthCheckPath) != "/healthz" {
+		t.Errorf("the target group's health check: %v %+v", err, g)
+	}
 	p, err := iamc.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("spot-agent")})
 	if err != nil {
 		t.Fatal(err)
@@ -235,5 +262,28 @@ func TestExistingFleetCLICommands(t *testing.T) {
 	}
 	if want := policyOf(t, "--target-group-arn", tgARN, "--asg-name", asgName); !sameDoc(got, want) {
 		t.Errorf("the role's policy\n%s\nis not spot-agent policy's\n%s", mustJSON(got), mustJSON(want))
+	}
+}
+
+// The README's quick start for a fleet of your own is docs/existing-fleet.md's
+// commands, which TestExistingFleetCLICommands runs at moto: each of its
+// lines is one of theirs.
+func TestReadmeQuickStartIsTheExistingFleetPagesCommands(t *testing.T) {
+	blocks := regexp.MustCompile("(?s)<!-- test: quickstart-existing-fleet -->\n\\s*```sh\n(.*?)```").FindAllStringSubmatch(readme(t), -1)
+	if len(blocks) < 3 {
+		t.Fatalf("README's quick start has %d blocks marked quickstart-existing-fleet, want the user-data, the policy, the tag and hook", len(blocks))
+	}
+	tested := map[string]bool{}
+	for _, name := range []string{"existing-fleet-user-data", "existing-fleet-cli"} {
+		for _, l := range strings.Split(docBlock(t, "existing-fleet.md", name), "\n") {
+			tested[strings.TrimSpace(l)] = true
+		}
+	}
+	for _, b := range blocks {
+		for _, l := range strings.Split(b[1], "\n") {
+			if l = strings.TrimSpace(l); l != "" && !tested[l] {
+				t.Errorf("README's quick start line %q is not among docs/existing-fleet.md's tested commands", l)
+			}
+		}
 	}
 }

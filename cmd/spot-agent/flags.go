@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -44,16 +46,110 @@ func parse(fs *flag.FlagSet, args []string) error {
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return &usageError{err}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err}
+	return parseArgs(fs, args)
+}
+
+// parseArgs parses the command line. Only -h prints the usage: a bad flag
+// is one line and the hint to run -h (main prints both), not the error
+// above every flag's help, which the flag package would print.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return &usageError{withClosestFlag(fs, err)}
 	}
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))}
 	}
 	return nil
+}
+
+// withClosestFlag adds to the flag package's error for an unknown flag the
+// flag of fs nearest to it, if one is near.
+func withClosestFlag(fs *flag.FlagSet, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	name = strings.TrimPrefix(name, "-")
+	best, dist := "", 3
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < dist {
+			best, dist = f.Name, d
+		}
+	})
+	if best == "" {
+		return err
+	}
+	return fmt.Errorf("%w: did you mean --%s?", err, best)
+}
+
+// unknownSettings lists the variables of environ named like a setting
+// (SPOT_AGENT_<FLAG>) that are no flag of fs, sorted, each with the
+// setting and flag nearest to it ("" when none is near).
+func unknownSettings(environ []string, fs *flag.FlagSet) []unknownSetting {
+	flags := map[string]string{} // setting → flag
+	fs.VisitAll(func(f *flag.Flag) { flags[envName(f.Name)] = f.Name })
+	var out []unknownSetting
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, known := flags[k]; known || !strings.HasPrefix(k, envPrefix) {
+			continue
+		}
+		u := unknownSetting{Variable: k}
+		u.Setting, u.Flag = nearestSetting(k, flags)
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b unknownSetting) int { return strings.Compare(a.Variable, b.Variable) })
+	return out
+}
+
+// unknownSetting is a variable named like a setting that is none, and the
+// setting nearest to it.
+type unknownSetting struct{ Variable, Setting, Flag string }
+
+// nearestSetting is the setting of flags (setting → flag) nearest to key, a
+// typo, a missing or extra letter, and its flag; "" when none is near.
+func nearestSetting(key string, flags map[string]string) (setting, flagName string) {
+	best, dist := "", 4
+	for k := range flags {
+		if d := editDistance(key, k); d < dist || (d == dist && k < best) {
+			best, dist = k, d
+		}
+	}
+	if best == "" {
+		return "", ""
+	}
+	return best, flags[best]
+}
+
+// editDistance is the Levenshtein distance of two names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // listFlag is a repeatable flag that also takes comma-separated values. A value

@@ -53,14 +53,8 @@ Flags:
 `)
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err}
-	}
-	if fl.NArg() > 0 {
-		return &usageError{fmt.Errorf("unexpected argument %q (flags only)", fl.Arg(0))}
+	if err := parseArgs(fl, args); err != nil {
+		return err
 	}
 	for name, p := range map[string]string{"unit-dir": o.unitDir, "env-file": o.envFile} {
 		if !filepath.IsAbs(p) {

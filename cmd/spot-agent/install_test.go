@@ -188,7 +188,7 @@ func TestInstallExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{"help", []string{"-h"}, exitOK, "Usage: spot-agent install [flags]"},
-		{"an unknown flag", []string{"--bogus"}, exitUsage, "spot-agent install: flag provided but not defined: -bogus\nRun 'spot-agent install -h' for the flags.\n"},
+		{"an unknown flag", []string{"--bogus"}, exitUsage, "spot-agent install: flag provided but not defined: -bogus\nRun 'spot-agent install -h' for usage.\n"},
 		{"an argument", []string{"now"}, exitUsage, `spot-agent install: unexpected argument "now" (flags only)`},
 		{"a relative unit dir", []string{"--unit-dir", "etc/systemd/system"}, exitUsage, `spot-agent install: --unit-dir: "etc/systemd/system" is not an absolute path (it is taken below --root)`},
 		{"a relative env file", []string{"--env-file", "spot-agent.env"}, exitUsage, `spot-agent install: --env-file: "spot-agent.env" is not an absolute path (it is taken below --root)`},

@@ -36,7 +36,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-const hint = "Run 'spot-agent run -h' for the flags.\n"
+const hint = "Run 'spot-agent run -h' for usage.\n"
 
 func TestRunExitCodesAndMessages(t *testing.T) {
 	tests := []struct {
@@ -46,18 +46,25 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 		code       int
 		stdout     []string // parts stdout must contain; nil means empty
 		stderr     []string // parts stderr must contain; nil means empty
+		notStderr  []string // parts stderr must not contain
 		stderrTail string   // how stderr must end
 	}{
 		{name: "version prints the version", args: []string{"version"}, code: 0, stdout: []string{"spot-agent ", "(commit ", ", built "}},
-		{name: "version -h exits 0", args: []string{"version", "-h"}, code: 0, stderr: []string{"Usage of version"}},
+		{name: "--version prints the version", args: []string{"--version"}, code: 0, stdout: []string{"spot-agent ", "(commit "}},
+		{name: "-version prints the version", args: []string{"-version"}, code: 0, stdout: []string{"spot-agent ", "(commit "}},
+		{name: "version -h exits 0", args: []string{"version", "-h"}, code: 0, stderr: []string{"Usage: spot-agent version (or spot-agent --version)"}},
 		{name: "version with an argument is a usage error", args: []string{"version", "now"}, code: 2,
-			stderr: []string{`spot-agent version: unexpected argument "now"` + "\n"}, stderrTail: "Run 'spot-agent version -h' for the flags.\n"},
+			stderr: []string{`spot-agent version: unexpected argument "now" (flags only)` + "\n"}, stderrTail: "Run 'spot-agent version -h' for usage.\n"},
+		{name: "--version with an argument is the version command's usage error", args: []string{"--version", "now"}, code: 2,
+			stderr: []string{`spot-agent version: unexpected argument "now"`}, stderrTail: "Run 'spot-agent version -h' for usage.\n"},
 		{name: "no command is a usage error", args: nil, code: 2, stderr: []string{"Usage:\n  spot-agent run [flags]", "spot-agent version", "SPOT_AGENT_<FLAG>"}},
 		{name: "help prints the usage on stdout", args: []string{"help"}, code: 0, stdout: []string{"Usage:\n  spot-agent run [flags]"}},
 		{name: "-h prints the usage on stdout", args: []string{"-h"}, code: 0, stdout: []string{"Usage:"}},
 		{name: "--help prints the usage on stdout", args: []string{"--help"}, code: 0, stdout: []string{"Usage:"}},
-		{name: "an unknown command is a usage error", args: []string{"frobnicate"}, code: 2,
-			stderr: []string{`spot-agent: unknown command "frobnicate"` + "\n\n", "Usage:"}},
+		{name: "an unknown command is a usage error in two lines", args: []string{"frobnicate"}, code: 2,
+			stderr: []string{`spot-agent: unknown command "frobnicate"` + "\n"}, notStderr: []string{"Usage:", "did you mean"}, stderrTail: "Run 'spot-agent -h' for usage.\n"},
+		{name: "a misspelt command is named with the command meant", args: []string{"rnu"}, code: 2,
+			stderr: []string{`spot-agent: unknown command "rnu": did you mean run?` + "\n"}, stderrTail: "Run 'spot-agent -h' for usage.\n"},
 		{name: "a flag before the command is an unknown command", args: []string{"--poll-interval", "1s", "run"}, code: 2,
 			stderr: []string{`spot-agent: unknown command "--poll-interval"`}},
 
@@ -66,10 +73,12 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 		{name: "run --help prints the flags and exits 0", args: []string{"run", "--help"}, code: 0, stderr: []string{"Usage: spot-agent run [flags]"}},
 		{name: "a poll interval of zero is a usage error naming the flag", args: []string{"run", "--poll-interval", "0s"}, code: 2,
 			stderr: []string{"spot-agent run: --poll-interval: 0s is out of range 10ms..1m0s\n"}, stderrTail: hint},
-		{name: "an unknown flag is a usage error", args: []string{"run", "--bogus"}, code: 2,
-			stderr: []string{"flag provided but not defined: -bogus", "Usage: spot-agent run [flags]", "spot-agent run: flag provided but not defined: -bogus\n"}, stderrTail: hint},
+		{name: "an unknown flag is its error and the hint, not the help", args: []string{"run", "--bogus"}, code: 2,
+			stderr: []string{"spot-agent run: flag provided but not defined: -bogus\n" + hint}, notStderr: []string{"Usage:", "-poll-interval", "did you mean"}, stderrTail: hint},
+		{name: "a misspelt flag is named with the flag meant", args: []string{"run", "--pol-interval", "1s"}, code: 2,
+			stderr: []string{"spot-agent run: flag provided but not defined: -pol-interval: did you mean --poll-interval?\n" + hint}, notStderr: []string{"Usage:"}, stderrTail: hint},
 		{name: "a duration that does not parse is a usage error", args: []string{"run", "--poll-interval", "fast"}, code: 2,
-			stderr: []string{`invalid value "fast" for flag -poll-interval`}, stderrTail: hint},
+			stderr: []string{`invalid value "fast" for flag -poll-interval`}, notStderr: []string{"Usage:"}, stderrTail: hint},
 		{name: "an argument after the flags is a usage error", args: []string{"run", "--poll-interval", "1s", "now"}, code: 2,
 			stderr: []string{`spot-agent run: unexpected argument "now" (flags only)` + "\n"}, stderrTail: hint},
 		{name: "a bad log level is a usage error", args: []string{"run", "--log-level", "loud"}, code: 2,
@@ -123,6 +132,11 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 			}
 			check("stdout", stdout, tt.stdout)
 			check("stderr", stderr, tt.stderr)
+			for _, no := range tt.notStderr {
+				if strings.Contains(stderr, no) {
+					t.Errorf("stderr contains %q:\n%s", no, stderr)
+				}
+			}
 			if !strings.HasSuffix(stderr, tt.stderrTail) {
 				t.Errorf("stderr does not end with %q:\n%s", tt.stderrTail, stderr)
 			}
@@ -337,6 +351,48 @@ func TestListFlag(t *testing.T) {
 			}
 			if l.String() != strings.Join(tt.want, ",") {
 				t.Errorf("String() = %q", l.String())
+			}
+		})
+	}
+}
+
+func TestOnDrainExecDelayIsFollowOrAFixedWait(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want time.Duration
+		err  string
+	}{
+		{name: "by default the hook follows the load balancer", want: daemon.FollowLoadBalancer},
+		{name: "a duration is a fixed wait", env: map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "10s"}, want: 10 * time.Second},
+		{name: "0s is a fixed wait too: at once", args: []string{"--on-drain-exec-delay", "0s"}},
+		{name: "follow on the command line wins over a wait in the environment",
+			env: map[string]string{"SPOT_AGENT_ON_DRAIN_EXEC_DELAY": "10s"}, args: []string{"--on-drain-exec-delay", "follow"}, want: daemon.FollowLoadBalancer},
+		{name: "anything else says what it takes", args: []string{"--on-drain-exec-delay", "soon"},
+			err: `invalid value "soon" for flag -on-drain-exec-delay: "soon" is neither follow nor a duration such as 10s`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs, cfg, _, finish := runFlagSet()
+			if err := applyEnv(fs, envOf(tt.env)); err != nil {
+				t.Fatalf("applyEnv: %v", err)
+			}
+			err := fs.Parse(tt.args)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("Parse = %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			finish()
+			if cfg.OnDrainExecDelay != tt.want {
+				t.Errorf("OnDrainExecDelay = %s, want %s", cfg.OnDrainExecDelay, tt.want)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
 			}
 		})
 	}

@@ -49,10 +49,7 @@ Flags:`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	env, err := agentEnv.settings()
-	if err == nil {
-		err = checkRunSettings(env)
-	}
+	env, err := agentEnv.fileSettings()
 	if role.AgentURL == "" && given(fs, "distribution") {
 		err = errors.Join(err, &bootstrap.FlagError{Flag: "distribution", Problem: "only with --agent-url: it says how the package's architecture is spelt"})
 	}
@@ -62,7 +59,7 @@ Flags:`)
 	role.TargetGroupARNs, role.AgentEnv = groups.values, env
 	doc, err := role.Policy()
 	if err != nil {
-		return usageIfFlag(err)
+		return explain(err)
 	}
 	printWarnings(stderr, bootstrap.SecretWarnings(env))
 	return writeJSON(stdout, json.RawMessage(doc))
@@ -74,6 +71,16 @@ func printWarnings(w io.Writer, warnings []string) {
 	for _, s := range warnings {
 		fmt.Fprintf(w, "warning: %s\n", s)
 	}
+}
+
+// fileSettings are the settings (agentEnvFlag.settings) of an instance's
+// whole settings file, each checked as run reads it (checkRunSettings).
+func (f *agentEnvFlag) fileSettings() (map[string]string, error) {
+	env, err := f.settings()
+	if err != nil {
+		return env, err
+	}
+	return env, checkRunSettings(env)
 }
 
 // checkRunSettings checks settings of the agent (SPOT_AGENT_<FLAG> to value)
@@ -101,7 +108,11 @@ func checkRunSettings(env map[string]string) error {
 	for _, k := range keys {
 		name, ok := flags[k]
 		if !ok {
-			bad("%s is not a setting of 'spot-agent run' ('spot-agent run -h' lists them)%s", k, closestSetting(k, flags))
+			hint := closestSetting(k, flags)
+			if f, prefixed := flags[envPrefix+k]; prefixed {
+				hint = fmt.Sprintf("; did you mean %s%s (--%s)?", envPrefix, k, f)
+			}
+			bad("%s is not a setting of 'spot-agent run' ('spot-agent run -h' lists them)%s", k, hint)
 			continue
 		}
 		if err := fs.Set(name, env[k]); err != nil {
@@ -112,6 +123,11 @@ func checkRunSettings(env map[string]string) error {
 		return errors.Join(errs...)
 	}
 	finish()
+	if b := cfg.Notify.Body; b != "" && !strings.Contains(b, "${") {
+		// A file on the instance, read by the agent at its start: what can
+		// be checked here is the rest, with an inline body in its place.
+		cfg.Notify.Body = `"${summary}"`
+	}
 	if _, err := lf.logger(); err != nil { // "--log-level: ..."
 		flagName, problem, _ := strings.Cut(strings.TrimPrefix(errors.Unwrap(err).Error(), "--"), ": ")
 		bad("%s: %s (the setting of --%s)", envName(flagName), problem, flagName)
@@ -130,7 +146,11 @@ func checkRunSettings(env map[string]string) error {
 // valueProblem says what is wrong with a flag's value in words: the flag
 // package says "parse error" of a duration, a number or a boolean.
 func valueProblem(f *flag.Flag, err error) string {
-	switch f.Value.(flag.Getter).Get().(type) {
+	g, ok := f.Value.(flag.Getter)
+	if !ok { // a flag type of run's own says what it wants
+		return err.Error()
+	}
+	switch g.Get().(type) {
 	case time.Duration:
 		return "not a duration like 500ms, 30s or 2m"
 	case bool:
@@ -154,38 +174,12 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
-// closestSetting names the setting of run nearest to key (a typo, a
-// missing or extra letter), as a hint; "" when none is near.
+// closestSetting names the setting of flags nearest to key as a hint to
+// append to an error; "" when none is near.
 func closestSetting(key string, flags map[string]string) string {
-	best, dist := "", 4
-	for k := range flags {
-		if d := editDistance(key, k); d < dist || (d == dist && k < best) {
-			best, dist = k, d
-		}
-	}
-	if best == "" {
+	setting, name := nearestSetting(key, flags)
+	if setting == "" {
 		return ""
 	}
-	return fmt.Sprintf("; did you mean %s (--%s)?", best, flags[best])
-}
-
-// editDistance is the Levenshtein distance of two settings' names.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return fmt.Sprintf("; did you mean %s (--%s)?", setting, name)
 }

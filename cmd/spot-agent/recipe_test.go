@@ -60,6 +60,10 @@ func TestTheApplicationRecipesBootstrapCommandWorks(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s --dry-run: %v\nstdout:\n%s\nstderr:\n%s", command, err, &stdout, &stderr)
 	}
+	// The hook follows the load balancer: no guessed delay.
+	if strings.Contains(stdout.String(), "SPOT_AGENT_ON_DRAIN_EXEC_DELAY") {
+		t.Errorf("the recipe sets --on-drain-exec-delay; the hook should wait for the load balancer:\n%s", &stdout)
+	}
 	for _, want := range []string{
 		"target: HTTP:80 instance",
 		"health-check: GET /healthz on port 8081",
@@ -67,7 +71,6 @@ func TestTheApplicationRecipesBootstrapCommandWorks(t *testing.T) {
 		"SPOT_AGENT_HELLO=false",
 		"SPOT_AGENT_LISTEN=:8081",
 		"SPOT_AGENT_ON_DRAIN_EXEC=systemctl start --no-block koel-drain.service",
-		"SPOT_AGENT_ON_DRAIN_EXEC_DELAY=10s",
 		"MIME multipart with docs/recipes/koel/cloud-config.yaml",
 		// The release's packages as nfpm names them, one per architecture.
 		"amd64 https://github.com/spot-agent/spot-agent/releases/download/v1.0.0/spot-agent-1.0.0-1.x86_64.rpm",

@@ -6,12 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spot-agent/spot-agent/agent/daemon"
 	"github.com/spot-agent/spot-agent/agent/metrics"
 	"github.com/spot-agent/spot-agent/agent/notify"
+	"github.com/spot-agent/spot-agent/agent/sdnotify"
 )
 
 // runFlags registers every flag of `spot-agent run` on fs, filling cfg. The
@@ -26,7 +30,7 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.BoolVar(&cfg.IMDSAllowV1, "imds-v1-fallback", false, "allow falling back to IMDSv1 when no IMDSv2 token can be had")
 	fs.DurationVar(&cfg.IMDSTimeout, "imds-timeout", def.IMDSTimeout, "bound on one instance metadata read, retries included")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", def.PollInterval, "how often spot/instance-action is read (less up to 10% jitter)")
-	fs.DurationVar(&cfg.SlowPollInterval, "slow-poll-interval", def.SlowPollInterval, "how often the rebalance, ASG lifecycle-state and scheduled-event paths are read")
+	fs.DurationVar(&cfg.SlowPollInterval, "slow-poll-interval", def.SlowPollInterval, "how often the ASG lifecycle state is read; the rebalance recommendation every 5 times this, scheduled events every 30 times")
 	fs.StringVar(&cfg.TagKey, "tag-key", def.TagKey, "instance tag holding this instance's target group ARN(s), comma-separated")
 	fs.Var(tgs, "target-group-arn", "target group ARN (repeatable, or comma-separated); overrides the tag")
 	fs.DurationVar(&cfg.RefreshInterval, "refresh-interval", def.RefreshInterval, "how often target groups, registered ports and deregistration delays are refreshed (jittered; two ELB API calls per group, from every instance)")
@@ -52,12 +56,40 @@ func runFlags(fs *flag.FlagSet, cfg *daemon.Config, lf *logFlags) (finish func()
 	fs.StringVar(&cfg.AppHealthURL, "app-health-url", "", "the application's health check, e.g. http://127.0.0.1:8080/health: /healthz answers 200 only while it answers 2xx or 3xx")
 	fs.DurationVar(&cfg.AppHealthInterval, "app-health-interval", def.AppHealthInterval, "how often --app-health-url is checked")
 	fs.DurationVar(&cfg.AppHealthTimeout, "app-health-timeout", def.AppHealthTimeout, "bound on one check of --app-health-url")
-	fs.StringVar(&cfg.OnDrainExec, "on-drain-exec", "", "shell command run when a drain starts (e.g. \"nginx -s quit\"), with SPOT_AGENT_INSTANCE_ID, _NOTICE, _ACTION, _DEADLINE, _EXIT_BY, _TARGET_GROUPS set; stopped (SIGTERM, then SIGKILL 2s later) by the time the agent stops serving")
-	fs.DurationVar(&cfg.OnDrainExecDelay, "on-drain-exec-delay", 0, "wait this long into the drain before --on-drain-exec: how long the load balancer keeps routing new requests after readiness fails and the target is deregistered (an application that stops accepting sooner refuses them)")
+	fs.StringVar(&cfg.OnDrainExec, "on-drain-exec", "", "shell command run in the drain once the load balancer has let this instance go (see --on-drain-exec-delay), e.g. \"nginx -s quit\", with SPOT_AGENT_INSTANCE_ID, _NOTICE, _ACTION, _DEADLINE, _EXIT_BY, _TARGET_GROUPS, _DEREGISTERED_AT set; stopped (SIGTERM, then SIGKILL 2s later) by the time the agent stops serving")
+	cfg.OnDrainExecDelay = def.OnDrainExecDelay
+	fs.Var(hookDelayFlag{&cfg.OnDrainExecDelay}, "on-drain-exec-delay", "when --on-drain-exec runs: `follow` (once every target group reports this instance out of the load balancer, or its deregistration delay has passed, and at the latest 5s before the agent stops serving), or a fixed wait into the drain such as 10s, whatever the load balancer says")
 	fs.StringVar(&cfg.OnDrainDoneExec, "on-drain-done-exec", "", "shell command run when a drain ends, before the ASG lifecycle action is completed; the same variables, and SPOT_AGENT_DEREGISTERED=true|false")
 	fs.DurationVar(&cfg.OnDrainDoneTimeout, "on-drain-done-timeout", def.OnDrainDoneTimeout, "bound on --on-drain-done-exec; it also ends a second before a spot notice's time")
 	lf.register(fs)
 	return func() { cfg.TargetGroupARNs, cfg.DrainOn = tgs.values, drainOn.values }
+}
+
+// hookDelayFlag is --on-drain-exec-delay: "follow" (daemon.FollowLoadBalancer),
+// or a duration.
+type hookDelayFlag struct{ d *time.Duration }
+
+func (f hookDelayFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	if *f.d == daemon.FollowLoadBalancer {
+		return "follow"
+	}
+	return f.d.String()
+}
+
+func (f hookDelayFlag) Set(v string) error {
+	if v == "follow" {
+		*f.d = daemon.FollowLoadBalancer
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither follow nor a duration such as 10s", v)
+	}
+	*f.d = d
+	return nil
 }
 
 // stateDirectory is the first of the directories systemd's StateDirectory=
@@ -77,26 +109,75 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "Usage: spot-agent run [flags]\n\nServe the hello page, watch instance metadata, and leave the load balancer on a notice.\nEvery flag can also be set as SPOT_AGENT_<FLAG>.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args); err != nil {
+	// Under systemd, systemctl status shows why the agent did not start.
+	notStarted := func(err error) error {
+		if !errors.Is(err, flag.ErrHelp) {
+			sdnotify.New(slog.New(slog.NewTextHandler(stderr, nil))).Status("not started: %s", oneLine(err))
+		}
 		return err
+	}
+	if err := parse(fs, args); err != nil {
+		return notStarted(err)
 	}
 	finish()
 	log, err := lf.logger()
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
+	warnUnknownSettings(log, os.Environ(), fs)
 	if err := cfg.Validate(); err != nil {
-		return &usageError{err}
+		return notStarted(&usageError{err})
 	}
 	v, c, _ := buildInfo()
 	log.Info("spot-agent", "version", v, "commit", c)
 	d, err := daemon.New(cfg, log, metrics.Build{Version: v, Revision: c})
 	if err != nil {
 		var fe *daemon.FlagError
-		if errors.As(err, &fe) {
-			return &usageError{err}
+		var le *daemon.ListenError
+		switch {
+		case errors.As(err, &le):
+			setting := fmt.Sprintf("--%s, %s", le.Flag, envName(le.Flag))
+			log.Error("cannot listen", "listener", le.Listener, "addr", le.Addr, "setting", setting, "err", le.Cause(), "hint", listenHint(le))
+			sdnotify.New(log).Status("not started: cannot listen on %s (%s): %s", le.Addr, setting, le.Cause())
+			return &reportedError{code: exitUsage, err: err}
+		case errors.As(err, &fe):
+			return notStarted(&usageError{err})
 		}
-		return err
+		return notStarted(err)
 	}
 	return d.Run(ctx)
 }
+
+// warnUnknownSettings logs, once, every variable of environ named like a
+// setting of run (SPOT_AGENT_<FLAG>) that is none, with the nearest: a
+// misspelt setting would otherwise be ignored without a word.
+func warnUnknownSettings(log *slog.Logger, environ []string, fs *flag.FlagSet) {
+	for _, u := range unknownSettings(environ, fs) {
+		if u.Setting == "" {
+			log.Warn("unknown setting ignored: no flag of run is named so ('spot-agent run -h' lists them)", "variable", u.Variable)
+			continue
+		}
+		log.Warn("unknown setting ignored", "variable", u.Variable, "did_you_mean", u.Setting, "flag", "--"+u.Flag)
+	}
+}
+
+// listenHint says what to do about a listener that could not be bound.
+func listenHint(le *daemon.ListenError) string {
+	setting := envName(le.Flag)
+	switch {
+	case errors.Is(le.Err, syscall.EADDRINUSE):
+		h := fmt.Sprintf("another program listens on %s: give the agent a free address with --%s, or %s in its settings file (/etc/default/spot-agent or /etc/sysconfig/spot-agent), then restart it", le.Addr, le.Flag, setting)
+		if le.Flag == "listen" {
+			h += "; beside an application that owns port 80: SPOT_AGENT_LISTEN=:8081 and SPOT_AGENT_HELLO=false"
+		}
+		return h
+	case errors.Is(le.Err, syscall.EACCES):
+		return fmt.Sprintf("a port below 1024 needs root or CAP_NET_BIND_SERVICE (the package's unit has it): run as root, or give another port with --%s or %s", le.Flag, setting)
+	case errors.Is(le.Err, syscall.EADDRNOTAVAIL):
+		return fmt.Sprintf("%s is not an address of this machine: give one of its own, or none (:PORT) with --%s or %s", le.Addr, le.Flag, setting)
+	}
+	return fmt.Sprintf("give another address with --%s or %s", le.Flag, setting)
+}
+
+// oneLine is an error on one line, as systemd's STATUS= shows it.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

@@ -126,12 +126,19 @@ func TestSidecarGatesReadinessOnNginxAndQuitsItGracefullyOnASpotNotice(t *testin
 			t.Errorf("drain hook saw %s=%q, want %q", k, env[k], v)
 		}
 	}
+	// The hook ran once the group (moto, which forgets a deregistered target
+	// at once) reported the instance out, after the deregistration.
+	if at, err := time.Parse(time.RFC3339, env["SPOT_AGENT_DEREGISTERED_AT"]); err != nil || at.After(deadline) || time.Until(at) < -time.Minute {
+		t.Errorf("drain hook saw SPOT_AGENT_DEREGISTERED_AT=%q (%v), want the deregistration's time", env["SPOT_AGENT_DEREGISTERED_AT"], err)
+	}
 	done := readEnv(t, doneFile)
-	if done["SPOT_AGENT_HOOK"] != "drain-done" || done["SPOT_AGENT_DEREGISTERED"] != "true" || done["SPOT_AGENT_INSTANCE_ID"] != f.id {
+	if done["SPOT_AGENT_HOOK"] != "drain-done" || done["SPOT_AGENT_DEREGISTERED"] != "true" || done["SPOT_AGENT_INSTANCE_ID"] != f.id ||
+		done["SPOT_AGENT_DEREGISTERED_AT"] != env["SPOT_AGENT_DEREGISTERED_AT"] {
 		t.Errorf("drain-done hook saw %v", done)
 	}
 	logs := a.Logs()
-	for _, s := range []string{`hook=drain stream=stdout line="telling nginx to quit"`, `msg="hook finished" component=drainexec hook=drain `, `msg="hook failed" component=drainexec hook=drain-done `} {
+	for _, s := range []string{`msg="load balancer let go" component=targets`, `msg="drain command starting" why="every target group let go of this instance"`,
+		`hook=drain stream=stdout line="telling nginx to quit"`, `msg="hook finished" component=drainexec hook=drain `, `msg="hook failed" component=drainexec hook=drain-done `} {
 		if !strings.Contains(logs, s) {
 			t.Errorf("logs lack %q", s)
 		}

@@ -42,11 +42,17 @@ Flags:`)
 	}
 	st, err := bootstrap.New(bootstrap.Config{Name: sf.name, Region: region}, clients, bootstrap.Options{}).Status(ctx)
 	if err != nil {
-		return err
+		return explain(err)
 	}
 	if sf.output == "json" {
-		return writeJSON(stdout, st)
+		if err := writeJSON(stdout, st); err != nil {
+			return err
+		}
+	} else if st.Exists() {
+		st.WriteText(stdout)
 	}
-	st.WriteText(stdout)
+	if !st.Exists() {
+		return fmt.Errorf("no stack %s in %s: no resource carries the tag %s=%s (another --region? 'spot-agent bootstrap --name %s' builds it)", sf.name, region, bootstrap.StackTag, sf.name, sf.name)
+	}
 	return nil
 }

@@ -58,12 +58,16 @@ Flags:`)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return false, fmt.Errorf("read confirmation: %w", err)
 		}
+		if errors.Is(err, io.EOF) && strings.TrimSpace(line) == "" {
+			fmt.Fprintln(stderr)
+			return false, &usageError{errors.New("no answer: standard input is not a terminal, or closed: give --yes to delete without asking (nothing was deleted)")}
+		}
 		answer := strings.ToLower(strings.TrimSpace(line))
 		return answer == "yes" || answer == "y", nil
 	}
 	td, err := st.Teardown(ctx, dryRun, confirm)
 	if err != nil {
-		return err
+		return explain(err)
 	}
 	calls := summarize(rec)
 	if sf.output == "json" {

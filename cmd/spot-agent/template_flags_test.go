@@ -63,7 +63,7 @@ func TestPolicyBadFlagsExitTwo(t *testing.T) {
 		{[]string{"--target-group-arn", policyGroup, "extra"}, `unexpected argument "extra"`},
 	} {
 		code, stdout, stderr := runCLI(t, append([]string{"policy"}, tc.args...)...)
-		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "Run 'spot-agent policy -h' for the flags.") || stdout != "" {
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "Run 'spot-agent policy -h' for usage.") || stdout != "" {
 			t.Errorf("%v: exit %d, want 2 with %q\nstderr: %s", tc.args, code, tc.want, stderr)
 		}
 	}

@@ -51,14 +51,11 @@ func buildInfo() (v, c, d string) {
 func versionCommand(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return &usageError{err}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: spot-agent version (or spot-agent --version)\n\nPrint the version, the commit and the date it was built from, and the Go toolchain.")
 	}
-	if fs.NArg() > 0 {
-		return &usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	v, c, d := buildInfo()
 	fmt.Fprintf(stdout, "spot-agent %s (commit %s, built %s, %s %s/%s)\n", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)

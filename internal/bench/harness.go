@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,7 +16,7 @@ import (
 
 // imdsHarness is one instance's metadata service: IMDSv2 tokens, an identity
 // document, and spot/instance-action answering 404 until flipAt, then the
-// notice. It counts requests.
+// notice. It counts requests, in all and by path.
 type imdsHarness struct {
 	id       string
 	srv      *http.Server
@@ -24,6 +25,7 @@ type imdsHarness struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	tokens   map[string]bool
+	byPath   map[string]int64 // metadata path (relative to /latest/meta-data/) → reads
 }
 
 func newIMDS(id string) (*imdsHarness, error) {
@@ -31,13 +33,20 @@ func newIMDS(id string) (*imdsHarness, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &imdsHarness{id: id, url: "http://" + ln.Addr().String(), tokens: map[string]bool{}}
+	h := &imdsHarness{id: id, url: "http://" + ln.Addr().String(), tokens: map[string]bool{}, byPath: map[string]int64{}}
 	h.srv = &http.Server{Handler: h}
 	go func() { _ = h.srv.Serve(ln) }()
 	return h, nil
 }
 
 func (h *imdsHarness) close() { _ = h.srv.Close() }
+
+// reads returns how many times each path has been read so far.
+func (h *imdsHarness) reads() map[string]int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.byPath)
+}
 
 func (h *imdsHarness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/latest/api/token" && r.Method == http.MethodPut {
@@ -54,6 +63,7 @@ func (h *imdsHarness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	h.mu.Lock()
 	ok := h.tokens[r.Header.Get("X-aws-ec2-metadata-token")]
+	h.byPath[strings.TrimPrefix(r.URL.Path, "/latest/meta-data/")]++
 	h.mu.Unlock()
 	if !ok {
 		w.WriteHeader(http.StatusUnauthorized)

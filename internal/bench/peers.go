@@ -180,11 +180,8 @@ func startSpotAgent(bin string, n int) (*peer, *imdsHarness, *elbHarness, error)
 // procRSS is the resident set of pid and its children, in bytes.
 func procRSS(pid int) int64 {
 	total := readRSS(pid)
-	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output()
-	for _, f := range strings.Fields(string(out)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			total += procRSS(c)
-		}
+	for _, c := range children(pid) {
+		total += procRSS(c)
 	}
 	return total
 }
@@ -192,13 +189,26 @@ func procRSS(pid int) int64 {
 // procAnon is the anonymous resident memory of pid and its children.
 func procAnon(pid int) int64 {
 	total := readStatus(pid, "RssAnon")
-	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output()
-	for _, f := range strings.Fields(string(out)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			total += procAnon(c)
-		}
+	for _, c := range children(pid) {
+		total += procAnon(c)
 	}
 	return total
+}
+
+// children are pid's child processes, from /proc (no process started: the
+// footprint samples memory every second while it measures CPU).
+func children(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 var rssLine = regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB`)
@@ -232,26 +242,28 @@ func readStatus(pid int, field string) int64 {
 	return 0
 }
 
-// cpuTicks is utime+stime of pid, in clock ticks (1/100 s).
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuTime is the CPU time pid's threads have had so far, from the
+// scheduler's nanosecond accounting (/proc/PID/task/*/schedstat): over a
+// one-minute window at a fraction of a percent of a core, utime and stime's
+// 10 ms ticks would be too coarse to compare two programs. The Go programs
+// measured here do not end threads, so the sum covers the window.
+func cpuTime(pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return u + st
-}
-
-// idleFor watches pid for d and returns its CPU use (in cores) and the IMDS
-// reads a second h saw over that window.
-func idleFor(pid int, h *imdsHarness, d time.Duration) (cpu, reads float64) {
-	t0, c0, n0 := time.Now(), cpuTicks(pid), h.requests.Load()
-	time.Sleep(d)
-	took := time.Since(t0).Seconds()
-	cpu = float64(cpuTicks(pid)-c0) / 100 / took
-	reads = float64(h.requests.Load()-n0) / took
-	return cpu, reads
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		total += time.Duration(ns)
+	}
+	return total
 }

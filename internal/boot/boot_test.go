@@ -424,6 +424,13 @@ func TestInstanceBoot(t *testing.T) {
 		swappedPackageBoot(t, in, r.dir, pkg, deb, upDeb)
 	})
 	clk.step(t, "scenario: package swapped, a second first boot")
+
+	// The same root file system and peers, a fleet built without bootstrap.
+	in.c.stop(t)
+	t.Run("an existing fleet's instance: spot-agent user-data beside an application on port 80, a notice under load", func(t *testing.T) {
+		existingFleetBoot(t, in, r.dir, pkg, deb, clk)
+	})
+	clk.step(t, "scenario: existing fleet, a third first boot")
 }
 
 // spotNotice restarts AEMM with a spot notice for action that appears at

@@ -3,6 +3,7 @@
 package boot
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,6 +32,9 @@ type instance struct {
 	moto *testbed.Moto
 	st   stack
 	http *http.Client // from inside the instance's namespace
+	// agentURL is the agent's traffic listener on the instance: /healthz,
+	// and the hello page (helloURL when empty).
+	agentURL string
 }
 
 // show returns unit properties (systemctl show), timestamps in Unix seconds.
@@ -80,7 +84,7 @@ func (in *instance) get(url string) (int, string, error) {
 
 // healthz is the agent's readiness as the load balancer sees it.
 func (in *instance) healthz() (int, string) {
-	code, body, err := in.get(helloURL + "/healthz")
+	code, body, err := in.get(cmp.Or(in.agentURL, helloURL) + "/healthz")
 	if err != nil {
 		return 0, err.Error()
 	}

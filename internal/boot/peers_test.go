@@ -128,19 +128,33 @@ func quiet() testbed.AEMMOptions {
 	return testbed.AEMMOptions{Mode: "spot", NoNotice: true}
 }
 
-// startMoto starts moto server in the peers' namespace on motoIP.
+// startMoto starts moto server in the peers' namespace on motoIP, behind
+// the FIS fake every test's moto has (testbed.FIS: moto 5.2.1 cannot list
+// or get an experiment template, which bootstrap looks its own up with),
+// served from a listener in the namespace: moto itself is on motoPort+1.
 func startMoto(t testing.TB, ns *netns) {
 	t.Helper()
 	py, err := testbed.MotoPython()
 	testbed.Need(t, "moto server", err)
 	p := start(t, "moto server", []string{"MOTO_IAM_LOAD_MANAGED_POLICIES=true"},
-		ns.command(py, "-m", "moto.server", "-H", motoIP, "-p", fmt.Sprint(motoPort))...)
+		ns.command(py, "-m", "moto.server", "-H", motoIP, "-p", fmt.Sprint(motoPort+1))...)
+	fis, err := testbed.NewFIS(fmt.Sprintf("http://%s:%d", motoIP, motoPort+1), ns.Client(60*time.Second), nil, "123456789012")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := ns.Listen(fmt.Sprintf("%s:%d", motoIP, motoPort))
+	if err != nil {
+		t.Fatalf("the FIS fake's listener: %v", err)
+	}
+	front := &http.Server{Handler: fis, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = front.Serve(lis) }()
+	t.Cleanup(func() { _ = front.Close(); fis.Close() })
 	p.noise, p.noiseNote = regexp.MustCompile(`" 2\d\d -$`), ", without the requests answered 2xx"
 	eventually(t, 60*time.Second, 100*time.Millisecond, "moto to accept connections on "+motoURL, func() error {
 		if p.exited() {
 			return fmt.Errorf("moto exited: %v", p.err)
 		}
-		c, err := ns.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", motoIP, motoPort))
+		c, err := ns.DialContext(context.Background(), "tcp", fmt.Sprintf("%s:%d", motoIP, motoPort+1))
 		if err != nil {
 			return err
 		}

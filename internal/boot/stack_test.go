@@ -151,39 +151,43 @@ func bootstrapStack(t testing.TB, ns *netns, agentURL string, caPEM, userPart []
 const userPartMarker = "The boot test's own part (internal/boot)"
 
 // userDataPart is the test's own --user-data-file: what a real instance has
-// and this one lacks, and the application recipe's drain unit and polkit
-// rule, taken from the recipe's cloud-config as they are.
+// and this one lacks (testBedCloudConfig), and the application recipe's
+// drain unit and polkit rule, taken from the recipe's cloud-config as they
+// are.
 func userDataPart(t testing.TB, caPEM []byte) []byte {
 	t.Helper()
 	recipe := recipeFiles(t)
-	type file struct {
-		Path        string `yaml:"path"`
-		Permissions string `yaml:"permissions,omitempty"`
-		Content     string `yaml:"content"`
-	}
-	doc := map[string]any{
-		// en_US.UTF-8, cloud-init's default, is not generated in the image.
-		"locale": "C.UTF-8",
-		// The package server's CA, trusted the way a user's own would be.
-		"ca_certs": map[string]any{"trusted": []string{string(caPEM)}},
-		"write_files": []file{
-			{
-				// On EC2 the SDK finds the endpoints and the instance role's
-				// credentials itself; here moto stands in for AWS.
-				Path: "/etc/systemd/system/spot-agent.service.d/boot-test.conf",
-				Content: "# The boot test's AWS: moto, in the peers' namespace (internal/boot).\n[Service]\n" +
-					"Environment=AWS_ENDPOINT_URL=" + motoURL + "\n" +
-					"Environment=AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=" + region + "\n",
-			},
-			{Path: recipeUnit, Content: recipe[recipeUnit]},
-			{Path: recipeRule, Content: recipe[recipeRule]},
-		},
-	}
+	doc := testBedCloudConfig(caPEM)
+	doc["write_files"] = append(doc["write_files"].([]any),
+		map[string]any{"path": recipeUnit, "content": recipe[recipeUnit]},
+		map[string]any{"path": recipeRule, "content": recipe[recipeRule]})
 	b, err := yaml.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return append([]byte("#cloud-config\n# "+userPartMarker+", given to bootstrap --user-data-file.\n"), b...)
+}
+
+// testBedCloudConfig is what every instance of the test bed needs in its
+// user-data and a real one has without: a locale the image has, the package
+// server's CA, and the AWS endpoint (moto) and credentials of the agent.
+func testBedCloudConfig(caPEM []byte) map[string]any {
+	return map[string]any{
+		// en_US.UTF-8, cloud-init's default, is not generated in the image.
+		"locale": "C.UTF-8",
+		// The package server's CA, trusted the way a user's own would be.
+		"ca_certs": map[string]any{"trusted": []string{string(caPEM)}},
+		"write_files": []any{
+			map[string]any{
+				// On EC2 the SDK finds the endpoints and the instance role's
+				// credentials itself; here moto stands in for AWS.
+				"path": "/etc/systemd/system/spot-agent.service.d/boot-test.conf",
+				"content": "# The boot test's AWS: moto, in the peers' namespace (internal/boot).\n[Service]\n" +
+					"Environment=AWS_ENDPOINT_URL=" + motoURL + "\n" +
+					"Environment=AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=" + region + "\n",
+			},
+		},
+	}
 }
 
 // recipeFiles returns the drain unit and the polkit rule that the
@@ -222,24 +226,35 @@ func recipeFiles(t testing.TB) map[string]string {
 	return out
 }
 
-// seed writes the NoCloud seed (the user-data and meta-data cloud-init reads
-// instead of EC2's) and cloud-init's datasource settings; it returns the
-// bind mounts that put them into the container.
+// seed is the first instance's NoCloud seed (nocloud) with the recipe's
+// application, nginx, off the agent's port 80.
 func seed(t testing.TB, st stack) map[string]string {
 	t.Helper()
+	binds := nocloud(t, st.userData, st.instanceID)
+	site := filepath.Join(t.TempDir(), "nginx-site")
+	if err := os.WriteFile(site, []byte("server {\n\tlisten 127.0.0.1:8080 default_server;\n\troot /var/www/html;\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	binds[site] = "/etc/nginx/sites-available/default"
+	return binds
+}
+
+// nocloud writes the NoCloud seed (the user-data and meta-data cloud-init
+// reads instead of EC2's) and cloud-init's datasource settings; it returns
+// the bind mounts that put them into the container.
+func nocloud(t testing.TB, userData []byte, instanceID string) map[string]string {
+	t.Helper()
 	dir := t.TempDir()
-	nocloud := filepath.Join(dir, "nocloud")
-	if err := os.Mkdir(nocloud, 0o755); err != nil {
+	seedDir := filepath.Join(dir, "nocloud")
+	if err := os.Mkdir(seedDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		filepath.Join(nocloud, "user-data"): string(st.userData),
-		filepath.Join(nocloud, "meta-data"): fmt.Sprintf("instance-id: %s\n", st.instanceID),
+		filepath.Join(seedDir, "user-data"): string(userData),
+		filepath.Join(seedDir, "meta-data"): fmt.Sprintf("instance-id: %s\n", instanceID),
 		// AEMM serves only /latest/, which the Ec2 datasource cannot use, and
 		// the veth is configured from outside (TESTBED.md).
 		filepath.Join(dir, "datasource.cfg"): "datasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n",
-		// The recipe's application, nginx, off the agent's port 80.
-		filepath.Join(dir, "nginx-site"): "server {\n\tlisten 127.0.0.1:8080 default_server;\n\troot /var/www/html;\n}\n",
 	}
 	for p, c := range files {
 		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
@@ -247,8 +262,7 @@ func seed(t testing.TB, st stack) map[string]string {
 		}
 	}
 	return map[string]string{
-		nocloud:                              "/var/lib/cloud/seed/nocloud",
+		seedDir:                              "/var/lib/cloud/seed/nocloud",
 		filepath.Join(dir, "datasource.cfg"): "/etc/cloud/cloud.cfg.d/99-spot-agent-boot.cfg",
-		filepath.Join(dir, "nginx-site"):     "/etc/nginx/sites-available/default",
 	}
 }

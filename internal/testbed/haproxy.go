@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// HAProxy is a running HAProxy 2.6 in front of a set of backends, playing the
-// ALB: round robin, active health checks on /healthz every 100 ms (rise 2,
-// fall 2), and a runtime API socket to set servers to drain, as a
-// deregistration does.
+// HAProxy is a running HAProxy 2.6 in front of a set of backends: round
+// robin, active health checks on /healthz (by default every 100 ms, rise 2,
+// fall 2), and a runtime API socket to change a server's state. ALB drives
+// one with an Application Load Balancer's timing.
 type HAProxy struct {
 	Frontend string // host:port clients connect to
 	socket   string
@@ -36,6 +36,20 @@ type Backend struct {
 	CheckPort int
 }
 
+// HealthCheck is how HAProxy checks its servers: GET Path every Interval
+// (bounded by Timeout), UP after Rise passes in a row, DOWN after Fall
+// failures.
+type HealthCheck struct {
+	Path       string
+	Interval   time.Duration
+	Timeout    time.Duration
+	Rise, Fall int
+}
+
+// FastChecks are the default checks: /healthz every 100 ms, rise 2, fall 2
+// (a server answering 503 is out in about 200 ms).
+var FastChecks = HealthCheck{Path: "/healthz", Interval: 100 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2}
+
 // StartHAProxy balances over servers (name → host:port).
 func StartHAProxy(t testing.TB, servers map[string]string) *HAProxy {
 	t.Helper()
@@ -46,8 +60,15 @@ func StartHAProxy(t testing.TB, servers map[string]string) *HAProxy {
 	return StartHAProxyBackends(t, backends)
 }
 
-// StartHAProxyBackends balances over backends.
+// StartHAProxyBackends balances over backends, checked with FastChecks.
 func StartHAProxyBackends(t testing.TB, backends []Backend) *HAProxy {
+	t.Helper()
+	return startHAProxy(t, backends, FastChecks, false)
+}
+
+// startHAProxy balances over backends checked by hc; with disabled, every
+// server starts in maintenance (no traffic, no checks) until set otherwise.
+func startHAProxy(t testing.TB, backends []Backend, hc HealthCheck, disabled bool) *HAProxy {
 	t.Helper()
 	bin := Tool(t, "haproxy", "haproxy")
 	dir := t.TempDir()
@@ -68,10 +89,11 @@ frontend web
   default_backend agents
 backend agents
   balance roundrobin
+  timeout check %dms
   option httpchk
-  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
-  default-server inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2
-`, h.socket, h.Frontend)
+  http-check send meth GET uri %s ver HTTP/1.1 hdr Host localhost
+  default-server inter %[5]dms fastinter %[5]dms downinter %[5]dms rise %d fall %d
+`, h.socket, h.Frontend, hc.Timeout.Milliseconds(), hc.Path, hc.Interval.Milliseconds(), hc.Rise, hc.Fall)
 	byName := map[string]Backend{}
 	names := make([]string, 0, len(backends))
 	for _, be := range backends {
@@ -84,6 +106,9 @@ backend agents
 		check := "check"
 		if be.CheckPort != 0 {
 			check += fmt.Sprintf(" port %d", be.CheckPort)
+		}
+		if disabled {
+			check += " disabled"
 		}
 		fmt.Fprintf(&b, "  server %s %s %s\n", n, be.Addr, check)
 	}
@@ -146,19 +171,40 @@ func (h *HAProxy) WaitUp(t testing.TB, servers ...string) {
 
 // SetState sets a server to ready, drain or maint.
 func (h *HAProxy) SetState(server, state string) error {
-	out, err := h.Command("set server agents/" + server + " state " + state)
+	return h.serverCommands(server, "state "+state)
+}
+
+// serverCommands sends `set server agents/SERVER ARGS` (or, for ARGS of
+// `enable health`, `disable health` and `shutdown sessions`, that command
+// for the server) for each of args, in one connection, in order.
+func (h *HAProxy) serverCommands(server string, args ...string) error {
+	cmds := make([]string, len(args))
+	for i, a := range args {
+		switch a {
+		case "enable health", "disable health":
+			cmds[i] = a + " agents/" + server
+		case "shutdown sessions":
+			cmds[i] = "shutdown sessions server agents/" + server
+		default:
+			cmds[i] = "set server agents/" + server + " " + a
+		}
+	}
+	out, err := h.Command(strings.Join(cmds, ";"))
 	if err == nil && strings.TrimSpace(out) != "" {
-		err = fmt.Errorf("haproxy: %s", strings.TrimSpace(out))
+		err = fmt.Errorf("haproxy: %s: %s", strings.Join(cmds, "; "), strings.TrimSpace(out))
 	}
 	return err
 }
 
 // ServerStat is one server's counters from `show stat`.
 type ServerStat struct {
-	Status       string // UP, DOWN, DRAIN, NOLB, MAINT...
+	Status       string // UP, DOWN, DRAIN, NOLB, MAINT, "no check"; "UP 1/2" in a transition
 	Responses2xx int64
 	Responses5xx int64
-	Sessions     int64
+	Sessions     int64 // in all
+	Current      int64 // sessions open now
+	CheckStatus  string
+	CheckCode    string
 }
 
 // Stats returns the backend's servers' counters.
@@ -183,7 +229,8 @@ func (h *HAProxy) Stats() (map[string]ServerStat, error) {
 			continue
 		}
 		n := func(k string) int64 { v, _ := strconv.ParseInt(row[col[k]], 10, 64); return v }
-		stats[row[col["svname"]]] = ServerStat{Status: row[col["status"]], Responses2xx: n("hrsp_2xx"), Responses5xx: n("hrsp_5xx"), Sessions: n("stot")}
+		stats[row[col["svname"]]] = ServerStat{Status: row[col["status"]], Responses2xx: n("hrsp_2xx"), Responses5xx: n("hrsp_5xx"),
+			Sessions: n("stot"), Current: n("scur"), CheckStatus: row[col["check_status"]], CheckCode: row[col["check_code"]]}
 	}
 	return stats, nil
 }

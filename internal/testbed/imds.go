@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,14 @@ type IMDS struct {
 	failCode int
 	delay    time.Duration
 	counts   map[string]int
+	requests []IMDSRequest
+}
+
+// IMDSRequest is one request the fake IMDS received, in order.
+type IMDSRequest struct {
+	Method string
+	Path   string // as sent, e.g. /latest/meta-data/spot/instance-action
+	Header http.Header
 }
 
 // NewIMDS starts a fake IMDS with an identity document for instanceID.
@@ -94,9 +103,17 @@ func (m *IMDS) Count(path string) int {
 	return m.counts[path]
 }
 
+// Requests returns every request received so far, token requests included.
+func (m *IMDS) Requests() []IMDSRequest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.requests)
+}
+
 func (m *IMDS) serve(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	delay := m.delay
+	m.requests = append(m.requests, IMDSRequest{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
 	m.mu.Unlock()
 	if delay > 0 {
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,15 +28,19 @@ const Region = "us-east-1"
 // Account is the account moto answers for, and the instances' identity's.
 const Account = "123456789012"
 
-// Moto is a running moto server.
+// Moto is a running moto server, behind a FIS fake (moto 5.2.1 lacks most
+// of FIS: see FIS) that passes every other request on: URL is the fake's.
 type Moto struct {
 	URL string
+	// FIS is the fake in front of moto: the tests drive experiments with it.
+	FIS *FIS
 	// HTTPClient, when set, makes every request (e.g. one that dials into
 	// another network namespace, where a server the test did not start with
 	// StartMoto listens).
 	HTTPClient aws.HTTPClient
 	cmd        *exec.Cmd
 	out        *syncBuffer // moto's request log, written by exec's copier
+	front      *http.Server
 }
 
 // MotoPython finds a Python interpreter that can import moto: $MOTO_PYTHON,
@@ -92,11 +97,44 @@ func startMoto() (*Moto, error) {
 		m.Stop()
 		return nil, fmt.Errorf("moto did not start: %w\n%s", err, out.String())
 	}
+	if err := m.serveFIS(); err != nil {
+		m.Stop()
+		return nil, err
+	}
 	return m, nil
+}
+
+// serveFIS puts the FIS fake in front of moto on a port of its own, which
+// becomes the server's URL.
+func (m *Moto) serveFIS() error {
+	f, err := NewFIS(m.URL, nil, ec2.NewFromConfig(m.Config()), "123456789012")
+	if err != nil {
+		return err
+	}
+	var lis net.Listener
+	for i := 0; i < 50 && lis == nil; i++ {
+		p, err := pickPort()
+		if err != nil {
+			return err
+		}
+		lis, _ = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	if lis == nil {
+		return fmt.Errorf("no port for the FIS fake")
+	}
+	m.front = &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = m.front.Serve(lis) }()
+	m.FIS, m.URL = f, "http://"+lis.Addr().String()
+	f.URL = m.URL
+	return nil
 }
 
 // Stop kills the server.
 func (m *Moto) Stop() {
+	if m.front != nil {
+		_ = m.front.Close()
+		m.FIS.Close()
+	}
 	if m.cmd.Process != nil {
 		_ = m.cmd.Process.Kill()
 		_ = m.cmd.Wait()
@@ -162,14 +200,36 @@ func (m *Moto) VPC(t testing.TB) string {
 	return *out.Vpc.VpcId
 }
 
-// TargetGroup creates an HTTP target group and sets its deregistration delay.
+// TargetGroup creates an HTTP target group, health checked on /healthz, and
+// sets its deregistration delay.
 func (m *Moto) TargetGroup(t testing.TB, name string, port int32, delay time.Duration) string {
 	t.Helper()
+	return m.CheckedTargetGroup(t, name, port, delay, HealthCheck{Path: "/healthz"})
+}
+
+// CheckedTargetGroup is TargetGroup with the health check hc (its zero
+// fields: moto's defaults).
+func (m *Moto) CheckedTargetGroup(t testing.TB, name string, port int32, delay time.Duration, hc HealthCheck) string {
+	t.Helper()
 	ctx := context.Background()
-	out, err := m.ELB().CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
+	in := &elbv2.CreateTargetGroupInput{
 		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumHttp, Port: aws.Int32(port), VpcId: aws.String(m.VPC(t)),
-		HealthCheckPath: aws.String("/healthz"),
-	})
+		HealthCheckPath: aws.String(hc.Path),
+	}
+	seconds := func(d time.Duration) *int32 {
+		if d == 0 {
+			return nil
+		}
+		return aws.Int32(int32(d.Seconds()))
+	}
+	in.HealthCheckIntervalSeconds, in.HealthCheckTimeoutSeconds = seconds(hc.Interval), seconds(hc.Timeout)
+	if hc.Rise > 0 {
+		in.HealthyThresholdCount = aws.Int32(int32(hc.Rise))
+	}
+	if hc.Fall > 0 {
+		in.UnhealthyThresholdCount = aws.Int32(int32(hc.Fall))
+	}
+	out, err := m.ELB().CreateTargetGroup(ctx, in)
 	if err != nil {
 		t.Fatalf("create target group %s: %v", name, err)
 	}

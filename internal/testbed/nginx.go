@@ -14,9 +14,10 @@ import (
 // Nginx is Debian's nginx running as the application beside an agent, on a
 // loopback port, with its own prefix, configuration, pid file and logs.
 //
-// It serves "/" (a short page), "/health" (200 "ok"), and "/slow" (SlowSize
+// It serves "/" (a short page), "/health" (200 "ok"), "/slow" (SlowSize
 // bytes at SlowRate bytes per second: a request that is still in flight
-// when a drain hook tells nginx to quit).
+// when a drain hook tells nginx to quit), and "/hold" (the same at HoldRate:
+// a download that keeps a connection open for 40 s).
 type Nginx struct {
 	Addr   string
 	Bin    string
@@ -34,6 +35,7 @@ type Nginx struct {
 const (
 	SlowSize = 640 << 10
 	SlowRate = 64 << 10
+	HoldRate = 16 << 10
 )
 
 // NginxPage is what "/" answers.
@@ -80,10 +82,12 @@ http {
     root %[1]s/www;
     location = / { try_files /index.txt =404; }
     location = /health { try_files /health =404; }
+    location = /healthz { try_files /health =404; }
     location = /slow { limit_rate %[4]d; try_files /slow.bin =404; }
+    location = /hold { limit_rate %[5]d; try_files /slow.bin =404; }
   }
 }
-`, n.Prefix, n.Addr, user, SlowRate)
+`, n.Prefix, n.Addr, user, SlowRate, HoldRate)
 	n.Conf = filepath.Join(n.Prefix, "nginx.conf")
 	if err := os.WriteFile(n.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -167,6 +171,10 @@ func (n *Nginx) Exited() bool {
 		return false
 	}
 }
+
+// Kill ends nginx at once, workers and all (SIGKILL to its group), as an
+// instance's termination does.
+func (n *Nginx) Kill() { n.kill() }
 
 func (n *Nginx) kill() {
 	if n.cmd == nil || n.cmd.Process == nil {

@@ -2,7 +2,9 @@ package testbed
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -56,8 +58,27 @@ type Wrk struct {
 // test ends if Stop was not called.
 func StartWrk(t testing.TB, addr string, conns int, max time.Duration) *Wrk {
 	t.Helper()
+	return startWrk(t, wrkCommand(addr, conns, max))
+}
+
+// StartPacedWrk is StartWrk with each connection waiting pace between a
+// response and its next request (wrk's delay() script hook): a steady load
+// that leaves the machine's cores to the rest of a test running beside it.
+func StartPacedWrk(t testing.TB, addr string, conns int, pace, max time.Duration) *Wrk {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "pace.lua")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf("function delay()\n  return %d\nend\n", pace.Milliseconds())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := wrkCommand(addr, conns, max)
+	cmd.Args = append(cmd.Args[:len(cmd.Args)-1], "-s", script, cmd.Args[len(cmd.Args)-1])
+	return startWrk(t, cmd)
+}
+
+func startWrk(t testing.TB, cmd *exec.Cmd) *Wrk {
+	t.Helper()
 	Tool(t, "wrk", "wrk")
-	w := &Wrk{cmd: wrkCommand(addr, conns, max), out: &Buffer{}, exited: make(chan struct{})}
+	w := &Wrk{cmd: cmd, out: &Buffer{}, exited: make(chan struct{})}
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := w.cmd.Start(); err != nil {
