@@ -16,6 +16,25 @@ configure) [ -n "$2" ] || fresh=yes ;;
 *) exit 0 ;;
 esac
 
+# The settings file is root's alone: it may hold a secret given in clear (a
+# webhook's URL), systemd reads EnvironmentFile= as root, and the service's
+# dynamic user never needs it. The package ships it so; one written before
+# (by user-data, by hand, by an older package: dpkg and rpm keep a changed
+# configuration file's mode) is made so, content untouched.
+for f in /etc/default/spot-agent /etc/sysconfig/spot-agent; do
+	if [ ! -f "$f" ] || [ -L "$f" ]; then
+		continue
+	fi
+	case $(stat -c %a "$f") in
+	*00) ;;
+	*)
+		if chmod go-rwx "$f"; then
+			echo "spot-agent: $f is now readable by root only (it may hold secrets; systemd reads it as root)" >&2
+		fi
+		;;
+	esac
+done
+
 command -v systemctl >/dev/null 2>&1 || exit 0
 running=no
 [ -d /run/systemd/system ] && running=yes

@@ -176,6 +176,8 @@ rpm_files="/etc/sysconfig/spot-agent
 for deb in "$deb_amd64" "$deb_arm64"; do
 	same "$deb files" "$deb_files" "$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { print $6 }' | sort)"
 	same "$deb conffiles" "/etc/default/spot-agent" "$(dpkg-deb -I "$deb" conffiles)"
+	# The settings may hold secrets: root's alone (postinstall.sh tightens an older file too).
+	same "$deb settings mode" "-rw------- root/root" "$(dpkg-deb -c "$deb" | awk '$6 == "./etc/default/spot-agent" { print $1, $2 }')"
 	same "$deb section" "net" "$(dpkg-deb -f "$deb" Section)"
 	same "$deb recommends" "libnss-systemd" "$(dpkg-deb -f "$deb" Recommends)"
 	for s in postinst:postinstall prerm:preremove postrm:postremove; do
@@ -190,6 +192,9 @@ for r in "$rpm_amd64" "$rpm_arm64"; do
 	# c: %config, n: noreplace
 	same "$r config files" "cn /etc/sysconfig/spot-agent" \
 		"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$r" 2>/dev/null | grep '^c')"
+	same "$r settings mode" "-rw------- root root" \
+		"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$r" 2>/dev/null |
+			awk '$4 == "/etc/sysconfig/spot-agent" { print $1, $2, $3 }')"
 	scripts=$(rpm -qp --scripts "$r" 2>/dev/null)
 	for s in postinstall preuninstall postuninstall; do
 		grep -q "^$s scriptlet" <<<"$scripts" || die "$r has no $s scriptlet"

@@ -55,6 +55,12 @@ check() {
 	die "failed: $*"
 }
 ok() { echo "ok: $*"; }
+# mode_is FILE WANT: the settings file's mode and owner, e.g. "600 root".
+mode_is() {
+	local got
+	got=$(stat -c '%a %U' "$1")
+	[ "$got" = "$2" ] || die "$1: mode and owner $got, want $2"
+}
 
 [ -d "$r/run/systemd/system" ] && die "systemd looks alive inside the overlay"
 if enabled; then die "$wants exists before the test"; fi
@@ -63,12 +69,14 @@ if enabled; then die "$wants exists before the test"; fi
 in_root dpkg -i /run/pkg/spot-agent.deb >/dev/null
 check enabled
 in_root spot-agent version >/dev/null
-ok "dpkg -i: installed, enabled offline (no running systemd), binary runs"
+mode_is "$r/etc/default/spot-agent" "600 root"
+ok "dpkg -i: installed, enabled offline (no running systemd), binary runs, settings root's only (0600)"
 
 echo 'SPOT_AGENT_TAG_KEY="mine"' >>"$r/etc/default/spot-agent"
 in_root dpkg -i /run/pkg/spot-agent.deb >/dev/null
 check grep -q '^SPOT_AGENT_TAG_KEY="mine"$' "$r/etc/default/spot-agent"
-ok "dpkg -i over itself: edited /etc/default/spot-agent kept, no prompt"
+mode_is "$r/etc/default/spot-agent" "600 root"
+ok "dpkg -i over itself: edited /etc/default/spot-agent kept, no prompt, still 0600"
 
 in_root dpkg -r spot-agent >/dev/null
 if enabled; then die "dpkg -r left the unit enabled"; fi
@@ -80,20 +88,23 @@ in_root dpkg -P spot-agent >/dev/null
 check test ! -e "$r/etc/default/spot-agent"
 ok "dpkg -P: settings gone"
 
-# The user-data path: cloud-init writes the settings before the package comes.
+# The user-data path: cloud-init writes the settings before the package comes
+# (an older user-data wrote them 0644: the package makes them root's only).
 printf 'SPOT_AGENT_LOG_FORMAT="json"\n' >"$r/etc/default/spot-agent"
+chmod 0644 "$r/etc/default/spot-agent"
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /run/pkg/spot-agent.deb >/dev/null 2>&1
 check test "$(cat "$r/etc/default/spot-agent")" = 'SPOT_AGENT_LOG_FORMAT="json"'
+mode_is "$r/etc/default/spot-agent" "600 root"
 check enabled
 in_root dpkg -P spot-agent >/dev/null
-ok "apt-get install (as the user-data runs it) onto existing settings: kept"
+ok "apt-get install (as the user-data runs it) onto existing settings of mode 0644: kept, made 0600"
 
 # rpm (Debian's rpm warns that it is not the system's package manager: noise)
 in_root rpm -i --nodeps /run/pkg/spot-agent.rpm 2>/dev/null
 check enabled
-check test -e "$r/etc/sysconfig/spot-agent"
-ok "rpm -i: installed, enabled offline"
+mode_is "$r/etc/sysconfig/spot-agent" "600 root"
+ok "rpm -i: installed, enabled offline, settings root's only (0600)"
 
 echo 'SPOT_AGENT_TAG_KEY="mine"' >>"$r/etc/sysconfig/spot-agent"
 in_root rpm -U --nodeps --replacepkgs /run/pkg/spot-agent.rpm 2>/dev/null
@@ -110,8 +121,10 @@ ok "rpm -e: disabled, binary gone (edited settings saved as .rpmsave)"
 # installs the package, whose first start must use them (the application's
 # port is not the agent's).
 printf 'SPOT_AGENT_LISTEN=":8081"\nSPOT_AGENT_HELLO="false"\n' >"$r/etc/sysconfig/spot-agent"
+chmod 0644 "$r/etc/sysconfig/spot-agent"
 in_root rpm -i --nodeps /run/pkg/spot-agent.rpm 2>/dev/null
 check test "$(cat "$r/etc/sysconfig/spot-agent")" = "$(printf 'SPOT_AGENT_LISTEN=":8081"\nSPOT_AGENT_HELLO="false"')"
+mode_is "$r/etc/sysconfig/spot-agent" "600 root"
 check enabled
 in_root rpm -e spot-agent 2>/dev/null
-ok "rpm -i (as dnf runs it for the user-data) onto existing settings: kept"
+ok "rpm -i (as dnf runs it for the user-data) onto existing settings of mode 0644: kept, made 0600"

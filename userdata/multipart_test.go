@@ -224,6 +224,13 @@ func TestCombinedCloudConfigsMergeInCloudInitKeepingBothParts(t *testing.T) {
 	if !strings.Contains(content["/etc/sysconfig/spot-agent"], "SPOT_AGENT_HELLO=\"false\"\n") {
 		t.Errorf("the agent's settings file:\n%s", content["/etc/sysconfig/spot-agent"])
 	}
+	// The settings stay root's alone through the merge (the boot test reads
+	// the mode cloud-init gives the file).
+	for _, e := range cfg["write_files"].([]any) {
+		if m := e.(map[string]any); m["path"] == "/etc/sysconfig/spot-agent" && (m["permissions"] != "0600" || m["owner"] != "root:root") {
+			t.Errorf("the agent's settings file: permissions %v, owner %v; want 0600, root:root", m["permissions"], m["owner"])
+		}
+	}
 	if pk, _ := cfg["packages"].([]any); len(pk) != 1 || pk[0] != "nginx" {
 		t.Errorf("merged packages %v, want the user's [nginx]", cfg["packages"])
 	}

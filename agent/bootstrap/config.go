@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spot-agent/spot-agent/agent/notify"
+	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/userdata"
 )
 
@@ -106,6 +108,11 @@ type Config struct {
 	// MIME multipart user-data. It is read (with Options.ReadFile) and checked
 	// by Plan and Apply before any AWS call.
 	UserDataFile string
+	// SSMKMSKeyARN is the customer managed KMS key that encrypts the
+	// parameters AgentEnv names as ssm:NAME: the instance role may decrypt
+	// with it through SSM. Empty: the AWS managed key aws/ssm, whose key
+	// policy lets the account's principals use it through SSM without a grant.
+	SSMKMSKeyARN string
 
 	NotifyEmail string // optional email subscription to the topic
 
@@ -498,6 +505,75 @@ func (c *Config) Warnings() []string {
 		if ok {
 			w = append(w, fmt.Sprintf("--agent-env %s: %s", k, why))
 		}
+	}
+	return append(w, SecretWarnings(c.AgentEnv)...)
+}
+
+// urlRE finds the URLs in a setting: a webhook, or one in a command or a body.
+var urlRE = regexp.MustCompile("https?://[^\\s\"'`<>]+")
+
+// secretIn says why the setting k=v, given in clear, looks like it holds a
+// secret, or "" when it does not (a reference, ssm:NAME, holds none).
+func secretIn(k, v string) string {
+	if secret.IsRef(v) {
+		return ""
+	}
+	for _, u := range urlRE.FindAllString(v, -1) {
+		if why := notify.SecretInURL(u); why != "" {
+			return why
+		}
+	}
+	if k == envNotifyBody {
+		return notify.SecretInBody(v)
+	}
+	return ""
+}
+
+// shownSetting is the value of a setting as the plan shows it: one that
+// looks like it holds a secret (secretIn) with its URLs cut to their hosts
+// (notify.Redacted), or not at all. The plan goes to terminals and CI logs;
+// the warning says where the value goes.
+func shownSetting(k, v string) string {
+	if secretIn(k, v) == "" {
+		return v
+	}
+	cut := urlRE.ReplaceAllStringFunc(v, func(u string) string {
+		if notify.SecretInURL(u) != "" {
+			return notify.Redacted(u)
+		}
+		return u
+	})
+	if cut == v || k == envNotifyBody {
+		return "(not shown: it looks like it holds a secret)"
+	}
+	return cut
+}
+
+// SecretWarnings are the agent settings given in clear whose value looks
+// like it holds a secret (notify.SecretInURL: a chat webhook's token in its
+// URL; notify.SecretInBody: a body's API key), each with what to do: those
+// that take ssm:NAME are told to; for the others, what uses the secret should
+// read it on the instance. The user-data holds the settings in clear, for
+// anyone allowed ec2:DescribeLaunchTemplateVersions and every process on the
+// instances (instance metadata). bootstrap puts them in its plan; policy,
+// user-data and --template print them on stderr.
+func SecretWarnings(env map[string]string) []string {
+	var w []string
+	for _, k := range sortedKeys(env) {
+		v := env[k]
+		why := secretIn(k, v)
+		if why == "" {
+			continue
+		}
+		const clear = "it is written in clear into the launch template's user-data (readable by anyone allowed ec2:DescribeLaunchTemplateVersions, and by every process on the instances through instance metadata) and the instances' settings file"
+		if slices.Contains(secretSettings, k) {
+			name := "/spot-agent/" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "SPOT_AGENT_")), "_", "-")
+			w = append(w, fmt.Sprintf("--agent-env %s: the value looks like it holds a secret (%s), and %s: keep it in SSM Parameter Store as a SecureString instead, aws ssm put-parameter --name %s --type SecureString --value '...', and give %s=ssm:%s (the instance role is allowed to read that parameter)",
+				k, why, clear, name, k, name))
+			continue
+		}
+		w = append(w, fmt.Sprintf("--agent-env %s: the value looks like it holds a secret (%s), and %s: only %s take ssm:NAME: keep the secret out of the setting (a hook's command can read it from a root-only file, or from the parameter store, when it runs)",
+			k, why, clear, strings.Join(secretSettings, " and ")))
 	}
 	return w
 }

@@ -158,3 +158,57 @@ func TestHealthCheckTypeAndGracePerMode(t *testing.T) {
 		t.Errorf("EC2 checks with a one-minute grace: warnings %q", w)
 	}
 }
+
+// A setting given in clear whose value looks like a secret is written into
+// the user-data for anyone who may describe the launch template: the plan
+// warns, and a setting that takes ssm:NAME is told how (the put-parameter
+// line, the reference to give). A reference, or a URL without a token, is
+// no warning.
+func TestWarningsNameSecretsGivenInClear(t *testing.T) {
+	const toSSM = "keep it in SSM Parameter Store as a SecureString instead, aws ssm put-parameter --name /spot-agent/notify-webhook --type SecureString --value '...', and give SPOT_AGENT_NOTIFY_WEBHOOK=ssm:/spot-agent/notify-webhook"
+	for _, tc := range []struct {
+		key, value string
+		want       []string // each in the one warning; none: no warning
+	}{
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx",
+			[]string{"--agent-env SPOT_AGENT_NOTIFY_WEBHOOK: the value looks like it holds a secret (a Slack webhook's path is its token)", "ec2:DescribeLaunchTemplateVersions", toSSM}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://discord.com/api/webhooks/123456789012345678/AbCdEfGh-ij_KL", []string{"a Discord webhook's path holds its token", toSSM}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://contoso.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d", []string{"a Teams or Power Automate webhook's URL holds its signature", toSSM}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://prod-12.westus.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig=XyZ", []string{"holds its signature", toSSM}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://alerts.example.com/hook?token=abc", []string{"its query parameter token= is a credential", toSSM}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://alerts.example.com/hook?key=abc", []string{"its query parameter key= is a credential"}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://alerts.example.com/hooks/7f3b9c2d8e1a4f6b0c5d9e2a", []string{"its path has a long random segment, like a token", toSSM}},
+		{"SPOT_AGENT_NOTIFY_BODY", `{"routing_key":"R0123456789abcdef0123456789abcdef","payload":{"summary":"${summary}"}}`,
+			[]string{"--agent-env SPOT_AGENT_NOTIFY_BODY: the value looks like it holds a secret (its field routing_key has a literal value, like a credential)", "--name /spot-agent/notify-body", "SPOT_AGENT_NOTIFY_BODY=ssm:/spot-agent/notify-body"}},
+		{"SPOT_AGENT_ON_DRAIN_EXEC", "curl -fsS -d @/run/drained https://hooks.slack.com/services/T0/B0/abcdefghijklmnopqrstuvwx",
+			[]string{"--agent-env SPOT_AGENT_ON_DRAIN_EXEC: the value looks like it holds a secret (a Slack webhook's path is its token)", "only SPOT_AGENT_NOTIFY_WEBHOOK and SPOT_AGENT_NOTIFY_BODY take ssm:NAME"}},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "ssm:/spot-agent/webhook", nil},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "https://ntfy.sh/spot-interruptions", nil},
+		{"SPOT_AGENT_NOTIFY_WEBHOOK", "http://127.0.0.1:8080/hook", nil},
+		{"SPOT_AGENT_NOTIFY_BODY", `{"text":"${summary}"}`, nil},
+		{"SPOT_AGENT_ON_DRAIN_EXEC", "systemctl stop nginx", nil},
+	} {
+		c := bootstrap.DefaultConfig()
+		c.AgentEnv = map[string]string{tc.key: tc.value}
+		got := c.Warnings()
+		if tc.want == nil {
+			if len(got) != 0 {
+				t.Errorf("%s=%s: warnings %q, want none", tc.key, tc.value, got)
+			}
+			continue
+		}
+		if len(got) != 1 {
+			t.Errorf("%s=%s: warnings %q, want one", tc.key, tc.value, got)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got[0], w) {
+				t.Errorf("%s=%s: warning %q lacks %q", tc.key, tc.value, got[0], w)
+			}
+		}
+		// The value itself is not repeated: the warning goes to terminals and CI logs.
+		if strings.Contains(got[0], tc.value) {
+			t.Errorf("%s: the warning quotes the value: %q", tc.key, got[0])
+		}
+	}
+}

@@ -1,5 +1,7 @@
 package bootstrap
 
+import "github.com/spot-agent/spot-agent/agent/secret"
+
 // Exports for the tests of the requests against AWS's rules (rules_test.go).
 
 // NameRule is one resource's documented name rule.
@@ -55,6 +57,6 @@ func PlannedArches(c *Config) []string { return c.plannedArches() }
 // StackAgentPolicy is the instance role's policy a stack of cfg gets, with
 // its target group and account.
 func StackAgentPolicy(cfg Config, tgARN, account string) string {
-	s := &state{cfg: cfg, partition: partitionOf(cfg.Region), region: cfg.Region, account: account, tgARN: tgARN}
+	s := &state{cfg: cfg, partition: secret.Partition(cfg.Region), region: cfg.Region, account: account, tgARN: tgARN}
 	return s.agentPolicy()
 }

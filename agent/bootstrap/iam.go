@@ -50,6 +50,11 @@ type agentGrants struct {
 	asg       string   // the Auto Scaling group's ARN (any id): the lifecycle calls; "" for none
 	topic     string   // sns:Publish; "" for none
 	objects   []string // BUCKET/KEY of the agent's packages in S3: s3:GetObject
+	// parameters are the ARNs of the settings given as ssm:NAME: ssm:GetParameter.
+	parameters []string
+	// kmsKey is their customer managed key, decrypted through viaService
+	// (ssm.REGION.amazonaws.com) only: kms:Decrypt; "" for none.
+	kmsKey, viaService string
 }
 
 // policy allows exactly what the agent calls, and no more:
@@ -61,7 +66,10 @@ type agentGrants struct {
 //     which support no resource-level permissions;
 //   - in an Auto Scaling group, the lifecycle calls on that group only;
 //   - with --notify-sns-topic, sns:Publish on that topic (agentenv.go);
-//   - with an agent package in S3, s3:GetObject on those objects.
+//   - with an agent package in S3, s3:GetObject on those objects;
+//   - with settings given as ssm:NAME, ssm:GetParameter on those parameters,
+//     and with their customer managed key, kms:Decrypt on it when SSM asks
+//     (kms:ViaService) for the role (agentenv.go).
 func (g agentGrants) policy() string {
 	tgActions := []string{"elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"}
 	st := []policyStatement{
@@ -85,6 +93,13 @@ func (g agentGrants) policy() string {
 		}
 		st = append(st, policyStatement{Sid: "AgentPackage", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: oneOrList(arns)})
 	}
+	if len(g.parameters) > 0 {
+		st = append(st, policyStatement{Sid: "SettingsFromParameterStore", Effect: "Allow", Action: []string{"ssm:GetParameter"}, Resource: oneOrList(g.parameters)})
+	}
+	if g.kmsKey != "" {
+		st = append(st, policyStatement{Sid: "DecryptSettingsThroughSSM", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: g.kmsKey,
+			Condition: map[string]map[string]string{"StringEquals": {"kms:ViaService": g.viaService}}})
+	}
 	return mustJSON(policyDoc{Version: "2012-10-17", Statement: st})
 }
 
@@ -101,7 +116,8 @@ func oneOrList(v []string) any {
 // an ASG, the topic --agent-env names, the packages uploaded or in S3.
 func (s *state) agentPolicy() string {
 	g := agentGrants{partition: s.partition, groups: append([]string{orPending(s.tgARN)}, s.cfg.extraTargetGroups()...),
-		topic: s.cfg.snsTopic(), objects: s.agentObjects()}
+		topic: s.cfg.snsTopic(), objects: s.agentObjects(), parameters: parameterARNs(s.cfg.AgentEnv, s.partition, s.region, s.account)}
+	g.kmsKey, g.viaService = decryptGrant(s.cfg.SSMKMSKeyARN)
 	if s.cfg.Fleet == FleetASG {
 		g.asg = s.asgARNPattern()
 	}

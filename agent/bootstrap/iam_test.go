@@ -29,6 +29,8 @@ const (
 	sarS3  = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html"
 	sarIAM = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html"
 	sarSTS = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecuritytokenservice.html"
+	sarSSM = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html"
+	sarKMS = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awskeymanagementservice.html"
 )
 
 // ARN formats of the resource types, as the reference writes them.
@@ -50,6 +52,8 @@ const (
 	arnPlacementGroup  = "arn:${Partition}:ec2:${Region}:${Account}:placement-group/${PlacementGroupName}"
 	arnSnapshot        = "arn:${Partition}:ec2:${Region}::snapshot/${SnapshotId}"
 	arnCapacityReserve = "arn:${Partition}:ec2:${Region}:${Account}:capacity-reservation/${CapacityReservationId}"
+	arnParameter       = "arn:${Partition}:ssm:${Region}:${Account}:parameter/${ParameterNameWithoutLeadingSlash}"
+	arnKey             = "arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}"
 )
 
 // sarTable holds every action the stack's roles and topic grant. An action
@@ -97,6 +101,8 @@ var sarTable = map[string]sarAction{
 	"sns:ListSubscriptionsByTopic": {map[string]string{"topic": arnTopic}, nil, sarSNS},
 	"s3:GetObject":                 {map[string]string{"object": arnObject}, nil, sarS3},
 	"iam:PassRole":                 {map[string]string{"role": arnRole}, []string{"iam:PassedToService"}, sarIAM},
+	"ssm:GetParameter":             {map[string]string{"parameter": arnParameter}, nil, sarSSM},
+	"kms:Decrypt":                  {map[string]string{"key": arnKey}, []string{"kms:ViaService"}, sarKMS},
 	"sts:AssumeRole":               {map[string]string{"role": arnRole}, nil, sarSTS}, // in trust policies, which name no resource
 }
 
@@ -159,13 +165,15 @@ func policyLength(doc string) int {
 }
 
 // arnRE turns an ARN format into a regexp: the partition as given, any
-// region and account (a policy may name a topic or a group elsewhere), every
-// other variable one or more characters that are not ':'.
+// region and account (a policy may name a topic or a group elsewhere), a
+// variable said to be without its leading slash one that does not begin
+// with one, every other variable one or more characters that are not ':'.
 func arnRE(format, partition string) *regexp.Regexp {
 	quoted := regexp.QuoteMeta(format)
 	r := strings.NewReplacer(regexp.QuoteMeta("${Partition}"), regexp.QuoteMeta(partition),
 		regexp.QuoteMeta("${Region}"), `[a-z0-9-]+`, regexp.QuoteMeta("${Account}"), `[0-9]{12}`)
 	quoted = r.Replace(quoted)
+	quoted = regexp.MustCompile(`\\\$\\\{[A-Za-z]+WithoutLeadingSlash\\\}`).ReplaceAllString(quoted, `[^:/][^:]*`)
 	quoted = regexp.MustCompile(`\\\$\\\{[A-Za-z]+\\\}`).ReplaceAllString(quoted, `[^:]+`)
 	return regexp.MustCompile("^" + quoted + "$")
 }
@@ -354,5 +362,25 @@ func TestPolicyEvaluatorAndResourceTypes(t *testing.T) {
 	}
 	if got := resourceTypesOf(sarTable["s3:GetObject"], "arn:aws:s3:::bucket/agent/spot-agent_1_amd64.deb", "aws", "us-east-1", "123456789012"); !slices.Equal(got, []string{"object"}) {
 		t.Errorf("an object's ARN: %v", got)
+	}
+	// A parameter's ARN does not repeat its name's leading slash.
+	for res, want := range map[string][]string{
+		"arn:aws:ssm:us-east-1:123456789012:parameter/spot-agent/webhook":  {"parameter"},
+		"arn:aws:ssm:us-east-1:123456789012:parameter//spot-agent/webhook": nil,
+		"arn:aws:ssm:us-east-1:123456789012:document/spot-agent":           nil,
+	} {
+		if got := resourceTypesOf(sarTable["ssm:GetParameter"], res, "aws", "us-east-1", "123456789012"); !slices.Equal(got, want) {
+			t.Errorf("GetParameter on %s: types %v, want %v", res, got, want)
+		}
+	}
+	decrypt := parsePolicy(t, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Decrypt","Resource":"arn:aws:kms:us-east-1:123456789012:key/k","Condition":{"StringEquals":{"kms:ViaService":"ssm.us-east-1.amazonaws.com"}}}]}`)
+	for ctx, want := range map[string]bool{"ssm.us-east-1.amazonaws.com": true, "s3.us-east-1.amazonaws.com": false, "": false} {
+		c := map[string]string{"kms:ViaService": ctx}
+		if ctx == "" {
+			c = nil // a direct call to KMS has no kms:ViaService
+		}
+		if got := allowed(decrypt, "kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/k", c); got != want {
+			t.Errorf("kms:Decrypt via %q: %v, want %v", ctx, got, want)
+		}
 	}
 }

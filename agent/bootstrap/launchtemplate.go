@@ -307,7 +307,11 @@ func (s *state) userDataSummary() string {
 		}
 		from = "release " + s.cfg.AgentRelease + "'s " + from
 	}
-	sum := s.cfg.Distribution + ", agent from " + from + ", env " + mapString(s.agentEnv())
+	env := s.agentEnv()
+	for k, v := range env {
+		env[k] = shownSetting(k, v)
+	}
+	sum := s.cfg.Distribution + ", agent from " + from + ", env " + mapString(env)
 	if s.cfg.UserDataFile != "" {
 		sum += fmt.Sprintf("; MIME multipart with %s (%d bytes) first", s.cfg.UserDataFile, len(s.userPart))
 	}

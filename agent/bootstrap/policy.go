@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // AgentRole is the agent's instance role on a fleet built elsewhere (by the
@@ -27,6 +29,9 @@ type AgentRole struct {
 	AgentURL string
 	// Distribution is al2023, debian or ubuntu: how ArchPlaceholder is spelt.
 	Distribution string
+	// SSMKMSKeyARN is the customer managed key of the parameters AgentEnv
+	// names as ssm:NAME (Config.SSMKMSKeyARN).
+	SSMKMSKeyARN string
 }
 
 // Policy checks the role's settings and returns its identity policy, JSON.
@@ -46,7 +51,7 @@ func (r AgentRole) Policy() (string, error) {
 	}
 	var partition, region, account string
 	for _, tg := range groups {
-		a, ok := parseTargetGroupARN(tg, partitionOf(regionOfARN(tg)))
+		a, ok := parseTargetGroupARN(tg, secret.Partition(regionOfARN(tg)))
 		switch {
 		case !ok:
 			bad("target-group-arn", "%q is not a target group's ARN like arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef", tg)
@@ -65,6 +70,7 @@ func (r AgentRole) Policy() (string, error) {
 	if v, ok := r.AgentEnv[envRegion]; ok && v != region {
 		bad("agent-env", "%s=%s: the target groups are in %s, where the agent calls Elastic Load Balancing: leave the setting out (the agent takes the instance's region) or give groups in %s", envRegion, v, region, v)
 	}
+	checkSecretSettings(r.AgentEnv, partition, region, r.SSMKMSKeyARN, bad)
 	if r.ASGName != "" {
 		if p := ruleAutoScalingGroup.check(r.ASGName); p != "" {
 			bad("asg-name", "%q %s", r.ASGName, p)
@@ -93,7 +99,9 @@ func (r AgentRole) Policy() (string, error) {
 	if len(errs) > 0 {
 		return "", errors.Join(errs...)
 	}
-	g := agentGrants{partition: partition, groups: groups, topic: r.AgentEnv[envSNSTopic], objects: objects}
+	g := agentGrants{partition: partition, groups: groups, topic: r.AgentEnv[envSNSTopic], objects: objects,
+		parameters: parameterARNs(r.AgentEnv, partition, region, account)}
+	g.kmsKey, g.viaService = decryptGrant(r.SSMKMSKeyARN)
 	if r.ASGName != "" {
 		g.asg = asgARNPattern(partition, region, account, r.ASGName)
 	}

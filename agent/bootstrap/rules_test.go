@@ -45,6 +45,7 @@ import (
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
 	"github.com/spot-agent/spot-agent/agent/lifecycle"
 	"github.com/spot-agent/spot-agent/agent/notify"
+	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/agent/tags"
 	"github.com/spot-agent/spot-agent/agent/targets"
 	"github.com/spot-agent/spot-agent/internal/testbed"
@@ -118,7 +119,9 @@ var ruleStacks = []ruleStack{
 		c.AppPort, c.AgentPort, c.AppHealthPath = 80, bootstrap.AppAgentPort, "/health"
 		c.UserDataFile = writeFile(t, "app.yaml", appCloudConfig)
 		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN, "SPOT_AGENT_TARGET_GROUP_ARN": otherGroup,
-			"SPOT_AGENT_ON_DRAIN_EXEC": drainExec}
+			"SPOT_AGENT_ON_DRAIN_EXEC": drainExec, "SPOT_AGENT_NOTIFY_WEBHOOK": "ssm:/spot-agent/rules/webhook",
+			"SPOT_AGENT_NOTIFY_BODY": "ssm:arn:aws:ssm:us-east-1:210987654321:parameter/shared/spot-agent-body"}
+		c.SSMKMSKeyARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 		c.MetricsCIDR, c.Stickiness, c.NotifyEmail, c.CapacityRebalance = "10.1.0.0/16", time.Hour, "ops@example.com", true
 		c.HealthCheckType, c.HealthCheckGrace = bootstrap.HealthELB, 10*time.Minute
 	}, func(c *bootstrap.Config) { c.AgentPort, c.Stickiness = 8082, 2*time.Hour }},
@@ -129,7 +132,7 @@ var ruleStacks = []ruleStack{
 		c.InstanceTypes = []string{"c7g.large", "m7g.large", "c6g.large"}
 		c.AgentURL, c.AgentSHA256 = "s3://artifacts.example/spot-agent/spot-agent_1.2.3_arm64.deb", nil
 		putObject(t, "artifacts.example", "spot-agent/spot-agent_1.2.3_arm64.deb", "an arm64 deb in the user's bucket")
-		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN}
+		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARN, "SPOT_AGENT_NOTIFY_WEBHOOK": "ssm:webhook"}
 	}, func(c *bootstrap.Config) {
 		c.Min, c.Max, c.InstanceTypes = 1, 6, []string{"m7g.large", "c7g.large"}
 		c.AgentEnv = nil
@@ -505,7 +508,7 @@ func groupARN(_ bootstrap.Config, out bootstrap.Outputs) []string {
 }
 
 // agentCalls are the calls of the agent's AWS interfaces (targets.ELB,
-// tags.EC2, lifecycle.API, notify.SNSAPI), as IAM actions.
+// tags.EC2, lifecycle.API, notify.SNSAPI, secret.API), as IAM actions.
 var agentCalls = map[string]agentCall{
 	"elasticloadbalancing:DescribeTargetHealth":          {always, every},
 	"elasticloadbalancing:DescribeTargetGroupAttributes": {always, every},
@@ -518,6 +521,20 @@ var agentCalls = map[string]agentCall{
 		func(c bootstrap.Config, _ bootstrap.Outputs) []string {
 			return []string{c.AgentEnv["SPOT_AGENT_NOTIFY_SNS_TOPIC"]}
 		}},
+	"ssm:GetParameter": {func(c bootstrap.Config) bool { return len(parameters(c)) > 0 },
+		func(c bootstrap.Config, _ bootstrap.Outputs) []string { return parameters(c) }},
+}
+
+// parameters are the ARNs of the parameters the settings name as ssm:NAME,
+// as the agent reads them: a name in the instance's region and account.
+func parameters(c bootstrap.Config) []string {
+	var out []string
+	for _, k := range bootstrap.SecretSettings() {
+		if r, err := secret.ParseRef(c.AgentEnv[k]); err == nil {
+			out = append(out, r.ARN(partition, c.Region, account))
+		}
+	}
+	return out
 }
 
 // The table of the agent's calls is its interfaces' methods, no more, no
@@ -525,7 +542,7 @@ var agentCalls = map[string]agentCall{
 func TestAgentCallsAreTheAgentsInterfaces(t *testing.T) {
 	ifaces := map[string]reflect.Type{
 		"elasticloadbalancing": reflect.TypeFor[targets.ELB](), "ec2": reflect.TypeFor[tags.EC2](),
-		"autoscaling": reflect.TypeFor[lifecycle.API](), "sns": reflect.TypeFor[notify.SNSAPI](),
+		"autoscaling": reflect.TypeFor[lifecycle.API](), "sns": reflect.TypeFor[notify.SNSAPI](), "ssm": reflect.TypeFor[secret.API](),
 	}
 	var methods []string
 	for prefix, it := range ifaces {
@@ -643,8 +660,18 @@ func checkAgentCalls(t *testing.T, cfg bootstrap.Config, out bootstrap.Outputs, 
 			}
 		}
 	}
+	// A SecureString under the customer managed key: SSM decrypts it for
+	// the role, which may use the key through SSM in the stack's region only.
+	viaSSM := map[string]string{"kms:ViaService": "ssm." + cfg.Region + ".amazonaws.com"}
+	if key := cfg.SSMKMSKeyARN; key != "" && (!allowed(instanceRole, "kms:Decrypt", key, viaSSM) || allowed(instanceRole, "kms:Decrypt", key, nil)) {
+		t.Errorf("kms:Decrypt on %s: want it through SSM, and only so", key)
+	}
+	if cfg.SSMKMSKeyARN == "" && allowed(instanceRole, "kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", viaSSM) {
+		t.Error("kms:Decrypt allowed without --ssm-kms-key-arn")
+	}
 	// Scoped: another group, another Auto Scaling group, another topic.
 	for action, res := range map[string]string{
+		"ssm:GetParameter":                           "arn:aws:ssm:us-east-1:123456789012:parameter/spot-agent/other",
 		"elasticloadbalancing:DeregisterTargets":     strings.Replace(out.TargetGroupARN, "-tg/", "-other/", 1),
 		"autoscaling:CompleteLifecycleAction":        "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x:autoScalingGroupName/other",
 		"sns:Publish":                                "arn:aws:sns:us-east-1:123456789012:other",

@@ -13,9 +13,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/userdata"
 )
 
@@ -264,16 +264,6 @@ func asgARNPattern(partition, region, account, name string) string {
 	return fmt.Sprintf("arn:%s:autoscaling:%s:%s:autoScalingGroup:*:autoScalingGroupName/%s", partition, region, account, name)
 }
 
-func partitionOf(region string) string {
-	switch {
-	case strings.HasPrefix(region, "cn-"):
-		return "aws-cn"
-	case strings.HasPrefix(region, "us-gov-"):
-		return "aws-us-gov"
-	}
-	return "aws"
-}
-
 // resources is the stack in dependency order. With all set (teardown and
 // status), every optional part is included, so whatever an earlier run built
 // is found whatever the flags say now. Every fleet kind is always looked up:
@@ -319,7 +309,7 @@ func resources(cfg Config, all bool) []resource {
 // newState starts a run. Teardown and status pass only the name and region:
 // they find what carries the tag, whatever the flags of the bootstrap were.
 func (st *Stack) newState(ctx context.Context, cfg Config) (*state, error) {
-	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: partitionOf(cfg.Region), region: cfg.Region, userPart: st.userPart, packages: st.packages, pins: st.pins}
+	s := &state{cfg: cfg, c: st.c, opts: st.opts, partition: secret.Partition(cfg.Region), region: cfg.Region, userPart: st.userPart, packages: st.packages, pins: st.pins}
 	out, err := st.c.STS.GetCallerIdentity(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("who am I (sts:GetCallerIdentity): %w", err)

@@ -3,6 +3,7 @@ package bootstrap_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -126,14 +127,25 @@ var templateCases = []templateCase{
 	{"asg-agent-settings", func(_ *testing.T, c *bootstrap.Config) {
 		c.AgentURL = "s3://artifacts.example/spot-agent/spot-agent-1.2.3-1.{arch}.rpm"
 		c.AgentSHA256 = []string{"amd64=" + sha256Hex("x86 rpm"), "arm64=" + sha256Hex("arm rpm")} // a template reads no s3:// package
-		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARNHere, "SPOT_AGENT_TARGET_GROUP_ARN": otherGroup, "SPOT_AGENT_DRAIN_ON": "scheduled"}
+		c.AgentEnv = map[string]string{"SPOT_AGENT_NOTIFY_SNS_TOPIC": topicARNHere, "SPOT_AGENT_TARGET_GROUP_ARN": otherGroup, "SPOT_AGENT_DRAIN_ON": "scheduled",
+			"SPOT_AGENT_NOTIFY_WEBHOOK": "ssm:/spot-agent/web/webhook", "SPOT_AGENT_NOTIFY_BODY": "ssm:" + sharedParameter}
+		c.SSMKMSKeyARN = kmsKey
 		c.NotifyEmail = "ops@example.com"
 	}, func(t *testing.T, tm map[string]any) {
 		doc, _ := json.Marshal(path(tm, "Resources", "InstanceRole", "Properties", "Policies", "0", "PolicyDocument"))
-		for _, want := range []string{topicARNHere, otherGroup, "arn:${AWS::Partition}:s3:::artifacts.example/spot-agent/spot-agent-1.2.3-1.aarch64.rpm"} {
+		for _, want := range []string{topicARNHere, otherGroup, "arn:${AWS::Partition}:s3:::artifacts.example/spot-agent/spot-agent-1.2.3-1.aarch64.rpm",
+			// A name's ARN in the stack's region and account, with one slash after "parameter".
+			`"Resource":["` + sharedParameter + `",{"Fn::Sub":"arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/spot-agent/web/webhook"}]`,
+			`"Action":["kms:Decrypt"],"Condition":{"StringEquals":{"kms:ViaService":"ssm.us-east-1.amazonaws.com"}},"Effect":"Allow","Resource":"` + kmsKey + `"`} {
 			if !strings.Contains(string(doc), want) {
 				t.Errorf("the instance role's policy lacks %s: %s", want, doc)
 			}
+		}
+		// The user-data holds the reference, not a value.
+		encoded, _ := path(tm, "Resources", "LaunchTemplateX8664", "Properties", "LaunchTemplateData", "UserData").(string)
+		ud, err := base64.StdEncoding.DecodeString(encoded)
+		if err != nil || !strings.Contains(string(ud), `SPOT_AGENT_NOTIFY_WEBHOOK="ssm:/spot-agent/web/webhook"`) {
+			t.Errorf("the user-data lacks the reference (%v):\n%s", err, ud)
 		}
 		if path(tm, "Resources", "EmailSubscription", "Properties", "Endpoint") != "ops@example.com" {
 			t.Error("no email subscription")

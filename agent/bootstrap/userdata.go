@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/userdata"
 )
 
@@ -39,7 +40,7 @@ func (st *Stack) preflight(ctx context.Context) error {
 		}
 		st.userPart = b
 	}
-	s := &state{cfg: st.cfg, opts: st.opts, partition: partitionOf(st.cfg.Region), region: st.cfg.Region, account: standInAccount, userPart: st.userPart}
+	s := &state{cfg: st.cfg, opts: st.opts, partition: secret.Partition(st.cfg.Region), region: st.cfg.Region, account: standInAccount, userPart: st.userPart}
 	s.setAgentObject()
 	pins, err := st.pinPackages(ctx, s)
 	if err != nil {

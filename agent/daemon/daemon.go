@@ -31,6 +31,7 @@ import (
 	"github.com/spot-agent/spot-agent/agent/notice"
 	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/agent/sdnotify"
+	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/agent/tags"
 	"github.com/spot-agent/spot-agent/agent/watch"
 	"github.com/spot-agent/spot-agent/agent/web"
@@ -94,6 +95,7 @@ type parts struct {
 	systemd     serviceManager
 	watchdog    *sdnotify.Watchdog // nil: no watchdog
 	notify      *notify.Fanout     // notifications; without sinks it does nothing
+	secrets     *secret.Store      // the settings given as ssm:NAME; nil for none
 	run         commandRunner
 	probe       func(ctx context.Context) bool // does the traffic listener answer /healthz with 200?
 	trafficPort int32                          // the traffic listener's bound port
@@ -146,6 +148,14 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 	m := metrics.New(build)
 	opts := cfg.Notify
 	opts.IMDSEndpoint, opts.DryRun = cfg.IMDSEndpoint, cfg.DryRun
+	var secrets *secret.Store
+	if settings := cfg.Notify.SecretSettings(); len(settings) > 0 {
+		// Read at start, again every refresh while a read fails, and once
+		// more when a drain needs them; nothing waits for them.
+		secrets = secret.New(settings, secret.Options{Region: cfg.Region, IMDSEndpoint: cfg.IMDSEndpoint, DryRun: cfg.DryRun, Retry: cfg.RefreshInterval},
+			m, log.With("component", "secret"))
+		opts.Secrets = secrets
+	}
 	fanout, err := notify.New(context.Background(), opts, m, log.With("component", "notify"))
 	if err != nil {
 		return nil, err
@@ -191,6 +201,7 @@ func New(cfg Config, log *slog.Logger, build metrics.Build) (*Daemon, error) {
 		systemd:  sd,
 		watchdog: wd,
 		notify:   fanout,
+		secrets:  secrets,
 		run: func(ctx context.Context, name, command string, bound time.Time, env []string) {
 			r := &drainexec.Runner{Name: name, Command: command, Log: log.With("component", "drainexec"), Observer: m}
 			r.Run(ctx, bound, env)
@@ -240,6 +251,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.p.watchdog.Run(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return d.identify(gctx, aws) })
+	g.Go(func() error { return d.p.secrets.Run(gctx) })
 	if d.p.appHealth != nil {
 		g.Go(func() error { return d.p.appHealth.Run(gctx) })
 	}

@@ -163,6 +163,7 @@ func (l *loop) identified(c *cloud) {
 	l.p.gate.SetInstanceID(id.InstanceID)
 	l.p.metrics.SetIdentity(id.InstanceID, id.InstanceType, id.AvailabilityZone, id.Region)
 	l.p.notify.SetIdentity(id.InstanceID, id.InstanceType, id.AvailabilityZone, id.Region)
+	l.p.secrets.Locate(id.Region, id.AccountID)
 	l.log.Info("identity", "instance_id", id.InstanceID, "instance_type", id.InstanceType, "availability_zone", id.AvailabilityZone, "region", id.Region)
 	l.g.Go(func() error { return c.resolver.Run(l.gctx) })
 	if m := l.leftover; m != nil {

@@ -56,6 +56,8 @@ type Metrics struct {
 	hookRuns          *prometheus.CounterVec
 	hookExitCode      *prometheus.GaugeVec
 	hookDuration      *prometheus.GaugeVec
+	secretReady       *prometheus.GaugeVec
+	secretErrors      *prometheus.CounterVec
 	drainPhase        *prometheus.GaugeVec
 	deadlineUnixMilli atomic.Int64
 }
@@ -173,7 +175,7 @@ func New(b Build) *Metrics {
 	})
 	m.notifications = f.NewCounterVec(prometheus.CounterOpts{
 		Name: name("", "notifications_total"),
-		Help: "Notifications about a notice, by sink (webhook, sns), phase (detected, drained) and result (success, rejected, error, timeout).",
+		Help: "Notifications about a notice, by sink (webhook, sns), phase (detected, drained) and result (success, rejected, error, timeout, secret_unavailable: its URL or body given as ssm:NAME could not be read).",
 	}, []string{"sink", "phase", "result"})
 	m.notifyDuration = f.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    name("", "notification_duration_seconds"),
@@ -208,11 +210,33 @@ func New(b Build) *Metrics {
 		Name: name("", "hook_duration_seconds"),
 		Help: "How long the hook's last run took.",
 	}, []string{"hook"})
+	m.secretReady = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: name("secret", "ready"),
+		Help: "1 while the setting given as ssm:NAME (setting: its flag, e.g. notify-webhook) is read from SSM Parameter Store and usable, else 0 (what needs it is off).",
+	}, []string{"setting"})
+	m.secretErrors = f.NewCounterVec(prometheus.CounterOpts{
+		Name: name("secret", "read_errors_total"),
+		Help: "Failed reads of a setting given as ssm:NAME, by setting and reason (not_found, access_denied, kms_denied, wrong_type, invalid_value, throttled, timeout, error).",
+	}, []string{"setting", "reason"})
 	m.drainPhase = f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: name("", "drain_phase_seconds"),
 		Help: "Seconds from the notice to each phase the drain under way (or the last one) reached: unready (/healthz 503), deregistered (DeregisterTargets answered), draining (a load balancer first reported the target draining), out (every target group routes nothing more here), hook (--on-drain-exec started), exit (serving stopped).",
 	}, []string{"phase"})
 	return m
+}
+
+// SetSecretReady publishes whether a setting given as ssm:NAME is read.
+func (m *Metrics) SetSecretReady(setting string, ready bool) {
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	m.secretReady.WithLabelValues(setting).Set(v)
+}
+
+// ObserveSecretError counts one failed read of a setting given as ssm:NAME.
+func (m *Metrics) ObserveSecretError(setting, reason string) {
+	m.secretErrors.WithLabelValues(setting, reason).Inc()
 }
 
 // ResetDrainPhases forgets the phases of the last drain, as a new one begins.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"mime"
 	"net/url"
 	"os"
@@ -36,6 +37,19 @@ func ParseBody(src, contentType string) (Format, error) {
 		}
 		text = string(b)
 	}
+	return parseBody(text, contentType, false)
+}
+
+// ParseSecretBody is ParseBody for a body read from SSM Parameter Store: the
+// body itself, with or without placeholders, and errors that never quote it
+// (it may hold an API key).
+func ParseSecretBody(text, contentType string) (Format, error) {
+	return parseBody(text, contentType, true)
+}
+
+// parseBody checks text and makes its Format; secret keeps the body and what
+// the JSON decoder saw of it out of the errors.
+func parseBody(text, contentType string, secret bool) (Format, error) {
 	if len(text) > maxBody {
 		return Format{}, fmt.Errorf("is %d bytes, over %d: a webhook body, not a document", len(text), maxBody)
 	}
@@ -43,7 +57,7 @@ func ParseBody(src, contentType string) (Format, error) {
 	if err != nil {
 		return Format{}, fmt.Errorf("content type %q: %w", contentType, err)
 	}
-	if err := checkPlaceholders(text); err != nil {
+	if err := checkPlaceholders(text, secret); err != nil {
 		return Format{}, err
 	}
 	esc := escaper(mediaType)
@@ -68,6 +82,9 @@ func ParseBody(src, contentType string) (Format, error) {
 	for _, p := range []Phase{PhaseDetected, PhaseDrained} {
 		body := render(SampleEvent(p).Fields())
 		if err := json.Unmarshal(body, new(json.RawMessage)); err != nil {
+			if secret {
+				return Format{}, fmt.Errorf("is not JSON for a sample %s event (content type %s); the body is not shown: it may hold a secret", p, mediaType)
+			}
 			return Format{}, fmt.Errorf("is not JSON for a sample %s event (content type %s): %v:\n%s", p, mediaType, err, body)
 		}
 	}
@@ -93,8 +110,9 @@ func ParseBody(src, contentType string) (Format, error) {
 }
 
 // checkPlaceholders refuses what os.Expand would take silently: a ${ without
-// its }, an empty ${}, and names that are not fields.
-func checkPlaceholders(text string) error {
+// its }, an empty ${}, and names that are not fields. With secret, a name
+// that is not a field is not quoted: it may be part of a key that holds a $.
+func checkPlaceholders(text string, secret bool) error {
 	for i := 0; i < len(text); i++ {
 		switch {
 		case strings.HasPrefix(text[i:], "$$"):
@@ -111,6 +129,10 @@ func checkPlaceholders(text string) error {
 		if _, ok := fields[name]; !ok {
 			unknown = append(unknown, spelling(text, name))
 		}
+	}
+	if len(unknown) > 0 && secret {
+		return fmt.Errorf("has %d placeholders that are not fields (not shown: the body may hold a secret; a literal $ is written $$); the fields are %s",
+			len(unknown), strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
 	}
 	if len(unknown) > 0 {
 		names := make([]string, 0, len(fields))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spot-agent/spot-agent/agent/retry"
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // Bounds of a delivery. The defaults keep a phase's notifications well inside
@@ -32,6 +33,9 @@ const (
 	ResultError = "error"
 	// ResultTimeout: the bound passed while an attempt was in flight.
 	ResultTimeout = "timeout"
+	// ResultSecretUnavailable: the sink's URL or body is a parameter
+	// (ssm:NAME) that could not be read: nothing was sent.
+	ResultSecretUnavailable = "secret_unavailable"
 )
 
 // Sender delivers one event, once: Fanout does the retries.
@@ -253,6 +257,8 @@ func resultOf(err error) string {
 	switch {
 	case err == nil:
 		return ResultSuccess
+	case errors.As(err, new(*secret.Error)):
+		return ResultSecretUnavailable
 	case errors.Is(err, errBound):
 		return ResultTimeout
 	case retry.Permanent(err):

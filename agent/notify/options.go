@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
@@ -11,6 +13,8 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // Options are the notification settings of `spot-agent run` (its --notify-*
@@ -37,6 +41,53 @@ type Options struct {
 	// DryRun logs the SNS call instead of making it (the webhook is still
 	// posted, marked dry_run: what it says is true, the agent just does not act).
 	DryRun bool
+	// Secrets gives the values of Webhook and Body when they are references
+	// (ssm:NAME, SecretSettings) once read; the daemon's *secret.Store.
+	Secrets Secrets
+}
+
+// Secrets gives the value of a setting given as a reference to an SSM
+// parameter; *secret.Store is one. Its errors never quote the value.
+type Secrets interface {
+	Get(ctx context.Context, flag string) (string, error)
+}
+
+// The settings that can hold a secret and so take ssm:NAME: a chat webhook's
+// URL carries its token, and a body may carry an API key. The rest name
+// nothing secret (a format, a content type, an SNS topic's ARN, a bound).
+const (
+	FlagWebhook = "notify-webhook"
+	FlagBody    = "notify-body"
+)
+
+// SecretFlags are the flags that take ssm:NAME.
+func SecretFlags() []string { return []string{FlagWebhook, FlagBody} }
+
+// SecretSettings are the settings of o given as references (ssm:NAME), each
+// with the check its value must pass once read. Validate must pass first.
+func (o Options) SecretSettings() []secret.Setting {
+	var out []secret.Setting
+	if ref, err := secret.ParseRef(o.Webhook); err == nil {
+		out = append(out, secret.Setting{Flag: FlagWebhook, Ref: ref, Check: checkWebhookURL, Off: "webhook notifications are off"})
+	}
+	if ref, err := secret.ParseRef(o.Body); err == nil {
+		ct := cmp.Or(o.ContentType, DefaultContentType)
+		out = append(out, secret.Setting{Flag: FlagBody, Ref: ref, Off: "webhook notifications are off", Check: func(v string) error {
+			_, err := ParseSecretBody(v, ct)
+			return err
+		}})
+	}
+	return out
+}
+
+// checkWebhookURL says whether raw will do as --notify-webhook, without
+// quoting more of it than Redacted shows.
+func checkWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s is not an http:// or https:// URL", Redacted(raw))
+	}
+	return nil
 }
 
 // OptionError is one problem with Options; Option is the flag's name without
@@ -62,10 +113,14 @@ func (o Options) check() (Format, []*OptionError) {
 	bad := func(opt, format string, args ...any) {
 		errs = append(errs, &OptionError{Option: opt, Problem: fmt.Sprintf(format, args...)})
 	}
-	if o.Webhook != "" {
-		u, err := url.Parse(o.Webhook)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("webhook", "%s is not an http:// or https:// URL", Redacted(o.Webhook))
+	switch {
+	case secret.IsRef(o.Webhook):
+		if _, err := secret.ParseRef(o.Webhook); err != nil {
+			bad("webhook", "%v", err)
+		}
+	case o.Webhook != "":
+		if err := checkWebhookURL(o.Webhook); err != nil {
+			bad("webhook", "%v", err)
 		}
 	}
 	format, ferr := o.webhookFormat()
@@ -106,6 +161,14 @@ func (o Options) webhookFormat() (Format, *OptionError) {
 	if mediaType, _, err := mime.ParseMediaType(ct); err != nil || !strings.Contains(mediaType, "/") {
 		return bad("content-type", "%q is not a media type like application/json", ct)
 	}
+	if secret.IsRef(o.Body) {
+		// Read and checked once the agent runs (SecretSettings); the sink
+		// makes its Format then (secretWebhook).
+		if _, err := secret.ParseRef(o.Body); err != nil {
+			return bad("body", "%v", err)
+		}
+		return Format{ContentType: ct}, nil
+	}
 	if o.Body != "" {
 		f, err := ParseBody(o.Body, ct)
 		if err != nil {
@@ -132,7 +195,13 @@ func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanou
 		log = slog.New(slog.DiscardHandler)
 	}
 	f := &Fanout{Timeout: o.Timeout, DryRun: o.DryRun, Observer: obs, Log: log}
-	if o.Webhook != "" {
+	switch {
+	case secret.IsRef(o.Webhook) || secret.IsRef(o.Body):
+		if o.Secrets == nil {
+			return nil, errors.New("--notify-webhook or --notify-body is a reference (ssm:), and no secret store reads it")
+		}
+		f.Sinks = append(f.Sinks, Sink{Name: "webhook", Sender: &secretWebhook{o: o}})
+	case o.Webhook != "":
 		w := &Webhook{URL: o.Webhook, Format: format}
 		f.Sinks = append(f.Sinks, Sink{Name: "webhook", Sender: w})
 	}
@@ -163,8 +232,14 @@ func New(ctx context.Context, o Options, obs Observer, log *slog.Logger) (*Fanou
 			names[i] = s.Name
 		}
 		attrs := []any{"sinks", strings.Join(names, ","), "timeout", orDefault(o.Timeout, DefaultTimeout).String()}
-		if o.Webhook != "" {
+		switch {
+		case secret.IsRef(o.Webhook):
+			attrs = append(attrs, "webhook", o.Webhook) // a reference, no secret
+		case o.Webhook != "":
 			attrs = append(attrs, "webhook", Redacted(o.Webhook)) // the path of a chat webhook is its secret
+		}
+		if secret.IsRef(o.Body) {
+			attrs = append(attrs, "body", o.Body)
 		}
 		if o.SNSTopicARN != "" {
 			attrs = append(attrs, "sns_topic", o.SNSTopicARN)

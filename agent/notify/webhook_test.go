@@ -245,3 +245,48 @@ func TestWebhookErrorsDoNotShowTheSecretPath(t *testing.T) {
 		t.Errorf("error = %v, want one naming the host only", err)
 	}
 }
+
+// A URL whose path or query holds its secret is told from one that does not,
+// so that bootstrap warns about the first kind written in clear.
+func TestSecretInURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.slack.com/services/T0123/B0123/abcdefghijklmnopqrstuvwx":                           "a Slack webhook's path is its token",
+		"https://discord.com/api/webhooks/123456789012345678/AbCdEf-gh_IJ":                                "a Discord webhook's path holds its token",
+		"https://prod-00.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=x": "a Teams or Power Automate webhook's URL holds its signature",
+		"https://example.webhook.office.com/webhookb2/x@y/IncomingWebhook/z/w":                            "a Teams or Power Automate webhook's URL holds its signature",
+		"https://default123.environment.api.powerplatform.com/powerautomate/automations/direct/x?sig=y":   "a Teams or Power Automate webhook's URL holds its signature",
+		"https://chat.googleapis.com/v1/spaces/AAA/messages?key=k&token=t":                                "is a credential",
+		"https://hooks.example.com/receive?sig=abc":                                                       "its query parameter sig= is a credential",
+		"https://user:pass@hooks.example.com/x":                                                           "it holds a password",
+		"https://hooks.zapier.com/hooks/catch/123456/abcdefghij1234567890/":                               "its path has a long random segment, like a token",
+		"https://hooks.example.com/0f8fad5b-d9cb-469f-a165-70867728950e":                                  "its path has a long random segment, like a token",
+		"https://ntfy.sh/spot-interruptions":                                                              "",
+		"https://alerts.example.com/api/v1/spot-agent-interruption-events":                                "",
+		"http://127.0.0.1:8080/hook":                                                                      "",
+		"ssm:/spot-agent/webhook":                                                                         "",
+	} {
+		if got := notify.SecretInURL(raw); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("SecretInURL(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// An inline body that carries a credential in a field of its own is told
+// from one whose fields are the event's placeholders, so that bootstrap warns
+// about the first kind written in clear.
+func TestSecretInBody(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"routing_key":"R0123456789abcdef0123456789abcdef","event_action":"trigger","payload":{"summary":"${summary}"}}`: "its field routing_key has a literal value",
+		`{"text":"${summary}","api_key":"k-8f14e45fceea167a5a36dedd4bea2543"}`:                                            "its field api_key has a literal value",
+		`token=xoxb-1234567890-abcdefghij&channel=ops&text=${summary}`:                                                    "its field token has a literal value",
+		`{"text":"${summary}","token":"${id}"}`:                                                                           "",
+		`{"text":"${summary}","password":"short"}`:                                                                        "",
+		`{"text":"${summary}\n${outcomes}"}`:                                                                              "",
+		`{"secret_santa":"everyone-this-year","text":"${summary}"}`:                                                       "",
+		"/etc/spot-agent/body.json":                                                                                       "", // a file: its secret stays in it
+	} {
+		if got := notify.SecretInBody(body); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("SecretInBody(%s) = %q, want %q", body, got, want)
+		}
+	}
+}

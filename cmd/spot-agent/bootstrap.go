@@ -71,7 +71,8 @@ func bootstrapFlags(fs *flag.FlagSet, cfg *bootstrap.Config, sf *stackFlags, dry
 	fs.IntVar(&cfg.AdminPort, "admin-port", def.AdminPort, "the agent's metrics port on the instances")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "the port of your application on the instances: the target group sends the traffic there and health-checks the agent, whose /healthz follows the application's health and notices (0: none, the agent's hello page is served)")
 	fs.StringVar(&cfg.AppHealthPath, "app-health-path", def.AppHealthPath, "with --app-port: the path the agent checks the application on (2xx or 3xx is healthy)")
-	fs.Var(agentEnv, "agent-env", "an agent setting for the instances, SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_DRAIN_ON=rebalance (repeatable)")
+	fs.Var(agentEnv, "agent-env", "an agent setting for the instances, SPOT_AGENT_<FLAG>=VALUE for a flag of 'spot-agent run', e.g. SPOT_AGENT_DRAIN_ON=rebalance (repeatable); a secret (SPOT_AGENT_NOTIFY_WEBHOOK, SPOT_AGENT_NOTIFY_BODY) as ssm:/NAME of a SecureString parameter, which the instance role is allowed to read")
+	fs.StringVar(&cfg.SSMKMSKeyARN, "ssm-kms-key-arn", "", "the customer managed KMS key of the parameters --agent-env names as ssm:/NAME: the instance role may decrypt with it through SSM (default: the AWS managed key aws/ssm, which needs no grant)")
 	fs.StringVar(&cfg.UserDataFile, "user-data-file", "", "your own user-data, a #cloud-config document or a #! script; it runs before the agent's install (the two go into one MIME multipart user-data)")
 	fs.StringVar(&cfg.NotifyEmail, "notify-email", "", "subscribe this address to the stack's interruption topic")
 	fs.BoolVar(dryRun, "dry-run", false, "print the plan (create, adopt, unchanged, update, with key settings) and change nothing")
@@ -323,7 +324,7 @@ Flags:`)
 		return &usageError{err}
 	}
 	if tmpl.format != "" {
-		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout)
+		return templateCommand(ctx, fs, cfg, &sf, tmpl.format, stdout, stderr)
 	}
 	awsCfg, err := sf.awsConfig(ctx)
 	if err != nil {
@@ -428,8 +429,9 @@ var apiOnlyFlags = []struct{ flag, instead string }{
 
 // templateCommand prints the stack as a CloudFormation template: the
 // configuration checked as for a build, the region resolved as for a build
-// (it checks the ARNs --agent-env names), and no AWS call.
-func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config, sf *stackFlags, format string, stdout io.Writer) error {
+// (it checks the ARNs --agent-env names), and no AWS call. The plan's
+// warnings go to stderr.
+func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config, sf *stackFlags, format string, stdout, stderr io.Writer) error {
 	var errs []error
 	for _, f := range apiOnlyFlags {
 		if given(fs, f.flag) {
@@ -451,5 +453,6 @@ func templateCommand(ctx context.Context, fs *flag.FlagSet, cfg bootstrap.Config
 	if err != nil {
 		return explain(err)
 	}
+	printWarnings(stderr, cfg.Warnings())
 	return t.Write(stdout, format)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
+	"github.com/spot-agent/spot-agent/agent/notify"
 	"github.com/spot-agent/spot-agent/internal/testbed"
 )
 
@@ -244,8 +245,8 @@ var noAWSCall = map[string]string{
 	"SPOT_AGENT_IMDS_TIMEOUT": "instance metadata", "SPOT_AGENT_POLL_INTERVAL": "instance metadata", "SPOT_AGENT_SLOW_POLL_INTERVAL": "instance metadata",
 	"SPOT_AGENT_REFRESH_INTERVAL": "how often, not which, calls", "SPOT_AGENT_LIFECYCLE_HEARTBEAT": "how often, not which, calls",
 	"SPOT_AGENT_DRAIN_ON": "when to drain", "SPOT_AGENT_DRAIN_ON_STOP": "when to drain", "SPOT_AGENT_DRAIN_TIMEOUT": "how long",
-	"SPOT_AGENT_EXIT_MARGIN":    "how long",
-	"SPOT_AGENT_NOTIFY_WEBHOOK": "an HTTP URL, no AWS call", "SPOT_AGENT_NOTIFY_FORMAT": "the webhook's body", "SPOT_AGENT_NOTIFY_BODY": "the webhook's body",
+	"SPOT_AGENT_EXIT_MARGIN":         "how long",
+	"SPOT_AGENT_NOTIFY_FORMAT":       "the webhook's body",
 	"SPOT_AGENT_NOTIFY_CONTENT_TYPE": "the webhook's body", "SPOT_AGENT_NOTIFY_TIMEOUT": "how long",
 	"SPOT_AGENT_APP_HEALTH_URL": "the application's health check", "SPOT_AGENT_APP_HEALTH_INTERVAL": "the application's health check",
 	"SPOT_AGENT_APP_HEALTH_TIMEOUT": "the application's health check",
@@ -274,6 +275,24 @@ func TestEverySettingOfRunIsPlacedForTheInstanceRole(t *testing.T) {
 	for _, key := range append(bootstrap.AgentSettingsForTheRole(), keys(noAWSCall)...) {
 		if !run[key] {
 			t.Errorf("%s is no setting of 'spot-agent run' (renamed?)", key)
+		}
+	}
+}
+
+// The settings bootstrap and policy grant ssm:GetParameter for are exactly
+// those the agent reads from a parameter (notify.SecretFlags), and each
+// places its grant for the role.
+func TestTheSettingsThatTakeSSMAreGranted(t *testing.T) {
+	var flags []string
+	for _, f := range notify.SecretFlags() {
+		flags = append(flags, envName(f))
+	}
+	if got := bootstrap.SecretSettings(); !slices.Equal(got, flags) {
+		t.Errorf("bootstrap grants ssm:GetParameter for %v; the agent reads %v from parameters", got, flags)
+	}
+	for _, k := range flags {
+		if why, ok := bootstrap.AgentSettingForTheRole(k); !ok || !strings.Contains(why, "ssm:GetParameter") {
+			t.Errorf("%s: %q", k, why)
 		}
 	}
 }

@@ -286,8 +286,10 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 	if err := os.WriteFile(ud, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	const slackToken = "T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx"
 	code, stdout, stderr := runCLI(t, fake.Env(), "", "bootstrap", "--name", "cli-app", "--agent-url", testAgentURL, "--agent-sha256", testAgentSHA256, "--dry-run",
-		"--app-port", "80", "--app-health-path", "/health", "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx", "--user-data-file", ud)
+		"--app-port", "80", "--app-health-path", "/health", "--agent-env", "SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx", "--user-data-file", ud,
+		"--agent-env", "SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.slack.com/services/"+slackToken, "--agent-env", "SPOT_AGENT_NOTIFY_FORMAT=slack")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -295,12 +297,18 @@ func TestBootstrapDryRunWithAnApplication(t *testing.T) {
 		"target: HTTP:80 instance", "health-check: GET /healthz on port 8081 every 5s",
 		"health-check: EC2: only an instance failing its EC2 status checks (after a 5m0s grace) is replaced; one whose application does not answer stays, out of the load balancer's rotation (--health-check-type elb to replace it)",
 		"ingress: tcp/8081 from (new); tcp/80 from (new)",
-		"SPOT_AGENT_APP_HEALTH_URL=http://127.0.0.1:80/health,SPOT_AGENT_HELLO=false,SPOT_AGENT_LISTEN=:8081,SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx",
+		"SPOT_AGENT_APP_HEALTH_URL=http://127.0.0.1:80/health,SPOT_AGENT_HELLO=false,SPOT_AGENT_LISTEN=:8081,SPOT_AGENT_NOTIFY_FORMAT=slack,SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.slack.com/...,SPOT_AGENT_ON_DRAIN_EXEC=systemctl stop nginx",
 		fmt.Sprintf("; MIME multipart with %s (%d bytes) first", ud, len(content)), "no change made",
+		// A webhook's token in clear: the plan warns, names ssm:, and does not print it.
+		"warning: --agent-env SPOT_AGENT_NOTIFY_WEBHOOK: the value looks like it holds a secret (a Slack webhook's path is its token)",
+		"aws ssm put-parameter --name /spot-agent/notify-webhook --type SecureString --value '...', and give SPOT_AGENT_NOTIFY_WEBHOOK=ssm:/spot-agent/notify-webhook",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the dry run lacks %q:\n%s", want, stdout)
 		}
+	}
+	if strings.Contains(stdout+stderr, slackToken) {
+		t.Errorf("the dry run prints the webhook's token:\n%s\n%s", stdout, stderr)
 	}
 }
 

@@ -533,25 +533,9 @@ func TestSystemdNotifications(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "sdnotify", 1, 30*time.Second, nil)
 	imds := testbed.StartAEMM(t, testbed.AEMMOptions{Mode: "spot", InstanceID: f.id, NoNotice: true})
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msgs := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
-	a := startAgent(t, awsEnv(f.moto, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=1000000"), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
+	sd := listenNotify(t)
+	msgs := sd.ch
+	a := startAgent(t, awsEnv(f.moto, "NOTIFY_SOCKET="+sd.Socket, "WATCHDOG_USEC=1000000"), "--imds-endpoint", imds.URL, "--drain-on-stop=false")
 	var got []string
 	collect := func(until string, timeout time.Duration) {
 		t.Helper()

@@ -21,6 +21,16 @@ import (
 // copies nothing, so it must be there already.
 const installBinary = "/usr/bin/spot-agent"
 
+// Modes of what install writes. The settings file is root's alone: it may
+// hold a secret given in clear (a webhook's URL), systemd reads
+// EnvironmentFile= as root before it starts the service as its dynamic user,
+// and that user never needs the file. The packages and the user-data write
+// it so too.
+const (
+	unitMode     fs.FileMode = 0o644
+	settingsMode fs.FileMode = 0o600
+)
+
 // installOptions is what `spot-agent install` is told.
 type installOptions struct {
 	root    string // prefix of every path written; "/" on a live system
@@ -36,7 +46,7 @@ func installCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	var o installOptions
 	fl.StringVar(&o.root, "root", "/", "write every file below this directory (an image being built, a test); systemctl is then not run")
 	fl.StringVar(&o.unitDir, "unit-dir", "/etc/systemd/system", "directory of the unit file "+systemd.UnitName)
-	fl.StringVar(&o.envFile, "env-file", "/etc/default/spot-agent", "environment file to create with the default settings, all commented out; an existing one is kept")
+	fl.StringVar(&o.envFile, "env-file", "/etc/default/spot-agent", "environment file to create with the default settings, all commented out, readable by root only (mode 0600: it may hold secrets); an existing one is kept, and made so")
 	fl.BoolVar(&o.noStart, "no-start", false, "write the files only: run neither systemctl daemon-reload nor systemctl enable --now")
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print every file install would write and every command it would run, and change nothing")
 	fl.Usage = func() {
@@ -46,7 +56,8 @@ Install spot-agent as a systemd service where the deb or rpm package is not
 used: write the unit to --unit-dir and the default settings to --env-file,
 then run systemctl daemon-reload and systemctl enable --now spot-agent.service
 (only when systemd is running). An existing --env-file is never overwritten:
-it holds your settings. The binary must already be at `+installBinary+`:
+it holds your settings; one that others may read is made root's alone (mode
+0600), as the packages make it. The binary must already be at `+installBinary+`:
 install copies nothing else. Run it as root. It reads no SPOT_AGENT_* variables.
 
 Flags:
@@ -99,7 +110,7 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 		say("unchanged %s", unitPath)
 	} else {
 		if !o.dryRun {
-			if err := writeFileAtomic(unitPath, unit, false); err != nil {
+			if err := writeFileAtomic(unitPath, unit, unitMode, false); err != nil {
 				return err
 			}
 		}
@@ -107,15 +118,26 @@ func install(ctx context.Context, o installOptions, stdout, stderr io.Writer) er
 	}
 
 	envPath := filepath.Join(o.root, o.envFile)
-	switch _, err := os.Lstat(envPath); {
+	switch fi, err := os.Lstat(envPath); {
 	case err == nil:
 		say("kept %s: it exists, and install never overwrites settings", envPath)
+		// One written before (by hand, an older install or user-data) may
+		// be readable by others: made root's alone, as the package does. A
+		// symbolic link's target is not ours to change.
+		if perm := fi.Mode().Perm(); fi.Mode().IsRegular() && perm&^settingsMode != 0 {
+			if !o.dryRun {
+				if err := os.Chmod(envPath, perm&settingsMode); err != nil {
+					return fmt.Errorf("%s: %w", envPath, err)
+				}
+			}
+			say("%s %s readable by its owner only (mode %04o to %04o): it may hold secrets, and systemd reads it as root", would("made", "would make"), envPath, perm, perm&settingsMode)
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s: %w", envPath, err)
 	default:
 		env := packaging.DefaultEnv()
 		if !o.dryRun {
-			if err := writeFileAtomic(envPath, env, true); err != nil {
+			if err := writeFileAtomic(envPath, env, settingsMode, true); err != nil {
 				return err
 			}
 		}
@@ -176,10 +198,11 @@ func joinCommands(cmds [][]string) string {
 	return strings.Join(s, " and ")
 }
 
-// writeFileAtomic writes b to path with mode 0644 through a temporary file in
-// the same directory, so that no reader sees half a file. With noClobber it
-// fails with fs.ErrExist rather than replace an existing file.
-func writeFileAtomic(path string, b []byte, noClobber bool) (err error) {
+// writeFileAtomic writes b to path with mode through a temporary file in the
+// same directory, so that no reader sees half a file (CreateTemp makes it
+// 0600: nobody else reads it before its mode is set). With noClobber it fails
+// with fs.ErrExist rather than replace an existing file.
+func writeFileAtomic(path string, b []byte, mode fs.FileMode, noClobber bool) (err error) {
 	dir := filepath.Dir(path)
 	defer func() {
 		if err != nil {
@@ -202,7 +225,7 @@ func writeFileAtomic(path string, b []byte, noClobber bool) (err error) {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}

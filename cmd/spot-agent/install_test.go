@@ -62,13 +62,15 @@ func TestInstallWritesTheUnitAndTheDefaultSettings(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("files written: %v, want exactly %v", keys(got), keys(want))
 	}
+	// The settings are root's alone (they may hold secrets); the unit is everyone's to read.
+	modes := map[string]fs.FileMode{"etc/systemd/system/spot-agent.service": 0o644, "etc/default/spot-agent": 0o600}
 	for name, content := range want {
 		if got[name] != content {
 			t.Errorf("%s differs from the embedded file", name)
 		}
 		fi, err := os.Stat(filepath.Join(root, name))
-		if err == nil && fi.Mode().Perm() != 0o644 {
-			t.Errorf("%s has mode %v, want 0644", name, fi.Mode().Perm())
+		if err != nil || fi.Mode().Perm() != modes[name] {
+			t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode().Perm(), err, modes[name])
 		}
 	}
 	wantOut := "note: " + root + "/usr/bin/spot-agent does not exist yet; the unit runs it (install copies nothing else)\n" +
@@ -80,16 +82,26 @@ func TestInstallWritesTheUnitAndTheDefaultSettings(t *testing.T) {
 	}
 }
 
-func TestInstallNeverOverwritesSettings(t *testing.T) {
-	root := t.TempDir()
+// writeSettings writes a settings file of mode below root, whatever the umask.
+func writeSettings(t *testing.T, root, content string, mode fs.FileMode) string {
+	t.Helper()
 	env := filepath.Join(root, "etc/default/spot-agent")
 	if err := os.MkdirAll(filepath.Dir(env), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mine := "SPOT_AGENT_TAG_KEY=mine\n"
-	if err := os.WriteFile(env, []byte(mine), 0o600); err != nil {
+	if err := os.WriteFile(env, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(env, mode); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestInstallNeverOverwritesSettings(t *testing.T) {
+	root := t.TempDir()
+	mine := "SPOT_AGENT_TAG_KEY=mine\n"
+	env := writeSettings(t, root, mine, 0o600)
 	code, out, errOut := runInstall(t, "--root", root, "--no-start")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -99,6 +111,55 @@ func TestInstallNeverOverwritesSettings(t *testing.T) {
 	}
 	if want := "kept " + env + ": it exists, and install never overwrites settings\n"; !strings.Contains(out, want) {
 		t.Errorf("stdout lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(out, "readable by its owner only") {
+		t.Errorf("a file of mode 0600 was changed:\n%s", out)
+	}
+}
+
+// Settings written before (by hand, an older install or user-data) that
+// others may read are made root's alone, content untouched, and install says
+// so; --dry-run only says it would; a symbolic link's target is left alone.
+func TestInstallTightensTheSettingsMode(t *testing.T) {
+	root := t.TempDir()
+	mine := "SPOT_AGENT_NOTIFY_WEBHOOK=https://hooks.slack.com/services/T0/B0/secret\n"
+	env := writeSettings(t, root, mine, 0o644)
+	mode := func() fs.FileMode {
+		fi, err := os.Stat(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	code, out, errOut := runInstall(t, "--root", root, "--no-start", "--dry-run")
+	if code != exitOK || !strings.Contains(out, "would make "+env+" readable by its owner only (mode 0644 to 0600): it may hold secrets, and systemd reads it as root\n") || mode() != 0o644 {
+		t.Errorf("--dry-run: exit %d, mode %v\n%s%s", code, mode(), out, errOut)
+	}
+	code, out, errOut = runInstall(t, "--root", root, "--no-start")
+	if code != exitOK || !strings.Contains(out, "made "+env+" readable by its owner only (mode 0644 to 0600)") || mode() != 0o600 {
+		t.Errorf("exit %d, mode %v\n%s%s", code, mode(), out, errOut)
+	}
+	if b, _ := os.ReadFile(env); string(b) != mine {
+		t.Errorf("the settings became %q", b)
+	}
+
+	// A link: its target keeps its mode.
+	target := filepath.Join(t.TempDir(), "settings")
+	if err := os.WriteFile(target, []byte(mine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(target, 0o644)
+	linked := t.TempDir()
+	link := filepath.Join(linked, "etc/default/spot-agent")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runInstall(t, "--root", linked, "--no-start")
+	if fi, err := os.Stat(target); code != exitOK || err != nil || fi.Mode().Perm() != 0o644 || strings.Contains(out, "readable by its owner only") {
+		t.Errorf("through a link: exit %d, the target's mode changed or said to\n%s", code, out)
 	}
 }
 

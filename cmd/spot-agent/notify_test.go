@@ -28,6 +28,7 @@ type hook struct {
 
 type hookEvent struct {
 	at          time.Time
+	path        string
 	contentType string
 	raw         []byte
 	body        map[string]any
@@ -40,7 +41,7 @@ func newHook(t *testing.T, hang bool) *hook {
 		b, _ := io.ReadAll(r.Body)
 		var body map[string]any
 		_ = json.Unmarshal(b, &body)
-		h.events <- hookEvent{time.Now(), r.Header.Get("Content-Type"), b, body}
+		h.events <- hookEvent{time.Now(), r.URL.Path, r.Header.Get("Content-Type"), b, body}
 		if hang {
 			select {
 			case <-r.Context().Done():

@@ -25,9 +25,10 @@ func policyCommand(_ context.Context, args []string, stdout, stderr io.Writer) e
 	agentEnv := &agentEnvFlag{repeatedFlag{name: "agent-env"}}
 	fs.Var(groups, "target-group-arn", "a target group the instances are in (their "+bootstrap.TargetGroupTag+" tag's value), repeatable or comma-separated; the region and account of the other grants are the groups'")
 	fs.StringVar(&role.ASGName, "asg-name", "", "the Auto Scaling group whose termination lifecycle actions the agent completes (none: a Spot Fleet, an EC2 Fleet or single instances)")
-	fs.Var(agentEnv, "agent-env", "an agent setting of the instances, SPOT_AGENT_<FLAG>=VALUE as in their settings file (repeatable): SPOT_AGENT_NOTIFY_SNS_TOPIC and SPOT_AGENT_TARGET_GROUP_ARN widen the policy; every setting is checked as 'spot-agent run' would")
+	fs.Var(agentEnv, "agent-env", "an agent setting of the instances, SPOT_AGENT_<FLAG>=VALUE as in their settings file (repeatable): SPOT_AGENT_NOTIFY_SNS_TOPIC, SPOT_AGENT_TARGET_GROUP_ARN and a secret given as ssm:/NAME (SPOT_AGENT_NOTIFY_WEBHOOK, SPOT_AGENT_NOTIFY_BODY) widen the policy; every setting is checked as 'spot-agent run' would")
 	fs.StringVar(&role.AgentURL, "agent-url", "", "where the instances fetch the agent's package: an s3://BUCKET/KEY is allowed s3:GetObject ("+bootstrap.ArchPlaceholder+" in it for each architecture's)")
 	fs.StringVar(&role.Distribution, "distribution", "al2023", "with --agent-url: al2023 (rpm) or debian or ubuntu (deb), which spell "+bootstrap.ArchPlaceholder+" differently")
+	fs.StringVar(&role.SSMKMSKeyARN, "ssm-kms-key-arn", "", "the customer managed KMS key of the parameters --agent-env names as ssm:/NAME: allowed kms:Decrypt through SSM (default: the AWS managed key aws/ssm, which needs no grant)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: spot-agent policy --target-group-arn ARN [--asg-name NAME] [--agent-env KEY=VALUE ...]
 
@@ -35,7 +36,8 @@ Print the identity policy (JSON) of the instance role the agent needs on a
 fleet built elsewhere, for these settings: DeregisterTargets and
 RegisterTargets on its target groups, the read-only calls, the lifecycle
 calls on its Auto Scaling group, sns:Publish on its topic, s3:GetObject on
-its package. It is the policy 'spot-agent bootstrap' gives its own instance
+its package, ssm:GetParameter on the parameters its secrets are read from
+(and kms:Decrypt through SSM on their key). It is the policy 'spot-agent bootstrap' gives its own instance
 role, from the same builder, and it makes no AWS call. Put it on the role:
   spot-agent policy ... > policy.json
   aws iam put-role-policy --role-name ROLE --policy-name spot-agent --policy-document file://policy.json
@@ -59,7 +61,16 @@ Flags:`)
 	if err != nil {
 		return explain(err)
 	}
+	printWarnings(stderr, bootstrap.SecretWarnings(env))
 	return writeJSON(stdout, json.RawMessage(doc))
+}
+
+// printWarnings writes each warning on a line of its own, as bootstrap's
+// plan does: on stderr, beside a document printed on stdout.
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
 }
 
 // fileSettings are the settings (agentEnvFlag.settings) of an instance's

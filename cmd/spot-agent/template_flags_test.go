@@ -3,6 +3,8 @@
 package main
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,6 +65,43 @@ func TestPolicyBadFlagsExitTwo(t *testing.T) {
 		code, stdout, stderr := runCLI(t, append([]string{"policy"}, tc.args...)...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "Run 'spot-agent policy -h' for usage.") || stdout != "" {
 			t.Errorf("%v: exit %d, want 2 with %q\nstderr: %s", tc.args, code, tc.want, stderr)
+		}
+	}
+}
+
+// A webhook's token given in clear to policy, user-data or bootstrap
+// --template is written into the fleet's user-data: each warns on stderr,
+// naming ssm:, and still prints its document on stdout; a reference is no
+// warning.
+func TestSecretsInClearAreWarnedOnStderr(t *testing.T) {
+	clearAgentEnv(t)
+	const hook = "SPOT_AGENT_NOTIFY_WEBHOOK=https://discord.com/api/webhooks/123456789012345678/AbCdEfGh-ij_KLmnOP"
+	const want = "warning: --agent-env SPOT_AGENT_NOTIFY_WEBHOOK: the value looks like it holds a secret (a Discord webhook's path holds its token)"
+	tmpl := []string{"bootstrap", "--name", "tpl", "--region", "us-east-1", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm",
+		"--agent-sha256", "amd64=" + strings.Repeat("a", 64), "--agent-sha256", "arm64=" + strings.Repeat("b", 64), "--template"}
+	isJSON := func(s string) bool { return json.Valid([]byte(s)) }
+	userData := []string{"user-data", "--agent-url", "https://example.com/spot-agent-1.2.3-1.{arch}.rpm",
+		"--agent-sha256", "amd64=" + strings.Repeat("a", 64), "--agent-sha256", "arm64=" + strings.Repeat("b", 64)}
+	for _, tc := range []struct {
+		args []string
+		doc  func(string) bool // stdout is the document
+		ref  string            // what stdout has of a reference
+	}{
+		{[]string{"policy", "--target-group-arn", policyGroup}, isJSON, "parameter/spot-agent/webhook"},
+		{tmpl, isJSON, "parameter/spot-agent/webhook"},
+		{userData, func(s string) bool { return strings.HasPrefix(s, "#cloud-config\n") }, `SPOT_AGENT_NOTIFY_WEBHOOK="ssm:/spot-agent/webhook"`},
+	} {
+		args := tc.args
+		code, stdout, stderr := runCLI(t, append(slices.Clone(args), "--agent-env", hook)...)
+		if code != 0 || !tc.doc(stdout) || !strings.Contains(stderr, want) || !strings.Contains(stderr, "=ssm:/spot-agent/notify-webhook") {
+			t.Errorf("%s: exit %d, want 0 with its document and %q on stderr\nstderr: %s", args[0], code, want, stderr)
+		}
+		if strings.Contains(stderr, "AbCdEfGh-ij_KLmnOP") {
+			t.Errorf("%s: the warning quotes the token: %s", args[0], stderr)
+		}
+		code, stdout, stderr = runCLI(t, append(slices.Clone(args), "--agent-env", "SPOT_AGENT_NOTIFY_WEBHOOK=ssm:/spot-agent/webhook")...)
+		if code != 0 || strings.Contains(stderr, "warning:") || !strings.Contains(stdout, tc.ref) {
+			t.Errorf("%s with a reference: exit %d, want 0, no warning and %s in its document\nstderr: %s", args[0], code, tc.ref, stderr)
 		}
 	}
 }

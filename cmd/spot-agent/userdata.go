@@ -69,6 +69,7 @@ Flags:`)
 	if in.AgentURL != "" && len(in.AgentSHA256) == 0 {
 		fmt.Fprintf(stderr, "spot-agent user-data: no --agent-sha256: %s was read now and pinned as read; check it against a digest you trust (docs/verify.md), then give it with --agent-sha256\n", in.AgentURL)
 	}
+	printWarnings(stderr, bootstrap.SecretWarnings(env))
 	if encode {
 		_, err = fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(b))
 		return err

@@ -163,6 +163,10 @@ func TestInstanceBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("the settings file is root's alone, and its settings reached the agent", func(t *testing.T) {
+		checkRootOnlySettings(t, in, pid0)
+	})
+
 	t.Run("systemd-analyze security: exposure at most 2.0", func(t *testing.T) {
 		out, _ := in.c.exec("systemd-analyze", "security", "--no-pager", unit)
 		m := regexp.MustCompile(`Overall exposure level for spot-agent\.service: ([0-9.]+)`).FindStringSubmatch(out)
@@ -217,6 +221,9 @@ func TestInstanceBoot(t *testing.T) {
 		}
 		if pid := in.mainPID(t); pid != pid0 {
 			t.Errorf("MainPID %d after the upgrade, was %d: the upgrade restarted the agent", pid, pid0)
+		}
+		if got := strings.TrimSpace(in.c.must(t, "stat", "-c", "%a %U:%G", "/etc/default/spot-agent")); got != "600 root:root" {
+			t.Errorf("after the upgrade /etc/default/spot-agent is %s, want 600 root:root", got)
 		}
 	})
 	clk.step(t, "user, exposure, IMDS, polkit, upgrade checked")

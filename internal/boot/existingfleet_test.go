@@ -121,6 +121,8 @@ func existingFleetBoot(t *testing.T, in *instance, rootfs string, pkg *packageSe
 		if !ex.registered(t) {
 			t.Errorf("%s is not in its target group %s at moto (the group registers its instances)", f.instanceID, f.tg)
 		}
+		// spot-agent user-data wrote the settings root's alone; the agent has them.
+		checkRootOnlySettings(t, ex, ex.mainPID(t))
 	})
 
 	t.Run("readiness follows the application: nginx stopped, 503; started again, 200", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,6 +178,32 @@ func unixTime(v string) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(s, 0)
+}
+
+// checkRootOnlySettings holds the agent's settings file to what the user-data
+// and the package make it: root's alone (mode 0600: it may hold secrets), not
+// readable by the agent's dynamic user, and yet every setting in it reached
+// the agent, pid (systemd reads EnvironmentFile= as root).
+func checkRootOnlySettings(t *testing.T, in *instance, pid int) {
+	t.Helper()
+	const env = "/etc/default/spot-agent"
+	if got := strings.TrimSpace(in.c.must(t, "stat", "-c", "%a %U:%G", env)); got != "600 root:root" {
+		t.Errorf("%s: mode and owner %s, want 600 root:root", env, got)
+	}
+	uid := strings.TrimSpace(in.c.must(t, "stat", "-c", "%u", fmt.Sprintf("/proc/%d", pid)))
+	if out, err := in.c.exec("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", "cat", env); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("the agent's user (uid %s) reading %s: %v; want Permission denied", uid, env, err)
+	}
+	environ := strings.Split(in.c.must(t, "cat", fmt.Sprintf("/proc/%d/environ", pid)), "\x00")
+	keys := regexp.MustCompile(`(?m)^(SPOT_AGENT_[A-Z0-9_]+)=`).FindAllStringSubmatch(in.c.must(t, "cat", env), -1)
+	if len(keys) == 0 {
+		t.Errorf("%s holds no setting: nothing shows that systemd read it", env)
+	}
+	for _, k := range keys {
+		if !slices.ContainsFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, k[1]+"=") }) {
+			t.Errorf("%s is in %s but not in the agent's environment", k[1], env)
+		}
+	}
 }
 
 // lines returns the lines of s that contain every one of words.

@@ -25,6 +25,9 @@ import (
 // Region is the region every test uses.
 const Region = "us-east-1"
 
+// Account is the account moto answers for, and the instances' identity's.
+const Account = "123456789012"
+
 // Moto is a running moto server, behind a FIS fake (moto 5.2.1 lacks most
 // of FIS: see FIS) that passes every other request on: URL is the fake's.
 type Moto struct {
