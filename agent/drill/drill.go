@@ -377,7 +377,7 @@ func shortErr(err error) string {
 func accessDenied(err error, action string) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) && (strings.Contains(ae.ErrorCode(), "AccessDenied") || ae.ErrorCode() == "UnauthorizedOperation") {
-		return &PreflightError{fmt.Sprintf("the caller may not %s (%s: %s); nothing was started: allow it (README: 'What a drill needs')", action, ae.ErrorCode(), ae.ErrorMessage())}
+		return &PreflightError{fmt.Sprintf("the caller may not %s (%s: %s); nothing was started: allow it (docs/drill-iam-policy.json is the policy a drill needs)", action, ae.ErrorCode(), ae.ErrorMessage())}
 	}
 	return nil
 }

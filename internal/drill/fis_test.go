@@ -51,6 +51,10 @@ import (
 // few healthy targets for --instances, the caller refused
 // fis:StartExperiment, an unreachable load balancer, and a Ctrl-C in the
 // middle of an experiment (stopped, the template put back).
+//
+// The agents' drill and the Ctrl-C run with an access key of their own
+// (policyCaller): once both passed, the calls they made are the policy of
+// whoever runs a drill, docs/drill-iam-policy.json (policyRuns.check).
 func TestDrillCommandThroughFIS(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -58,6 +62,8 @@ func TestDrillCommandThroughFIS(t *testing.T) {
 	}
 	moto := testbed.SharedMoto(t)
 	ec2fake := testbed.NewEC2Fake(t, moto)
+	var policy policyRuns
+	t.Cleanup(func() { policy.check(t, moto) }) // after the parallel subtests
 	for _, kind := range []string{"agents", "dry-run", "none", "bad-input"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
@@ -66,11 +72,17 @@ func TestDrillCommandThroughFIS(t *testing.T) {
 				members = 2
 			}
 			f := newFISFleet(t, moto, ec2fake, kind, members)
-			if kind == "bad-input" {
+			switch kind {
+			case "bad-input":
 				badInput(t, moto, f)
-				return
+			case "agents":
+				f.drill(t, kind, withEnv(f.env, "AWS_ACCESS_KEY_ID", policyCaller))
+			default:
+				f.drill(t, kind, f.env)
 			}
-			f.drill(t, kind)
+			if (kind == "agents" || kind == "bad-input") && !t.Failed() {
+				policy.passed(kind, f)
+			}
 		})
 	}
 }
@@ -289,10 +301,10 @@ func (f *fisFleet) run(t *testing.T, env []string, after, signal string, args ..
 
 // drill runs the full drill on the fleet and holds it to what the kind
 // promises.
-func (f *fisFleet) drill(t *testing.T, kind string) {
+func (f *fisFleet) drill(t *testing.T, kind string, env []string) {
 	dir := t.TempDir()
 	began := time.Now()
-	code, stdout, stderr := f.run(t, f.env, "", "", "--rate", "20", "--baseline", "10s", "--after", "10s", "--poll-interval", "1s",
+	code, stdout, stderr := f.run(t, env, "", "", "--rate", "20", "--baseline", "10s", "--after", "10s", "--poll-interval", "1s",
 		"--timeout", "6m", "--report", dir)
 	t.Logf("%s: drill exited %d after %s", kind, code, time.Since(began).Round(time.Second))
 	var rep struct {
@@ -407,8 +419,9 @@ func badInput(t *testing.T, moto *testbed.Moto, f *fisFleet) {
 		t.Logf("%s: exit %d:\n%s%s", tc.name, code, stderr, stdout)
 	}
 	// Ctrl-C in the middle of a three-minute notice's experiment: stopped,
-	// the template put back, the report written.
-	code, stdout, stderr := f.run(t, f.env, "experiment started", "SIGINT", "--before", "3m", "--rate", "5", "--baseline", "2s", "--poll-interval", "1s")
+	// the template put back, the report written (its calls are the
+	// policy's: those of another --before, and of Ctrl-C).
+	code, stdout, stderr := f.run(t, withEnv(f.env, "AWS_ACCESS_KEY_ID", policyCaller), "experiment started", "SIGINT", "--before", "3m", "--rate", "5", "--baseline", "2s", "--poll-interval", "1s")
 	if code != 1 || !strings.Contains(stdout, "interrupted (received SIGINT)") || !strings.Contains(stderr, "experiment stopped") {
 		t.Errorf("Ctrl-C: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, the report interrupted, the experiment stopped", code, stdout, stderr)
 	}

@@ -1,13 +1,16 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
+	"mime"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -58,6 +61,10 @@ import (
 //   - A caller (its access key id) can be refused an action (Deny): a 403
 //     AccessDeniedException naming it, as IAM words it, and nothing done.
 //
+// It also names the IAM action of every request it sees, FIS's and those it
+// passes on, by the caller's access key id (Actions): a test can hold a
+// policy to the calls a command really made.
+//
 // Not modelled: stop conditions are not evaluated (moto computes no alarm
 // state from metrics); experiment options, logs and reports.
 type FIS struct {
@@ -74,6 +81,7 @@ type FIS struct {
 	hooks       map[string]InstanceHooks
 	deny        map[string]map[string]bool // access key id → IAM actions refused
 	calls       map[string]int
+	actions     map[string]map[string]int    // access key id → IAM action → requests
 	tags        map[string]map[string]string // ARN → tags (TagResource)
 	wg          sync.WaitGroup
 	closed      chan struct{}
@@ -171,7 +179,7 @@ func NewFIS(upstream string, client *http.Client, ec2c *ec2.Client, account stri
 		rp.Transport = client.Transport
 	}
 	return &FIS{upstream: rp, ec2: ec2c, account: account, templates: map[string]*fisTemplate{}, experiments: map[string]*fisExperiment{},
-		hooks: map[string]InstanceHooks{}, deny: map[string]map[string]bool{}, calls: map[string]int{}, tags: map[string]map[string]string{},
+		hooks: map[string]InstanceHooks{}, deny: map[string]map[string]bool{}, calls: map[string]int{}, actions: map[string]map[string]int{}, tags: map[string]map[string]string{},
 		closed: make(chan struct{})}, nil
 }
 
@@ -215,6 +223,25 @@ func (f *FIS) Calls(op string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[op]
+}
+
+// Actions returns the IAM actions (service:Operation) that the caller whose
+// access key id is accessKey asked for, at FIS or the endpoint behind it,
+// with how many requests each. A request it cannot name is there as
+// "service:? METHOD /path", which no policy grants.
+func (f *FIS) Actions(accessKey string) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.actions[accessKey])
+}
+
+func (f *FIS) count(accessKey, action string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.actions[accessKey] == nil {
+		f.actions[accessKey] = map[string]int{}
+	}
+	f.actions[accessKey][action]++
 }
 
 // FISExperiment is what the fake knows of one experiment.
@@ -272,6 +299,14 @@ var fisCredential = regexp.MustCompile(`Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/a
 func (f *FIS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := fisCredential.FindStringSubmatch(r.Header.Get("Authorization"))
 	if m == nil || m[2] != "fis" {
+		if m != nil {
+			action, err := requestAction(m[2], r)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			f.count(m[1], action)
+		}
 		f.upstream.ServeHTTP(metaCase{w}, r)
 		return
 	}
@@ -281,6 +316,68 @@ func (f *FIS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.route(w, r, m[1], body)
+}
+
+// iamPrefixes are the signing names whose IAM prefix is another.
+var iamPrefixes = map[string]string{"monitoring": "cloudwatch"}
+
+// rpcv2Operation is a Smithy RPC v2 request's path (the SDK's default for
+// CloudWatch): /service/NAME/operation/OPERATION.
+var rpcv2Operation = regexp.MustCompile(`^/service/[^/]+/operation/([^/]+)$`)
+
+// requestAction names the IAM action of a request signed for the service
+// scope, by its protocol: JSON (X-Amz-Target: Prefix.Operation), Smithy RPC
+// v2, query (the form's Action: its body is read and put back for the
+// endpoint) or S3's REST (whose bodies are never read).
+func requestAction(scope string, r *http.Request) (string, error) {
+	prefix := scope
+	if p, ok := iamPrefixes[scope]; ok {
+		prefix = p
+	}
+	if t := r.Header.Get("X-Amz-Target"); t != "" {
+		return prefix + ":" + t[strings.LastIndex(t, ".")+1:], nil
+	}
+	if m := rpcv2Operation.FindStringSubmatch(r.URL.Path); m != nil {
+		return prefix + ":" + m[1], nil
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" && scope != "s3" {
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return "", fmt.Errorf("read the request: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("Action") != "" {
+			return prefix + ":" + form.Get("Action"), nil
+		}
+	}
+	if a := r.URL.Query().Get("Action"); a != "" {
+		return prefix + ":" + a, nil
+	}
+	if scope == "s3" && s3Action(r) != "" {
+		return s3Action(r), nil
+	}
+	return fmt.Sprintf("%s:? %s %s", prefix, r.Method, r.URL.Path), nil
+}
+
+// s3Action names the IAM action of a path-style S3 request (spot-agent's
+// client addresses an endpoint so) on a bucket or an object; "" for the
+// calls it does not know.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
+func s3Action(r *http.Request) string {
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	verb := map[string]string{http.MethodGet: "Get", http.MethodHead: "Get", http.MethodPut: "Put", http.MethodDelete: "Delete"}[r.Method]
+	switch {
+	case bucket == "" || verb == "":
+		return ""
+	case key != "":
+		return "s3:" + verb + "Object"
+	case r.URL.Query().Has("tagging"):
+		return "s3:" + verb + "BucketTagging"
+	case len(r.URL.Query()) == 0 && verb == "Get", r.URL.Query().Get("list-type") == "2":
+		return "s3:ListBucket" // HeadBucket, ListObjects(V2)
+	}
+	return ""
 }
 
 // lowerMeta writes S3's x-amz-meta-* header names in lower case.
@@ -346,6 +443,7 @@ func (f *FIS) route(w http.ResponseWriter, r *http.Request, caller string, body 
 		fisError(w, http.StatusNotFound, "UnknownOperationException", r.Method+" "+r.URL.Path+": not an operation the fake knows")
 		return
 	}
+	f.count(caller, "fis:"+op)
 	f.mu.Lock()
 	f.calls[op]++
 	denied := f.deny[caller]["fis:"+op]
