@@ -5,23 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/spot-agent/spot-agent/agent/retry"
 )
 
-// API is the one SSM call the agent makes; *ssm.Client is one.
+// API is the one SSM call the agent makes, GetParameter with decryption of
+// a name or an ARN; *Client is one.
 type API interface {
-	GetParameter(ctx context.Context, params *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	GetParameter(ctx context.Context, name string) (Parameter, error)
 }
 
 // Observer is told how reads went; metrics.Metrics satisfies it. No value
@@ -262,24 +261,23 @@ func (s *Store) read(ctx context.Context, e *entry, attempt string, budget time.
 		ctx, cancel = context.WithTimeout(ctx, budget)
 		defer cancel()
 	}
-	out, err := s.fetch(ctx, region, e.Ref)
+	p, err := s.fetch(ctx, region, e.Ref)
 	if err != nil {
 		s.fail(e, attempt, s.explain(e, err, region, account))
 		return
 	}
-	p := out.Parameter
-	if p == nil || p.Value == nil {
+	if p.Type == "" {
 		s.fail(e, attempt, &Error{Setting: e.Flag, Ref: e.Ref, Reason: ReasonError, Problem: "GetParameter answered without a parameter"})
 		return
 	}
-	if p.Type != ssmtypes.ParameterTypeSecureString {
-		name := aws.ToString(p.Name)
+	if p.Type != SecureString {
+		name := p.Name
 		s.fail(e, attempt, &Error{Setting: e.Flag, Ref: e.Ref, Reason: ReasonWrongType, Problem: fmt.Sprintf(
 			"%s is a %s parameter, not a SecureString: its value is stored in clear, for anyone allowed ssm:GetParameter or ssm:GetParameterHistory on it to read, and the agent does not use it; delete it (aws ssm delete-parameter --name %s) and put it again with --type SecureString",
 			name, p.Type, name)})
 		return
 	}
-	value := aws.ToString(p.Value)
+	value := p.Value
 	if e.Check != nil {
 		if err := e.Check(value); err != nil {
 			s.fail(e, attempt, &Error{Setting: e.Flag, Ref: e.Ref, Reason: ReasonInvalid, Problem: fmt.Sprintf("the parameter's value will not do for --%s: %v", e.Flag, err)})
@@ -335,15 +333,15 @@ func (s *Store) where(ctx context.Context, r Ref) (region, account string, ok bo
 
 // fetch calls GetParameter with decryption, retried within ctx while the
 // error may pass (throttling, 5xx, network).
-func (s *Store) fetch(ctx context.Context, region string, r Ref) (*ssm.GetParameterOutput, error) {
+func (s *Store) fetch(ctx context.Context, region string, r Ref) (Parameter, error) {
 	c, err := s.client(ctx, region)
 	if err != nil {
-		return nil, err
+		return Parameter{}, err
 	}
-	var out *ssm.GetParameterOutput
+	var out Parameter
 	_, err = retry.Policy{}.Do(ctx, func() error {
 		start := time.Now()
-		o, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(r.Name()), WithDecryption: aws.Bool(true)})
+		o, err := c.GetParameter(ctx, r.Name())
 		s.obs.ObserveAPI("GetParameter", err, time.Since(start))
 		out = o
 		return scrub(err)
@@ -382,17 +380,15 @@ func sdkClient(imdsEndpoint string) func(ctx context.Context, region string) (AP
 		if err != nil {
 			return nil, fmt.Errorf("load AWS configuration for SSM: %w", err)
 		}
-		return ssm.NewFromConfig(cfg), nil
+		return NewClient(cfg, os.Getenv), nil
 	}
 }
 
-// scrub keeps an error's text free of what an answer held: a response that
-// could not be decoded may have held the value, and the decoder's message
-// quotes what it choked on.
+// scrub stops the retries of an answer that could not be decoded (its text,
+// which may hold the value, is never in the error).
 func scrub(err error) error {
-	var de *smithy.DeserializationError
-	if errors.As(err, &de) {
-		return retry.Stop(errors.New("GetParameter: the answer could not be decoded (its text is not shown: it may hold the value)"))
+	if errors.Is(err, ErrUndecodable) {
+		return retry.Stop(err)
 	}
 	return err
 }
@@ -407,15 +403,13 @@ func (s *Store) explain(e *entry, err error, region, account string) *Error {
 		arn = e.Ref.ARN(Partition(region), region, account)
 		where = arn
 	}
-	var nf *ssmtypes.ParameterNotFound
-	var vnf *ssmtypes.ParameterVersionNotFound
 	var ae smithy.APIError
 	code := ""
 	if errors.As(err, &ae) {
 		code = ae.ErrorCode()
 	}
 	switch {
-	case errors.As(err, &nf) || errors.As(err, &vnf):
+	case code == "ParameterNotFound" || code == "ParameterVersionNotFound":
 		out.Reason = ReasonNotFound
 		out.Problem = fmt.Sprintf("ParameterNotFound: there is no parameter %s (as the instance role sees it): put the secret there, aws ssm put-parameter --region %s --name %s --type SecureString --value '...'", where, region, e.Ref.name)
 	case code == "AccessDeniedException" && isKMS(ae.ErrorMessage()):

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/spot-agent/spot-agent/agent/secret"
 	"github.com/spot-agent/spot-agent/internal/testbed"
@@ -146,7 +145,7 @@ func TestEachFailureIsExplainedOncePerReadWithoutTheValue(t *testing.T) {
 	s := secret.New(settings, secret.Options{NewClient: func(_ context.Context, region string) (secret.API, error) {
 		c := cfg
 		c.Region = region
-		return ssm.NewFromConfig(c), nil
+		return secret.NewClient(c, func(string) string { return "" }), nil
 	}}, obs, slog.New(slog.NewTextHandler(logs, nil)))
 	if ready, _, _ := obs.snapshot(); len(ready) != len(settings) || ready["ok"] {
 		t.Fatalf("before any read the gauges are %v, want every setting at 0", ready)
@@ -259,14 +258,14 @@ func TestEachFailureIsExplainedOncePerReadWithoutTheValue(t *testing.T) {
 }
 
 // fakeSSM is GetParameter as a function.
-type fakeSSM func(name string) (*ssm.GetParameterOutput, error)
+type fakeSSM func(name string) (secret.Parameter, error)
 
-func (f fakeSSM) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
-	return f(aws.ToString(in.Name))
+func (f fakeSSM) GetParameter(_ context.Context, name string) (secret.Parameter, error) {
+	return f(name)
 }
 
-func secureString(v string) *ssm.GetParameterOutput {
-	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Type: ssmtypes.ParameterTypeSecureString, Value: aws.String(v), Version: 3}}
+func secureString(v string) secret.Parameter {
+	return secret.Parameter{Type: secret.SecureString, Value: v, Version: 3}
 }
 
 // Throttling and server errors are retried within the read at start; a
@@ -276,25 +275,25 @@ func TestRetriesWaitsAndTheDryRun(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string]int{}
 	exists := false
-	api := fakeSSM(func(name string) (*ssm.GetParameterOutput, error) {
+	api := fakeSSM(func(name string) (secret.Parameter, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls[name]++
 		switch name {
 		case "/t/throttled":
 			if calls[name] < 3 {
-				return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+				return secret.Parameter{}, &secret.APIError{Status: 400, Code: "ThrottlingException", Message: "Rate exceeded"}
 			}
 			return secureString("throttled-value"), nil
 		case "/t/later":
 			if !exists {
-				return nil, &ssmtypes.ParameterNotFound{Message: aws.String("not found")}
+				return secret.Parameter{}, &secret.APIError{Status: 400, Code: "ParameterNotFound"}
 			}
 			return secureString("later-value"), nil
 		case "/t/garbled":
-			return nil, &smithy.DeserializationError{Err: fmt.Errorf("invalid character 'S' in string: SECRETVALUE")}
+			return secret.Parameter{}, secret.ErrUndecodable
 		}
-		return nil, fmt.Errorf("unexpected %s", name)
+		return secret.Parameter{}, fmt.Errorf("unexpected %s", name)
 	})
 	settings := []secret.Setting{
 		{Flag: "throttled", Ref: mustRef(t, "ssm:/t/throttled")},
