@@ -240,8 +240,8 @@ func (r result) describe(s scenario) string {
 		fmt.Fprintf(&b, "%d requests, %d failed (%d 5xx at the balancer); ", r.requests, r.failed, r.fiveXX)
 	}
 	d := r.target.DeregisteredAt
-	fmt.Fprintf(&b, "notice %s → deregistered +%s → new requests until +%s (%d answered, %d in its last second) → out +%s (stand-in)", r.noticeAt.Format("15:04:05"),
-		since(r.noticeAt, d), since(d, r.target.RoutedUntil), r.target.LagServed, r.target.LagEndServed, since(d, r.target.GoneAt))
+	fmt.Fprintf(&b, "notice %s → deregistered +%s → new requests until +%s (%d answered, %d in its last %s) → out +%s (stand-in)", r.noticeAt.Format("15:04:05"),
+		since(r.noticeAt, d), since(d, r.target.RoutedUntil), r.target.LagServed, r.target.LagEndServed, r.target.LagEndWindow.Round(100*time.Millisecond), since(d, r.target.GoneAt))
 	if r.drained != nil {
 		fmt.Fprintf(&b, " → agent saw out +%s after %d target-health reads", since(d, r.drained.Phases.Out), reads(r.drained))
 	}
@@ -279,8 +279,12 @@ func zeroFailures(t *testing.T, s scenario, r result) {
 	if r.lastServed.IsZero() || !r.lastServed.Before(r.exitedAt) {
 		t.Errorf("the interrupted instance's share did not fall to 0 before it exited (last served in the second ending %s, exit %s)", r.lastServed, r.exitedAt)
 	}
-	if s.lag > 0 && r.target.LagEndServed == 0 {
-		t.Errorf("the interrupted instance answered nothing in the lag's last second (%d in the lag): the drill did not test the lag", r.target.LagServed)
+	switch {
+	case s.lag > 0 && (r.target.LagEndServed < 0 || r.target.LagEndWindow < testbed.LagEndSpan/4):
+		// Not a pass of the check: the stand-in could not make it.
+		t.Logf("the stand-in's loop looked at HAProxy's counters only %s before the lag's end (the machine stalled it): what the instance answered at the lag's end is not known; %d in the lag", r.target.LagEndWindow, r.target.LagServed)
+	case s.lag > 0 && r.target.LagEndServed == 0:
+		t.Errorf("the interrupted instance answered %d in the lag's last %s (%d in the lag): the drill did not test the lag", r.target.LagEndServed, r.target.LagEndWindow, r.target.LagServed)
 	}
 	if r.drained == nil {
 		t.Fatal("no drained event from the interrupted agent")

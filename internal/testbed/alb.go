@@ -95,6 +95,11 @@ type ALBOptions struct {
 	Throttle bool
 }
 
+// LagEndSpan is the end of the lag in which the stand-in counts what a
+// deregistered target still answered: proof that the lag was tested to its
+// end.
+const LagEndSpan = 2 * time.Second
+
 // ALBTarget is what the stand-in knows of one target.
 type ALBTarget struct {
 	State          string // initial, healthy, unhealthy, draining, gone; "" when never registered
@@ -104,8 +109,13 @@ type ALBTarget struct {
 	GoneAt         time.Time // when it stopped draining
 	Reads          int       // DescribeTargetHealth calls naming it
 	// LagServed and LagEndServed are the 2xx HAProxy counted for it between
-	// DeregisterTargets and the lag's end, and in the lag's last second.
+	// DeregisterTargets and the lag's end, and in the lag's last seconds
+	// (LagEndWindow, from the stand-in's first look at HAProxy's counters
+	// in the last LagEndSpan). LagEndWindow is 0, and LagEndServed -1, when
+	// the stand-in had no look in that span before the lag ended (a machine
+	// so loaded that its 100 ms loop stalled for seconds).
 	LagServed, LagEndServed int64
+	LagEndWindow            time.Duration
 }
 
 type albTarget struct {
@@ -115,8 +125,9 @@ type albTarget struct {
 	parked           bool   // in maintenance in HAProxy since it was gone
 	checkCode        string // the HTTP status of the last failed health check
 	served           int64  // HAProxy's 2xx for it at DeregisterTargets
-	servedLate       int64  // ... and a second before the lag's end
+	servedLate       int64  // ... and at lateAt, LagEndSpan or less before the lag's end
 	lateMarked       bool
+	lateAt           time.Time
 }
 
 // ALBChecks is an ALB health check at its quickest: /healthz every 5 s (the
@@ -409,12 +420,15 @@ func (a *ALB) deregister(id string, at time.Time, stats map[string]ServerStat) {
 // drain moves a deregistered target along: new requests stop at the lag's
 // end; it is gone once idle after that, or at the delay's end.
 func (a *ALB) drain(id string, t *albTarget, now time.Time, stats map[string]ServerStat) {
-	if t.routing && !t.lateMarked && !now.Before(t.lagEnd.Add(-time.Second)) {
-		t.servedLate, t.lateMarked = stats[id].Responses2xx, true
+	if t.routing && !t.lateMarked && !now.Before(t.lagEnd.Add(-LagEndSpan)) && now.Before(t.lagEnd) {
+		t.servedLate, t.lateMarked, t.lateAt = stats[id].Responses2xx, true, now
 	}
 	if t.routing && !now.Before(t.lagEnd) {
 		t.routing, t.RoutedUntil = false, now
-		t.LagServed, t.LagEndServed = stats[id].Responses2xx-t.served, stats[id].Responses2xx-t.servedLate
+		t.LagServed, t.LagEndServed = stats[id].Responses2xx-t.served, -1
+		if t.lateMarked {
+			t.LagEndServed, t.LagEndWindow = stats[id].Responses2xx-t.servedLate, now.Sub(t.lateAt)
+		}
 		if a.backends[id] {
 			a.lb(id, "state drain")
 		}
