@@ -125,7 +125,24 @@ func StartAgent(t testing.TB, env []string, args ...string) *Agent {
 
 // StartAgentCommand is StartAgent with another command line before `run`: a
 // binary built for another architecture and the emulator that runs it, say.
+//
+// The listeners' ports are picked free, then bound by the agent: another
+// test's process may take one in between. An agent that exits 2 saying
+// so is started again on other ports (three times at most).
 func StartAgentCommand(t testing.TB, command []string, env []string, args ...string) *Agent {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		a, taken := startAgent(t, command, env, args)
+		if !taken || attempt == 3 {
+			return a
+		}
+		t.Logf("spot-agent found a picked port taken (%s or %s): started again on others", a.Traffic, a.Admin)
+	}
+}
+
+// startAgent is one start of StartAgentCommand; taken says the agent exited
+// because one of its picked ports was taken.
+func startAgent(t testing.TB, command []string, env []string, args []string) (*Agent, bool) {
 	t.Helper()
 	a := &Agent{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	a.Traffic = fmt.Sprintf("127.0.0.1:%d", Port(t))
@@ -162,10 +179,24 @@ func StartAgentCommand(t testing.TB, command []string, env []string, args ...str
 	// The bounds below only matter when the agent is broken: a loaded
 	// machine (the race detector, two cores shared with other work) takes
 	// seconds to start it and to answer.
-	if err := WaitTCP(a.Traffic, 30*time.Second); err != nil {
-		t.Fatalf("agent did not listen: %v\n%s", err, a.logs.String())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := WaitTCP(a.Traffic, 500*time.Millisecond)
+		if err == nil {
+			return a, false
+		}
+		select {
+		case <-a.done:
+			if a.code == 2 && strings.Contains(a.logs.String(), "address already in use") {
+				return a, true
+			}
+			t.Fatalf("agent exited %d before it listened\n%s", a.code, a.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not listen: %v\n%s", err, a.logs.String())
+		}
 	}
-	return a
 }
 
 var agentClient = &http.Client{Timeout: 2 * time.Second}
