@@ -30,6 +30,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/spot-agent/spot-agent/agent/bootstrap"
+	"github.com/spot-agent/spot-agent/agent/secret"
 )
 
 // The calls a drill makes beside bootstrap's status (which finds the
@@ -309,24 +310,14 @@ func (d *Drill) preflight(ctx context.Context) error {
 // drillActions are the IAM actions a drill needs beside status's, with the
 // resources SimulatePrincipalPolicy checks them on.
 func (d *Drill) drillActions(account string) [][2]string {
-	tmpl := fmt.Sprintf("arn:%s:fis:%s:%s:experiment-template/%s", partition(d.cfg.Region), d.cfg.Region, account, d.found.template)
-	exp := fmt.Sprintf("arn:%s:fis:%s:%s:experiment/*", partition(d.cfg.Region), d.cfg.Region, account)
+	tmpl := fmt.Sprintf("arn:%s:fis:%s:%s:experiment-template/%s", secret.Partition(d.cfg.Region), d.cfg.Region, account, d.found.template)
+	exp := fmt.Sprintf("arn:%s:fis:%s:%s:experiment/*", secret.Partition(d.cfg.Region), d.cfg.Region, account)
 	out := [][2]string{{"fis:StartExperiment", tmpl}, {"fis:StartExperiment", exp}, {"fis:GetExperiment", exp}, {"fis:StopExperiment", exp},
 		{"fis:ListExperimentResolvedTargets", exp}, {"fis:GetExperimentTemplate", tmpl}}
 	if d.cfg.Instances != bootstrap.DefaultInterruptCount || d.cfg.Before != bootstrap.DefaultNotice {
 		out = append(out, [2]string{"fis:UpdateExperimentTemplate", tmpl})
 	}
 	return out
-}
-
-func partition(region string) string {
-	switch {
-	case strings.HasPrefix(region, "cn-"):
-		return "aws-cn"
-	case strings.HasPrefix(region, "us-gov-"):
-		return "aws-us-gov"
-	}
-	return "aws"
 }
 
 var assumedRole = regexp.MustCompile(`^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/.*$`)

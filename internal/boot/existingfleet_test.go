@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -436,19 +435,7 @@ func startOtherInstance(t testing.TB, ns *netns) {
 }
 
 // command sends one runtime API command and returns the answer.
-func (b *balancer) command(cmd string) (string, error) {
-	c, err := net.DialTimeout("unix", b.socket, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
-		return "", err
-	}
-	out, err := io.ReadAll(c)
-	return string(out), err
-}
+func (b *balancer) command(cmd string) (string, error) { return testbed.RuntimeCommand(b.socket, cmd) }
 
 // status is a server's state in HAProxy's statistics: UP, DOWN, or a
 // transition such as "UP 1/2".

@@ -137,8 +137,12 @@ backend agents
 }
 
 // Command sends one runtime API command and returns the answer.
-func (h *HAProxy) Command(cmd string) (string, error) {
-	c, err := net.DialTimeout("unix", h.socket, time.Second)
+func (h *HAProxy) Command(cmd string) (string, error) { return RuntimeCommand(h.socket, cmd) }
+
+// RuntimeCommand sends one command to the HAProxy runtime API on socket (a
+// stats socket at level admin) and returns the answer.
+func RuntimeCommand(socket, cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", socket, time.Second)
 	if err != nil {
 		return "", err
 	}
